@@ -1,0 +1,101 @@
+//! The admin listener: `/healthz`, `/readyz` and `/metrics`. It is bound
+//! separately and never proxied.
+
+use crate::metrics::Metrics;
+use crate::revocation::Revocations;
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+pub struct Admin {
+    pub revocations: Arc<Revocations>,
+    pub metrics: Arc<Metrics>,
+    /// False once shutdown has begun.
+    pub ready: AtomicBool,
+    pub cache_hits: Box<dyn Fn() -> u64 + Send + Sync>,
+}
+
+impl Admin {
+    pub fn handle(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+        match req.uri().path() {
+            "/healthz" => text(StatusCode::OK, "ok\n"),
+            "/readyz" if self.ready.load(Ordering::Relaxed) => text(StatusCode::OK, "ready\n"),
+            "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+            "/metrics" => {
+                let r = &self.revocations;
+                let body = self.metrics.render(&[
+                    (
+                        "revoke_proxy_revocations_live",
+                        "Live revocation entries in memory.",
+                        r.len() as u64,
+                    ),
+                    (
+                        "revoke_proxy_revocations_pending",
+                        "Revocations not yet taken by the store.",
+                        r.pending() as u64,
+                    ),
+                    (
+                        "revoke_proxy_store_errors",
+                        "Failed store operations since start.",
+                        r.store_errors(),
+                    ),
+                    (
+                        "revoke_proxy_verify_cache_hits",
+                        "Tokens verified from the cache.",
+                        (self.cache_hits)(),
+                    ),
+                ]);
+                let mut resp = text(StatusCode::OK, &body);
+                resp.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4"),
+                );
+                resp
+            }
+            _ => text(StatusCode::NOT_FOUND, "not found\n"),
+        }
+    }
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+/// Serves the admin endpoints until `shutdown` resolves.
+pub async fn serve(listener: TcpListener, admin: Arc<Admin>, shutdown: impl Future<Output = ()>) {
+    let builder = auto::Builder::new(TokioExecutor::new());
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let admin = admin.clone();
+                let service = service_fn(move |req| {
+                    let admin = admin.clone();
+                    async move { Ok::<_, Infallible>(admin.handle(&req)) }
+                });
+                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+}

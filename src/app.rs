@@ -1,0 +1,107 @@
+//! Wiring: from validated [`Settings`] to a running proxy and admin listener.
+//! Everything that can fail is checked before any port is bound.
+
+use crate::admin::{self, Admin};
+use crate::auth::Verifier;
+use crate::config::{ConfigError, Settings};
+use crate::metrics::Metrics;
+use crate::proxy::Proxy;
+use crate::revocation::{Clock, Revocations, StoreError};
+use crate::server::{self, ServerOptions};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot open the revocation store: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+pub struct App {
+    pub settings: Settings,
+    pub proxy: Arc<Proxy>,
+    pub admin: Arc<Admin>,
+}
+
+impl App {
+    /// Builds keys, routes and the store; binds nothing.
+    pub async fn build(settings: Settings, clock: Clock) -> Result<App, StartError> {
+        let verifier = Verifier::new(&settings.jwt, &settings.revocation, &settings.forward)
+            .map_err(ConfigError)?;
+        let revocations =
+            Revocations::open(&settings.revocation, settings.jwt.leeway, clock).await?;
+        let metrics = Arc::new(Metrics::default());
+        let proxy = Arc::new(
+            Proxy::new(&settings, verifier, revocations.clone(), metrics.clone())
+                .map_err(|p| ConfigError(vec![p]))?,
+        );
+        let hits_from = proxy.clone();
+        let admin = Arc::new(Admin {
+            revocations,
+            metrics,
+            ready: true.into(),
+            cache_hits: Box::new(move || hits_from.verifier.cache_hits()),
+        });
+        Ok(App {
+            settings,
+            proxy,
+            admin,
+        })
+    }
+
+    /// Binds the proxy and (when configured) the admin listener.
+    pub async fn bind(&self) -> Result<(TcpListener, Option<TcpListener>), StartError> {
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, source })
+        };
+        let main = bind(self.settings.listen).await?;
+        let admin = match &self.settings.admin {
+            Some(a) => Some(bind(a.listen).await?),
+            None => None,
+        };
+        Ok((main, admin))
+    }
+
+    /// Serves until `shutdown` resolves, then turns unready and drains.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        admin_listener: Option<TcpListener>,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        if let Some(l) = admin_listener {
+            let mut rx = stop_rx.clone();
+            let admin = self.admin.clone();
+            tokio::spawn(admin::serve(l, admin, async move {
+                // The admin listener outlives the drain so probes see "not ready".
+                let _ = rx.wait_for(|s| *s).await;
+            }));
+        }
+        let options = ServerOptions {
+            client_header: self.settings.timeouts.client_header,
+            shutdown_grace: self.settings.timeouts.shutdown_grace,
+        };
+        let admin = self.admin.clone();
+        server::serve(listener, self.proxy.clone(), options, async move {
+            shutdown.await;
+            admin.ready.store(false, Ordering::Relaxed);
+            tracing::info!("Shutting down: no longer ready, draining connections");
+        })
+        .await;
+        let _ = stop_tx.send(true);
+        drop(stop_rx);
+    }
+}

@@ -1,0 +1,31 @@
+//! Why a request's credentials were not accepted (SPEC §5 rows 1–3).
+
+use std::borrow::Cow;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No token anywhere it is looked for: 401 without an error code.
+    #[error("no token")]
+    Missing,
+    /// The credentials are not well-formed (RFC 6750 `invalid_request`): 400.
+    #[error("invalid request: {0}")]
+    Malformed(&'static str),
+    /// The token is not acceptable (RFC 6750 `invalid_token`): 401.
+    #[error("invalid token: {0}")]
+    Invalid(Cow<'static, str>),
+}
+
+impl AuthError {
+    pub fn invalid(description: &'static str) -> AuthError {
+        AuthError::Invalid(Cow::Borrowed(description))
+    }
+
+    /// A short label for logs and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "missing",
+            AuthError::Malformed(_) => "malformed",
+            AuthError::Invalid(_) => "invalid",
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! Authentication: find the bearer token and verify it. Plain values in,
+//! decisions out; nothing here knows about sockets, the upstream or stores.
+
+pub mod cache;
+mod error;
+pub mod extract;
+pub mod verify;
+
+pub use error::AuthError;
+pub use extract::extract;
+pub use verify::{Verified, Verifier};

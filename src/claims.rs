@@ -1,0 +1,147 @@
+//! Claim values as revocation keys: a string and a number stay distinct, and
+//! every value has one collision-free text form usable inside a store key.
+
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use serde_json::Value;
+use xxhash_rust::xxh3::xxh3_128;
+
+/// Everything but `A-Z a-z 0-9 - . _ ~` is percent-encoded, so a fragment
+/// never contains the `:` that separates key parts, nor a space.
+const FRAGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The value of a subject or token-id claim.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ClaimValue {
+    Str(Box<str>),
+    /// A JSON number in its canonical text (`42`, `-7`, `1.5`).
+    Num(Box<str>),
+}
+
+impl ClaimValue {
+    /// Strings and numbers are usable as identifiers; other JSON types are not.
+    pub fn from_json(v: &Value) -> Option<ClaimValue> {
+        match v {
+            Value::String(s) => Some(ClaimValue::Str(s.as_str().into())),
+            Value::Number(n) => Some(ClaimValue::Num(n.to_string().into())),
+            _ => None,
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        match self {
+            ClaimValue::Str(s) => Value::String(s.to_string()),
+            ClaimValue::Num(n) => serde_json::from_str(n).unwrap_or(Value::Null),
+        }
+    }
+
+    /// `s<percent-encoded string>` or `n<number>`: the form used in store keys.
+    pub fn fragment(&self) -> String {
+        match self {
+            ClaimValue::Str(s) => format!("s{}", utf8_percent_encode(s, FRAGMENT)),
+            ClaimValue::Num(n) => format!("n{}", utf8_percent_encode(n, FRAGMENT)),
+        }
+    }
+
+    /// Reads a [`ClaimValue::fragment`] back.
+    pub fn from_fragment(f: &str) -> Option<ClaimValue> {
+        let (tag, rest) = (f.get(..1)?, f.get(1..)?);
+        if rest
+            .bytes()
+            .any(|b| !(b.is_ascii_alphanumeric() || b"-._~%".contains(&b)))
+        {
+            return None;
+        }
+        let text: Box<str> = percent_decode_str(rest).decode_utf8().ok()?.into();
+        match tag {
+            "s" => Some(ClaimValue::Str(text)),
+            "n" => {
+                let n: serde_json::Number = serde_json::from_str(&text).ok()?;
+                Some(ClaimValue::Num(n.to_string().into()))
+            }
+            _ => None,
+        }
+    }
+
+    /// The value as header text (strings as they are, numbers written out).
+    pub fn as_text(&self) -> &str {
+        match self {
+            ClaimValue::Str(s) | ClaimValue::Num(s) => s,
+        }
+    }
+}
+
+/// Hashed identity of one token for the in-memory set: 128-bit digests of the
+/// subject fragment and of the (subject, token) pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyHashes {
+    pub subject: u128,
+    pub token: u128,
+}
+
+impl KeyHashes {
+    pub fn new(subject: &ClaimValue, token: &ClaimValue) -> KeyHashes {
+        KeyHashes {
+            subject: subject_hash(subject),
+            token: token_hash(subject, token),
+        }
+    }
+}
+
+pub fn subject_hash(subject: &ClaimValue) -> u128 {
+    xxh3_128(subject.fragment().as_bytes())
+}
+
+pub fn token_hash(subject: &ClaimValue, token: &ClaimValue) -> u128 {
+    xxh3_128(format!("{}:{}", subject.fragment(), token.fragment()).as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn strings_and_numbers_are_distinct() {
+        let s = ClaimValue::from_json(&json!("42")).unwrap();
+        let n = ClaimValue::from_json(&json!(42)).unwrap();
+        assert_ne!(s.fragment(), n.fragment());
+        assert_ne!(subject_hash(&s), subject_hash(&n));
+    }
+
+    #[test]
+    fn separators_in_values_cannot_collide() {
+        let a = token_hash(&ClaimValue::Str("a:b".into()), &ClaimValue::Str("c".into()));
+        let b = token_hash(&ClaimValue::Str("a".into()), &ClaimValue::Str("b:c".into()));
+        assert_ne!(a, b);
+        let f = ClaimValue::Str("x: y%z/ü".into()).fragment();
+        assert!(!f.contains(':') && !f.contains(' '));
+    }
+
+    #[test]
+    fn fragments_round_trip() {
+        for v in [
+            json!("a:b c%"),
+            json!(""),
+            json!(-12),
+            json!(1.5),
+            json!("ünï"),
+        ] {
+            let c = ClaimValue::from_json(&v).unwrap();
+            assert_eq!(ClaimValue::from_fragment(&c.fragment()), Some(c.clone()));
+            assert_eq!(c.to_json(), v);
+        }
+        assert_eq!(ClaimValue::from_fragment("x1"), None);
+        assert_eq!(ClaimValue::from_fragment("sa:b"), None);
+    }
+
+    #[test]
+    fn other_json_types_are_not_identifiers() {
+        for v in [json!(null), json!(true), json!([1]), json!({"a": 1})] {
+            assert_eq!(ClaimValue::from_json(&v), None);
+        }
+    }
+}

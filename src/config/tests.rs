@@ -1,0 +1,160 @@
+//! Unit tests for reading and validating the configuration.
+
+use super::*;
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "JWT_SECRET" => Some("s3cret-s3cret-s3cret-s3cret-s3cret".into()),
+        "ADMIN" => Some("admin-token-0123456789".into()),
+        _ => None,
+    }
+}
+
+fn parse(text: &str) -> Result<Settings, ConfigError> {
+    Settings::parse(text, Path::new("."), &env)
+}
+
+fn problems(text: &str) -> Vec<String> {
+    match parse(text) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.0.iter().map(ToString::to_string).collect(),
+    }
+}
+
+const MINIMAL: &str = "upstream: http://127.0.0.1:3000\njwt:\n  secret: ${JWT_SECRET}\n";
+
+#[test]
+fn minimal_file_gets_named_defaults() {
+    let s = parse(MINIMAL).unwrap();
+    assert_eq!(s.listen.to_string(), DEFAULT_LISTEN);
+    assert_eq!(s.jwt.algorithms, vec![Algorithm::HS256]);
+    assert_eq!(s.jwt.leeway, DEFAULT_LEEWAY);
+    assert_eq!(s.jwt.require, vec!["exp", "iat"]);
+    assert_eq!(
+        s.jwt.token_from,
+        vec![TokenSource::Header("Authorization".into())]
+    );
+    assert_eq!(s.revocation.subject_claim, "sub");
+    assert_eq!(s.revocation.token_claim, "jti");
+    assert_eq!(s.revocation.store.kind, StoreKind::Memory);
+    assert_eq!(s.revocation.on_store_failure, OnStoreFailure::Deny);
+    assert_eq!(s.timeouts.upstream_response, DEFAULT_UPSTREAM_RESPONSE);
+    assert!(s.routes.is_empty());
+}
+
+#[test]
+fn every_problem_is_reported_with_its_path() {
+    let text = r#"
+upstream: ftp://x
+listen: nowhere
+bogus: 1
+jwt:
+  algorithms: [HS256, none, XX999]
+  secret: ${UNSET_VAR}
+  leeway: soon
+revocation:
+  store:
+    type: file
+routes:
+  - path: /a
+    methods: [POST, "BAD METHOD"]
+  - path: relative
+    auth: none
+    action: revoke
+    extra: true
+timeouts:
+  upstream_response: 0s
+"#;
+    let p = problems(text);
+    let expect = [
+        "upstream:",
+        "listen:",
+        "bogus: unknown key",
+        "jwt.algorithms[1]",
+        "jwt.algorithms[2]",
+        "jwt.secret: environment variable UNSET_VAR is not set",
+        "jwt.leeway",
+        "revocation.store.path: required",
+        "routes[0].methods[1]",
+        "routes[1].path",
+        "routes[1]: auth: none cannot be combined",
+        "routes[1].extra: unknown key",
+        "timeouts.upstream_response",
+    ];
+    for e in expect {
+        assert!(p.iter().any(|x| x.contains(e)), "missing {e:?} in {p:#?}");
+    }
+}
+
+#[test]
+fn public_key_algorithms_need_a_key_and_hmac_a_secret() {
+    let p = problems("upstream: http://a:1\njwt:\n  algorithms: [RS256]\n");
+    assert!(
+        p.iter().any(|x| x.contains("need public_key_file")),
+        "{p:?}"
+    );
+    let p = problems("upstream: http://a:1\njwt:\n  algorithms: [HS256]\n");
+    assert!(p.iter().any(|x| x.contains("need secret")), "{p:?}");
+    let p = problems("upstream: http://a:1\njwt:\n  secret: x\n  secret_file: y\n");
+    assert!(p.iter().any(|x| x.contains("not both")), "{p:?}");
+}
+
+#[test]
+fn routes_and_forwarding_are_read() {
+    let text = format!(
+        "{MINIMAL}routes:\n  - path: /static/*\n    auth: none\n  - path: /logout\n    methods: [post]\n    action: revoke\n    apply_on: [2xx, 302]\n  - path: /logout/all\n    action: purge\n    respond: 204\nforward:\n  claims_to_headers:\n    sub: X-Auth-Subject\n  authorization: strip\n"
+    );
+    let s = parse(&text).unwrap();
+    assert_eq!(s.routes.len(), 3);
+    assert!(!s.routes[0].auth);
+    assert_eq!(s.routes[1].methods, Some(vec!["POST".to_string()]));
+    assert_eq!(
+        s.routes[1].apply_on,
+        vec![StatusMatch::Class(2), StatusMatch::Exact(302)]
+    );
+    assert_eq!(s.routes[2].respond, Some(204));
+    assert_eq!(
+        s.forward.claims_to_headers,
+        vec![("sub".to_string(), "X-Auth-Subject".to_string())]
+    );
+    assert_eq!(s.forward.authorization, AuthorizationForward::Strip);
+}
+
+#[test]
+fn bypass_prone_route_patterns_are_refused() {
+    for bad in ["/a/../b", "/a//b", "/a%2fb", "/a;b", "/a*b", "/a?x"] {
+        let p = problems(&format!("{MINIMAL}routes:\n  - path: \"{bad}\"\n"));
+        assert!(
+            p.iter().any(|x| x.starts_with("routes[0].path")),
+            "{bad}: {p:?}"
+        );
+    }
+}
+
+#[test]
+fn describe_masks_secrets() {
+    let text = format!("{MINIMAL}admin:\n  listen: 127.0.0.1:9901\n  token: ${{ADMIN}}\n");
+    let s = parse(&text).unwrap();
+    let shown = s.describe();
+    assert!(!shown.contains("s3cret"), "{shown}");
+    assert!(!shown.contains("admin-token"), "{shown}");
+    assert!(shown.contains("********"));
+    assert!(shown.contains("upstream_response: 30s"), "{shown}");
+}
+
+#[test]
+fn shared_stores_and_unbuilt_features_are_refused_clearly() {
+    let p = problems(&format!(
+        "{MINIMAL}revocation:\n  store:\n    type: redis\n    url: redis://127.0.0.1:6379\n"
+    ));
+    assert!(
+        p.iter()
+            .any(|x| x.contains("not supported by this build yet")),
+        "{p:?}"
+    );
+    let p = problems(&format!("{MINIMAL}revocation:\n  store:\n    type: etcd\n"));
+    assert!(
+        p.iter().any(|x| x.contains("revocation.store.type")),
+        "{p:?}"
+    );
+}

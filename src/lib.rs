@@ -1,0 +1,21 @@
+//! revoke-proxy: a reverse-proxy sidecar that verifies bearer JWTs, enforces
+//! revocations, and turns an application's logout routes into revocations.
+//!
+//! Request flow: [`server`] accepts → [`proxy`] matches a [`routes`] rule →
+//! [`proxy::admit`] extracts and verifies the token ([`auth`]) and checks
+//! [`revocation`] → [`proxy::forward`] sends it upstream → the route's action
+//! is applied. [`config`] is read by everyone and imports none of them.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod app;
+pub mod auth;
+pub mod claims;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod metrics;
+pub mod proxy;
+pub mod revocation;
+pub mod routes;
+pub mod server;

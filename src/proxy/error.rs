@@ -1,0 +1,158 @@
+//! Every way a request can end without the upstream's answer, and the one
+//! table that turns each into a response (SPEC §5).
+
+use crate::auth::AuthError;
+use crate::revocation::Reason;
+use crate::routes::PathError;
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderValue, Response, StatusCode};
+use http_body_util::Full;
+
+/// Seconds a client is told to wait when the store is unavailable.
+pub const RETRY_AFTER_SECS: u64 = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("token revoked ({})", .0.label())]
+    Revoked(Reason),
+    #[error("revocation store unavailable")]
+    StoreUnavailable,
+    #[error("bad request path: {0}")]
+    BadPath(#[from] PathError),
+    #[error("upstream failed: {0}")]
+    UpstreamFailed(String),
+    #[error("upstream timed out")]
+    UpstreamTimeout,
+}
+
+impl ProxyError {
+    /// The outcome label used in access logs and metrics.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            ProxyError::Auth(AuthError::Missing) => "missing",
+            ProxyError::Auth(_) | ProxyError::BadPath(_) => "invalid",
+            ProxyError::Revoked(_) => "revoked",
+            ProxyError::StoreUnavailable => "store_unavailable",
+            ProxyError::UpstreamFailed(_) | ProxyError::UpstreamTimeout => "upstream_error",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::Auth(AuthError::Missing)
+            | ProxyError::Auth(AuthError::Invalid(_))
+            | ProxyError::Revoked(_) => StatusCode::UNAUTHORIZED,
+            ProxyError::Auth(AuthError::Malformed(_)) | ProxyError::BadPath(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ProxyError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::UpstreamFailed(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The synthetic response. Bodies are short JSON and never echo input.
+    pub fn to_response(&self, realm: &str) -> Response<Full<Bytes>> {
+        let (error, description): (&str, Option<&str>) = match self {
+            ProxyError::Auth(AuthError::Missing) => ("unauthorized", None),
+            ProxyError::Auth(AuthError::Malformed(d)) => ("invalid_request", Some(d)),
+            ProxyError::Auth(AuthError::Invalid(d)) => ("invalid_token", Some(d)),
+            ProxyError::Revoked(_) => ("invalid_token", Some("token revoked")),
+            ProxyError::StoreUnavailable => (
+                "temporarily_unavailable",
+                Some("revocation store unavailable"),
+            ),
+            ProxyError::BadPath(_) => ("invalid_request", Some("invalid request path")),
+            ProxyError::UpstreamFailed(_) => ("bad_gateway", Some("upstream unavailable")),
+            ProxyError::UpstreamTimeout => ("gateway_timeout", Some("upstream timed out")),
+        };
+        let body = match description {
+            Some(d) => serde_json::json!({ "error": error, "error_description": d }),
+            None => serde_json::json!({ "error": error }),
+        };
+        let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+        *resp.status_mut() = self.status();
+        let h = resp.headers_mut();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        let challenge = match self {
+            ProxyError::Auth(AuthError::Missing) => Some(format!("Bearer realm=\"{realm}\"")),
+            ProxyError::Auth(AuthError::Malformed(d)) => Some(format!(
+                "Bearer realm=\"{realm}\", error=\"invalid_request\", error_description=\"{d}\""
+            )),
+            ProxyError::Auth(AuthError::Invalid(_)) | ProxyError::Revoked(_) => Some(format!(
+                "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{}\"",
+                description.unwrap_or_default()
+            )),
+            _ => None,
+        };
+        if let Some(v) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            h.insert(WWW_AUTHENTICATE, v);
+        }
+        if matches!(self, ProxyError::StoreUnavailable) {
+            h.insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(e: ProxyError, status: u16, challenge: Option<&str>) {
+        let r = e.to_response("r");
+        assert_eq!(r.status().as_u16(), status, "{e}");
+        let got = r
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .map(|v| v.to_str().unwrap().to_string());
+        match challenge {
+            Some(c) => assert!(
+                got.as_deref().is_some_and(|g| g.contains(c)),
+                "{e}: {got:?}"
+            ),
+            None => assert_eq!(got, None, "{e}"),
+        }
+    }
+
+    #[test]
+    fn every_row_of_the_status_table() {
+        check(
+            ProxyError::Auth(AuthError::Missing),
+            401,
+            Some("Bearer realm=\"r\""),
+        );
+        check(
+            ProxyError::Auth(AuthError::Malformed("x")),
+            400,
+            Some("error=\"invalid_request\""),
+        );
+        check(
+            ProxyError::Auth(AuthError::invalid("token expired")),
+            401,
+            Some("error_description=\"token expired\""),
+        );
+        check(
+            ProxyError::Revoked(Reason::Subject),
+            401,
+            Some("error_description=\"token revoked\""),
+        );
+        check(ProxyError::StoreUnavailable, 503, None);
+        check(ProxyError::BadPath(PathError::EncodedSlash), 400, None);
+        check(ProxyError::UpstreamFailed("refused".into()), 502, None);
+        check(ProxyError::UpstreamTimeout, 504, None);
+        let missing = ProxyError::Auth(AuthError::Missing).to_response("r");
+        assert!(!missing.headers()[WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .contains("error="));
+        assert!(ProxyError::StoreUnavailable
+            .to_response("r")
+            .headers()
+            .contains_key(RETRY_AFTER));
+    }
+}

@@ -1,0 +1,189 @@
+//! The request path: route → admit (where every 401 is decided) → forward →
+//! apply the route's revocation. [`Proxy::handle`] never fails: each error is
+//! logged once and turned into a response in [`error`].
+
+pub mod admit;
+pub mod error;
+pub mod forward;
+
+use crate::auth::{Verified, Verifier};
+use crate::config::{Action, AuthorizationForward, Settings, TokenSource};
+use crate::metrics::Metrics;
+use crate::revocation::{Revocations, WriteStatus};
+use crate::routes::{normalize, RouteTable, Rule};
+use bytes::Bytes;
+use error::ProxyError;
+use forward::Upstream;
+use http::header::AUTHORIZATION;
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Response body: the upstream's, streamed, or a short synthetic one.
+pub type Body = Either<Incoming, Full<Bytes>>;
+
+/// Response header telling the caller of a revoke/purge route whether the
+/// revocation has reached the store (`stored`) or is held locally (`pending`).
+pub const REVOCATION_STATUS: &str = "revocation-status";
+
+pub struct Proxy {
+    pub verifier: Verifier,
+    pub routes: RouteTable,
+    pub revocations: Arc<Revocations>,
+    pub metrics: Arc<Metrics>,
+    upstream: Upstream,
+    token_from: Vec<TokenSource>,
+    identity_headers: Vec<HeaderName>,
+    strip_authorization: bool,
+    realm: String,
+}
+
+impl Proxy {
+    pub fn new(
+        settings: &Settings,
+        verifier: Verifier,
+        revocations: Arc<Revocations>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Proxy, crate::config::Problem> {
+        let upstream = Upstream::new(settings).map_err(|message| crate::config::Problem {
+            path: "upstream".into(),
+            message,
+        })?;
+        let identity_headers = settings
+            .forward
+            .claims_to_headers
+            .iter()
+            .filter_map(|(_, h)| HeaderName::from_bytes(h.as_bytes()).ok())
+            .collect();
+        Ok(Proxy {
+            verifier,
+            routes: RouteTable::new(&settings.routes),
+            revocations,
+            metrics,
+            upstream,
+            token_from: settings.jwt.token_from.clone(),
+            identity_headers,
+            strip_authorization: settings.forward.authorization == AuthorizationForward::Strip,
+            realm: settings.jwt.realm.clone(),
+        })
+    }
+
+    /// Handles one request; never fails.
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        client: SocketAddr,
+        tls: bool,
+    ) -> Response<Body> {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let mut log_path = String::new();
+        let mut subject = None;
+        let result = self
+            .handle_inner(req, client, tls, &mut log_path, &mut subject)
+            .await;
+        let (resp, outcome) = match result {
+            Ok(resp) => (resp, "ok"),
+            Err(e) => {
+                let outcome = e.outcome();
+                if matches!(
+                    e,
+                    ProxyError::UpstreamFailed(_) | ProxyError::UpstreamTimeout
+                ) {
+                    tracing::warn!(error = %e, "Upstream request failed");
+                }
+                (e.to_response(&self.realm).map(Either::Right), outcome)
+            }
+        };
+        self.metrics.outcome(outcome);
+        tracing::info!(
+            target: "access",
+            method = %method,
+            path = %log_path,
+            status = resp.status().as_u16(),
+            outcome,
+            subject = subject.as_deref().unwrap_or("-"),
+            duration_us = started.elapsed().as_micros() as u64,
+            "Request"
+        );
+        resp
+    }
+
+    async fn handle_inner(
+        &self,
+        mut req: Request<Incoming>,
+        client: SocketAddr,
+        tls: bool,
+        log_path: &mut String,
+        subject: &mut Option<String>,
+    ) -> Result<Response<Body>, ProxyError> {
+        let path = normalize(req.uri().path())?;
+        log_path.clone_from(&path.strict);
+        let rule = self.routes.find(req.method().as_str(), &path);
+        let verified = if rule.auth {
+            let v = self.admit(&req)?;
+            *subject = Some(v.subject.as_text().to_string());
+            Some(v)
+        } else {
+            None
+        };
+
+        let headers = req.headers_mut();
+        forward::strip_hop_by_hop(headers);
+        forward::strip_identity(headers, &self.identity_headers);
+        if let Some(v) = &verified {
+            for (name, value) in &v.forwarded {
+                headers.insert(name.clone(), value.clone());
+            }
+            if self.strip_authorization {
+                headers.remove(AUTHORIZATION);
+            }
+        }
+
+        if let (Some(code), Some(action), Some(v)) = (rule.respond, rule.action, &verified) {
+            let status = self.apply(action, v).await;
+            let mut resp = Response::new(Either::Right(Full::new(Bytes::new())));
+            *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::NO_CONTENT);
+            resp.headers_mut()
+                .insert(REVOCATION_STATUS, HeaderValue::from_static(status.label()));
+            return Ok(resp);
+        }
+
+        let mut resp = self.upstream.send(req, &path.strict, client, tls).await?;
+        if let (Some(action), Some(v)) = (rule.action, &verified) {
+            if applies(rule, resp.status()) {
+                let status = self.apply(action, v).await;
+                resp.headers_mut()
+                    .insert(REVOCATION_STATUS, HeaderValue::from_static(status.label()));
+            }
+        }
+        Ok(resp)
+    }
+
+    /// Carries out a route's action for the presented token.
+    async fn apply(&self, action: Action, v: &Verified) -> WriteStatus {
+        let r = &self.revocations;
+        let token = r
+            .revoke_token(v.subject.clone(), v.token_id.clone(), v.exp, None)
+            .await;
+        self.metrics.revocation("token");
+        let status = if action == Action::Purge {
+            self.metrics.revocation("subject");
+            match r.purge_subject(v.subject.clone(), None).await {
+                WriteStatus::Stored => token,
+                WriteStatus::Pending => WriteStatus::Pending,
+            }
+        } else {
+            token
+        };
+        tracing::info!(action = ?action, subject = v.subject.as_text(), status = status.label(), "Revocation applied");
+        status
+    }
+}
+
+fn applies(rule: &Rule, status: StatusCode) -> bool {
+    rule.apply_on.iter().any(|m| m.matches(status.as_u16()))
+}

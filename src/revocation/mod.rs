@@ -1,0 +1,295 @@
+//! Revocation: the model of SPEC §3, the in-memory set every request is
+//! checked against, and the stores that keep or share it.
+//!
+//! [`Revocations`] is the one door: writes go to the local set first (so they
+//! are enforced at once), then to the store; a write the store did not take is
+//! kept and retried until it is stored, never dropped.
+
+pub mod clock;
+pub mod model;
+pub mod set;
+pub mod store;
+
+pub use clock::Clock;
+pub use model::{Entry, Reason};
+pub use store::{Store, StoreError};
+
+use crate::claims::{ClaimValue, KeyHashes};
+use crate::config::{RevocationSettings, StoreKind};
+use parking_lot::Mutex;
+use set::RevocationSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// How often expired entries are swept from memory (30 s).
+pub const SWEEP_EVERY: Duration = Duration::from_secs(30);
+/// First wait before a failed store write is retried (250 ms); doubles up to [`RETRY_MAX`].
+pub const RETRY_FIRST: Duration = Duration::from_millis(250);
+/// Longest wait between retries of a failed store write (5 s).
+pub const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Whether a revocation has reached the store (SPEC §4 `Revocation-Status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteStatus {
+    /// The store has it (or there is no store beyond memory).
+    Stored,
+    /// Enforced here; the store has not taken it yet and it is being retried.
+    Pending,
+}
+
+impl WriteStatus {
+    pub fn label(self) -> &'static str {
+        match self {
+            WriteStatus::Stored => "stored",
+            WriteStatus::Pending => "pending",
+        }
+    }
+}
+
+/// Lifetimes that shape entries, in whole seconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Lifetimes {
+    /// `revocation.max_token_lifetime`.
+    pub max_token: i64,
+    /// `jwt.leeway`.
+    pub leeway: i64,
+}
+
+pub struct Revocations {
+    set: RevocationSet,
+    store: Option<Arc<dyn Store>>,
+    pending: Mutex<Vec<Entry>>,
+    wake_retry: Arc<Notify>,
+    clock: Clock,
+    lifetimes: Lifetimes,
+    store_timeout: Duration,
+    store_errors: AtomicU64,
+}
+
+impl Revocations {
+    /// Opens the configured store and loads its live entries.
+    pub async fn open(
+        settings: &RevocationSettings,
+        leeway: Duration,
+        clock: Clock,
+    ) -> Result<Arc<Revocations>, StoreError> {
+        let store: Option<Arc<dyn Store>> = match &settings.store.kind {
+            StoreKind::Memory => None,
+            StoreKind::File { path } => {
+                Some(Arc::new(store::file::FileStore::open(path, clock.clone())?))
+            }
+            StoreKind::Redis { .. } | StoreKind::Memcached { .. } => {
+                return Err(StoreError::Io(std::io::Error::other(
+                    "store type not supported by this build",
+                )));
+            }
+        };
+        let lifetimes = Lifetimes {
+            max_token: settings.max_token_lifetime.as_secs() as i64,
+            leeway: leeway.as_secs() as i64,
+        };
+        let r = Revocations::new(store, lifetimes, settings.store.timeout, clock);
+        r.load().await?;
+        Ok(r)
+    }
+
+    /// A service over `store` (none: memory only). Call [`Revocations::load`] next.
+    pub fn new(
+        store: Option<Arc<dyn Store>>,
+        lifetimes: Lifetimes,
+        store_timeout: Duration,
+        clock: Clock,
+    ) -> Arc<Revocations> {
+        let r = Arc::new(Revocations {
+            set: RevocationSet::new(),
+            store,
+            pending: Mutex::new(Vec::new()),
+            wake_retry: Arc::new(Notify::new()),
+            clock,
+            lifetimes,
+            store_timeout,
+            store_errors: AtomicU64::new(0),
+        });
+        if tokio::runtime::Handle::try_current().is_ok() {
+            tokio::spawn(maintain(Arc::downgrade(&r), r.wake_retry.clone()));
+        }
+        r
+    }
+
+    /// Fills the local set from the store; returns how many entries it holds.
+    pub async fn load(&self) -> Result<usize, StoreError> {
+        if let Some(store) = &self.store {
+            for entry in store.load().await? {
+                self.set.apply(&entry);
+            }
+        }
+        Ok(self.set.len())
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    pub fn lifetimes(&self) -> Lifetimes {
+        self.lifetimes
+    }
+
+    /// The store's name, `memory` when there is none.
+    pub fn store_kind(&self) -> &'static str {
+        self.store.as_ref().map_or("memory", |s| s.kind())
+    }
+
+    /// Whether the token is revoked now. Local memory only: no I/O.
+    pub fn check(&self, keys: &KeyHashes, iat: Option<i64>) -> Option<Reason> {
+        self.set.check(keys, iat, self.clock.now())
+    }
+
+    /// Revokes one token. Kept until `exp` + leeway, or `lifetime` seconds
+    /// from now when given, or `max_token_lifetime` when the token has no `exp`.
+    pub async fn revoke_token(
+        &self,
+        subject: ClaimValue,
+        token: ClaimValue,
+        exp: Option<i64>,
+        lifetime: Option<i64>,
+    ) -> WriteStatus {
+        let now = self.clock.now();
+        let until = match (lifetime, exp) {
+            (Some(l), _) => now.saturating_add(l),
+            (None, Some(exp)) => exp.saturating_add(self.lifetimes.leeway).max(now + 1),
+            (None, None) => now.saturating_add(self.lifetimes.max_token),
+        };
+        self.record(Entry::Token {
+            subject,
+            token,
+            until,
+        })
+        .await
+    }
+
+    /// Revokes every token of `subject` issued before this second.
+    pub async fn purge_subject(&self, subject: ClaimValue, lifetime: Option<i64>) -> WriteStatus {
+        let now = self.clock.now();
+        let until = self.cutoff_until(now, lifetime);
+        self.record(Entry::Subject {
+            subject,
+            cutoff: now,
+            until,
+        })
+        .await
+    }
+
+    /// Revokes every token issued before this second.
+    pub async fn purge_all(&self, lifetime: Option<i64>) -> WriteStatus {
+        let now = self.clock.now();
+        let until = self.cutoff_until(now, lifetime);
+        self.record(Entry::Global { cutoff: now, until }).await
+    }
+
+    fn cutoff_until(&self, now: i64, lifetime: Option<i64>) -> i64 {
+        let keep = lifetime.unwrap_or(self.lifetimes.max_token + self.lifetimes.leeway);
+        now.saturating_add(keep)
+    }
+
+    /// Applies locally at once, then hands the entry to the store.
+    pub async fn record(&self, entry: Entry) -> WriteStatus {
+        self.set.apply(&entry);
+        let Some(store) = &self.store else {
+            return WriteStatus::Stored;
+        };
+        match tokio::time::timeout(self.store_timeout, store.write(&entry)).await {
+            Ok(Ok(())) => WriteStatus::Stored,
+            outcome => {
+                let error = match outcome {
+                    Ok(Err(e)) => e,
+                    _ => StoreError::Timeout,
+                };
+                self.store_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(kind = entry.kind(), error.reason = error.reason(), error = %error,
+                    "Revocation not stored yet; enforced locally and retried");
+                self.pending.lock().push(entry);
+                self.wake_retry.notify_one();
+                WriteStatus::Pending
+            }
+        }
+    }
+
+    /// Revocations enforced here that the store has not taken yet.
+    pub fn pending(&self) -> usize {
+        self.pending.lock().len()
+    }
+
+    pub fn store_errors(&self) -> u64 {
+        self.store_errors.load(Ordering::Relaxed)
+    }
+
+    /// Live entries in memory.
+    pub fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+
+    /// Tries every pending write once; returns how many are still pending.
+    pub async fn retry_pending(&self) -> usize {
+        let Some(store) = &self.store else { return 0 };
+        let batch = std::mem::take(&mut *self.pending.lock());
+        let mut failed = Vec::new();
+        for entry in batch {
+            match tokio::time::timeout(self.store_timeout, store.write(&entry)).await {
+                Ok(Ok(())) => tracing::info!(kind = entry.kind(), "Pending revocation stored"),
+                _ => {
+                    self.store_errors.fetch_add(1, Ordering::Relaxed);
+                    failed.push(entry);
+                }
+            }
+        }
+        let mut pending = self.pending.lock();
+        pending.extend(failed);
+        pending.len()
+    }
+}
+
+/// Sweeps expired entries and retries pending writes while the service lives.
+async fn maintain(this: Weak<Revocations>, wake: Arc<Notify>) {
+    let mut backoff = RETRY_FIRST;
+    let mut since_sweep = Duration::ZERO;
+    loop {
+        let wait = {
+            let Some(r) = this.upgrade() else { return };
+            if r.pending() > 0 {
+                backoff
+            } else {
+                SWEEP_EVERY.saturating_sub(since_sweep)
+            }
+        };
+        // No strong reference is held while waiting, so the service can close.
+        let started = tokio::time::Instant::now();
+        let notified = tokio::select! {
+            _ = wake.notified() => true,
+            _ = tokio::time::sleep(wait) => false,
+        };
+        since_sweep += started.elapsed();
+        let Some(r) = this.upgrade() else { return };
+        if notified {
+            // A fresh failure: give the store a moment before the first retry.
+            tokio::time::sleep(RETRY_FIRST).await;
+        }
+        if r.pending() > 0 {
+            backoff = if r.retry_pending().await == 0 {
+                RETRY_FIRST
+            } else {
+                (backoff * 2).min(RETRY_MAX)
+            };
+        }
+        if since_sweep >= SWEEP_EVERY {
+            since_sweep = Duration::ZERO;
+            let removed = r.set.sweep(r.clock.now());
+            tracing::debug!(removed, "Swept expired revocations");
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! The three kinds of revocation entry (SPEC §3) and how they combine: a later
+//! write never shortens an earlier one.
+
+use crate::claims::ClaimValue;
+
+/// One revocation. Times are whole Unix seconds of the proxy's clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// The (subject, token id) pair is revoked until `until`.
+    Token {
+        subject: ClaimValue,
+        token: ClaimValue,
+        until: i64,
+    },
+    /// Tokens of `subject` with `iat < cutoff` are revoked; kept until `until`.
+    Subject {
+        subject: ClaimValue,
+        cutoff: i64,
+        until: i64,
+    },
+    /// Every token with `iat < cutoff` is revoked; kept until `until`.
+    Global { cutoff: i64, until: i64 },
+}
+
+impl Entry {
+    pub fn until(&self) -> i64 {
+        match self {
+            Entry::Token { until, .. }
+            | Entry::Subject { until, .. }
+            | Entry::Global { until, .. } => *until,
+        }
+    }
+
+    /// A label for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Entry::Token { .. } => "token",
+            Entry::Subject { .. } => "subject",
+            Entry::Global { .. } => "global",
+        }
+    }
+
+    /// Identity of the entry: entries with the same identity merge.
+    pub fn identity(&self) -> String {
+        match self {
+            Entry::Token { subject, token, .. } => {
+                format!("t:{}:{}", subject.fragment(), token.fragment())
+            }
+            Entry::Subject { subject, .. } => format!("s:{}", subject.fragment()),
+            Entry::Global { .. } => "g".to_string(),
+        }
+    }
+
+    /// Merges `other` (same identity) into `self`, keeping the later of each time.
+    pub fn merge(&mut self, other: &Entry) {
+        match (self, other) {
+            (Entry::Token { until, .. }, Entry::Token { until: u2, .. }) => {
+                *until = (*until).max(*u2)
+            }
+            (
+                Entry::Subject { cutoff, until, .. },
+                Entry::Subject {
+                    cutoff: c2,
+                    until: u2,
+                    ..
+                },
+            )
+            | (
+                Entry::Global { cutoff, until },
+                Entry::Global {
+                    cutoff: c2,
+                    until: u2,
+                },
+            ) => {
+                *cutoff = (*cutoff).max(*c2);
+                *until = (*until).max(*u2);
+            }
+            _ => {}
+        }
+    }
+
+    /// One line of text (no newline): `T until sub tok`, `S until cutoff sub`, `G until cutoff`.
+    pub fn to_line(&self) -> String {
+        match self {
+            Entry::Token {
+                subject,
+                token,
+                until,
+            } => {
+                format!("T {until} {} {}", subject.fragment(), token.fragment())
+            }
+            Entry::Subject {
+                subject,
+                cutoff,
+                until,
+            } => format!("S {until} {cutoff} {}", subject.fragment()),
+            Entry::Global { cutoff, until } => format!("G {until} {cutoff}"),
+        }
+    }
+
+    pub fn from_line(line: &str) -> Option<Entry> {
+        let mut parts = line.split(' ');
+        let kind = parts.next()?;
+        let until: i64 = parts.next()?.parse().ok()?;
+        let entry = match kind {
+            "T" => Entry::Token {
+                until,
+                subject: ClaimValue::from_fragment(parts.next()?)?,
+                token: ClaimValue::from_fragment(parts.next()?)?,
+            },
+            "S" => Entry::Subject {
+                until,
+                cutoff: parts.next()?.parse().ok()?,
+                subject: ClaimValue::from_fragment(parts.next()?)?,
+            },
+            "G" => Entry::Global {
+                until,
+                cutoff: parts.next()?.parse().ok()?,
+            },
+            _ => return None,
+        };
+        parts.next().is_none().then_some(entry)
+    }
+}
+
+/// Why a token is rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    Token,
+    Subject,
+    Global,
+}
+
+impl Reason {
+    pub fn label(self) -> &'static str {
+        match self {
+            Reason::Token => "token",
+            Reason::Subject => "subject",
+            Reason::Global => "global",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &str) -> ClaimValue {
+        ClaimValue::Str(v.into())
+    }
+
+    #[test]
+    fn lines_round_trip() {
+        let entries = [
+            Entry::Token {
+                subject: s("a b:c"),
+                token: ClaimValue::Num("7".into()),
+                until: 10,
+            },
+            Entry::Subject {
+                subject: s("u"),
+                cutoff: 5,
+                until: 99,
+            },
+            Entry::Global {
+                cutoff: 1,
+                until: 2,
+            },
+        ];
+        for e in entries {
+            assert_eq!(Entry::from_line(&e.to_line()), Some(e));
+        }
+        assert_eq!(Entry::from_line("T 1 sa"), None);
+        assert_eq!(Entry::from_line("G 1 2 3"), None);
+        assert_eq!(Entry::from_line("X 1 2"), None);
+    }
+
+    #[test]
+    fn merge_never_shortens() {
+        let mut a = Entry::Subject {
+            subject: s("u"),
+            cutoff: 50,
+            until: 100,
+        };
+        a.merge(&Entry::Subject {
+            subject: s("u"),
+            cutoff: 40,
+            until: 90,
+        });
+        assert_eq!(
+            a,
+            Entry::Subject {
+                subject: s("u"),
+                cutoff: 50,
+                until: 100
+            }
+        );
+        a.merge(&Entry::Subject {
+            subject: s("u"),
+            cutoff: 60,
+            until: 80,
+        });
+        assert_eq!(
+            a,
+            Entry::Subject {
+                subject: s("u"),
+                cutoff: 60,
+                until: 100
+            }
+        );
+    }
+}
