@@ -124,8 +124,14 @@ pub async fn serve(settings: Settings) -> i32 {
         Ok(l) => l,
         Err(e) => return report_start_error(&e),
     };
+    let bound = listener.local_addr().map_or_else(|_| app.settings.listen.to_string(), |a| a.to_string());
+    let admin_bound = admin
+        .as_ref()
+        .and_then(|a| a.local_addr().ok())
+        .map_or_else(|| "-".to_string(), |a| a.to_string());
     tracing::info!(
-        listen = %app.settings.listen,
+        listen = %bound,
+        admin = %admin_bound,
         upstream = %app.settings.upstream,
         store = app.proxy.revocations.store_kind(),
         revocations = app.proxy.revocations.len(),
