@@ -105,7 +105,17 @@ pub fn mint(secret: &str, sub: &str, now: i64) -> Result<String, jsonwebtoken::e
 }
 
 /// Runs the demo until Ctrl-C; returns the exit code.
-pub async fn run(listen: SocketAddr) -> i32 {
+pub async fn run(mut listen: SocketAddr) -> i32 {
+    if listen.port() == 0 {
+        // Pick a free port now so the printed curl lines are right.
+        match std::net::TcpListener::bind(listen).and_then(|l| l.local_addr()) {
+            Ok(a) => listen = a,
+            Err(e) => {
+                eprintln!("revoke-proxy demo: cannot listen on {listen}: {e}");
+                return crate::cli::EXIT_UNAVAILABLE;
+            }
+        }
+    }
     let upstream = match TcpListener::bind("127.0.0.1:0").await {
         Ok(l) => l,
         Err(e) => {
@@ -145,7 +155,7 @@ pub async fn run(listen: SocketAddr) -> i32 {
         }
     };
     let base = format!("http://{listen}");
-    println!(
+    let banner = format!(
         "revoke-proxy demo: proxy on {base}, echo upstream on {upstream_addr}, memory store.\n\n\
          TOKEN={alice}\n\
          TOKEN2={alice2}\n\
@@ -158,5 +168,11 @@ pub async fn run(listen: SocketAddr) -> i32 {
          curl -i -H \"Authorization: Bearer $BOB\" {base}/hello               # 200: bob is untouched\n\
          curl -i {base}/hello                                              # 401 no token\n"
     );
+    {
+        use std::io::Write;
+        // Not println!: a closed stdout must not stop the demo.
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{banner}").and_then(|()| out.flush());
+    }
     crate::cli::serve(settings).await
 }

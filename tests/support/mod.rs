@@ -2,6 +2,8 @@
 //! proxy on free loopback ports, a plain HTTP client, and token minting.
 #![allow(dead_code)]
 
+pub mod conformance;
+
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};

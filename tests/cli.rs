@@ -1,0 +1,204 @@
+//! The binary from outside: `check`, bad configs (exit 64, nothing bound),
+//! the demo, and the file store surviving `kill -9`.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_revoke-proxy");
+
+fn config_env(cmd: &mut Command) -> &mut Command {
+    cmd.env("JWT_SECRET", SECRET)
+        .env("REVOKE_PROXY_ADMIN_TOKEN", "admin-token-for-tests-0123456789")
+}
+
+#[test]
+fn every_shipped_config_file_loads_and_checks() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        seen += 1;
+        if path.file_name().and_then(|n| n.to_str()) == Some("demo.yaml") {
+            let s = revoke_proxy::demo::settings("127.0.0.1:1".parse().unwrap(), "127.0.0.1:2".parse().unwrap(), "x-secret")
+                .expect("demo config loads");
+            revoke_proxy::auth::Verifier::new(&s.jwt, &s.revocation, &s.forward).expect("demo keys build");
+            continue;
+        }
+        let out = config_env(&mut Command::new(BIN)).args(["check", "--config"]).arg(&path).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("is valid"), "{stdout}");
+        assert!(!stdout.contains(SECRET), "check never prints the secret");
+        assert!(!stdout.contains("admin-token-for-tests"), "nor the admin token");
+    }
+    assert!(seen >= 3, "config/ holds the example, quickstart and demo files");
+}
+
+#[test]
+fn bad_config_lists_every_problem_exits_64_and_binds_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    drop(held);
+    let file = dir.path().join("bad.yaml");
+    std::fs::write(
+        &file,
+        format!("listen: 127.0.0.1:{port}\nupstream: nope\njwt:\n  algorithms: [none]\n  secrett: x\nroutes:\n  - path: /a\n    methods: [\"B A D\"]\n"),
+    )
+    .unwrap();
+    for args in [vec!["run", "--config"], vec!["--config"], vec!["check", "--config"]] {
+        let mut cmd = Command::new(BIN);
+        cmd.args(&args).arg(&file);
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {err}");
+        for path in ["upstream:", "jwt.algorithms[0]:", "jwt.secrett: unknown key", "routes[0].methods[0]:"] {
+            assert!(err.contains(path), "{args:?}: wanted {path} in {err}");
+        }
+    }
+    assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(), "the port was never bound");
+}
+
+#[test]
+fn unset_environment_variable_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.yaml");
+    std::fs::write(&file, "upstream: http://127.0.0.1:1\njwt:\n  secret: ${SURELY_UNSET_VARIABLE_XYZ}\n").unwrap();
+    let out = Command::new(BIN).args(["check", "--config"]).arg(&file).env_remove("SURELY_UNSET_VARIABLE_XYZ").output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("jwt.secret: environment variable SURELY_UNSET_VARIABLE_XYZ is not set"));
+}
+
+/// A child process killed when dropped.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Reads the child's stdout until a line contains `needle`; returns the lines read.
+fn read_until(child: &mut Child, needle: &str) -> Vec<String> {
+    let stdout = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            // Keep draining after the test stops listening: a closed pipe
+            // would fail the child's later writes.
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut lines = Vec::new();
+    while Instant::now() < deadline {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) => {
+                let done = line.contains(needle);
+                lines.push(line);
+                if done {
+                    return lines;
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(_) => break,
+        }
+    }
+    panic!("never saw {needle:?}; got {lines:#?}");
+}
+
+fn start_binary(config: &Path) -> (Running, SocketAddr) {
+    let mut child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let lines = read_until(&mut child, "Proxy started");
+    let started = lines.last().cloned().unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(&started).expect("json log line");
+    let addr = v["listen"].as_str().unwrap().parse().unwrap();
+    (Running(child), addr)
+}
+
+#[tokio::test]
+async fn file_store_revocation_survives_kill_9_and_restart() {
+    let up = TestUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("proxy.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:0\nupstream: {}\njwt:\n  secret: {SECRET}\nrevocation:\n  store:\n    type: file\n    path: {}\nroutes:\n  - path: /logout\n    methods: [POST]\n    action: revoke\n  - path: /account/password\n    methods: [POST]\n    action: purge\nlog:\n  format: json\n  level: info\n",
+            up.url(),
+            dir.path().join("revocations").display()
+        ),
+    )
+    .unwrap();
+    let mut older = claims("bob");
+    older["iat"] = serde_json::json!(now() - 60);
+    let (older, logged_out, purger, other) = (hs256(&older), hs256(&claims("alice")), hs256(&claims("bob")), hs256(&claims("alice")));
+
+    let (mut proxy, addr) = start_binary(&config);
+    let r = post(addr, "/logout", &logged_out).await;
+    assert_eq!(r.header("revocation-status"), Some("stored"));
+    assert_eq!(post(addr, "/account/password", &purger).await.header("revocation-status"), Some("stored"));
+    assert_eq!(get(addr, "/api", Some(&logged_out)).await.status, 401);
+    // kill -9: no chance to flush anything that was not already durable.
+    proxy.0.kill().unwrap();
+    proxy.0.wait().unwrap();
+
+    let (_proxy, addr) = start_binary(&config);
+    assert_eq!(get(addr, "/api", Some(&logged_out)).await.status, 401, "revocation survived");
+    assert_eq!(get(addr, "/api", Some(&older)).await.status, 401, "purge survived");
+    assert_eq!(get(addr, "/api", Some(&other)).await.status, 200, "other tokens unaffected");
+}
+
+#[tokio::test]
+async fn demo_prints_a_token_and_curl_lines_that_work() {
+    let mut child = Command::new(BIN)
+        .args(["demo", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = read_until(&mut child, "# 401 no token");
+    let _guard = Running(child);
+    let text = lines.join("\n");
+    let token = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("TOKEN="))
+        .expect("demo prints TOKEN=")
+        .to_string();
+    let base = text
+        .split("proxy on http://")
+        .nth(1)
+        .and_then(|t| t.split(',').next())
+        .expect("demo prints its address");
+    let addr: SocketAddr = base.parse().unwrap();
+    // The proxy may still be binding: wait for it within a bound.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(Instant::now() < deadline, "demo proxy never listened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = get(addr, "/hello", Some(&token)).await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("\"x-auth-subject\":\"alice\""), "{}", r.body);
+    let r = post(addr, "/logout", &token).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("revocation-status"), Some("stored"));
+    assert_eq!(get(addr, "/hello", Some(&token)).await.status, 401);
+}
