@@ -27,16 +27,25 @@ fn proxy(rt: &tokio::runtime::Runtime, alg: &str) -> Arc<Proxy> {
     } else {
         format!("secret: {SECRET}")
     };
-    let yaml = format!("upstream: http://127.0.0.1:9\njwt:\n  algorithms: [{alg}]\n  {key}\nlog:\n  level: off\n");
+    let yaml = format!(
+        "upstream: http://127.0.0.1:9\njwt:\n  algorithms: [{alg}]\n  {key}\nlog:\n  level: off\n"
+    );
     let settings = Settings::parse(&yaml, Path::new("."), &|_| None).expect("bench config");
-    rt.block_on(async { App::build(settings, Clock::system()).await.expect("app").proxy })
+    rt.block_on(async {
+        App::build(settings, Clock::system())
+            .await
+            .expect("app")
+            .proxy
+    })
 }
 
 fn token(alg: Algorithm, n: u64) -> String {
     let now = revoke_proxy::revocation::clock::unix_now();
     let claims = json!({"sub": format!("user-{n}"), "jti": format!("jti-{n}"), "iat": now, "exp": now + 3600});
     let key = match alg {
-        Algorithm::RS256 => EncodingKey::from_rsa_pem(&std::fs::read(keys_dir().join("rsa.key")).unwrap()).unwrap(),
+        Algorithm::RS256 => {
+            EncodingKey::from_rsa_pem(&std::fs::read(keys_dir().join("rsa.key")).unwrap()).unwrap()
+        }
         _ => EncodingKey::from_secret(SECRET.as_bytes()),
     };
     jsonwebtoken::encode(&Header::new(alg), &claims, &key).unwrap()
@@ -44,7 +53,10 @@ fn token(alg: Algorithm, n: u64) -> String {
 
 fn headers(token: &str) -> HeaderMap {
     let mut h = HeaderMap::new();
-    h.insert("authorization", HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
+    h.insert(
+        "authorization",
+        HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+    );
     h
 }
 
@@ -54,14 +66,18 @@ fn admission(c: &mut Criterion) {
         let p = proxy(&rt, name);
         let h = headers(&token(alg, 1));
         p.admit_parts(&h, None).expect("valid");
-        c.bench_function(&format!("admit/{name}/cached"), |b| b.iter(|| p.admit_parts(&h, None).is_ok()));
+        c.bench_function(&format!("admit/{name}/cached"), |b| {
+            b.iter(|| p.admit_parts(&h, None).is_ok())
+        });
         let fresh: Vec<String> = (0..64).map(|i| token(alg, 1000 + i)).collect();
         let mut i = 0usize;
         c.bench_function(&format!("admit/{name}/uncached"), |b| {
             b.iter(|| {
                 i = (i + 1) % fresh.len();
                 let t = &fresh[i];
-                p.verifier.verify_uncached(t, revoke_proxy::revocation::clock::unix_now()).is_ok()
+                p.verifier
+                    .verify_uncached(t, revoke_proxy::revocation::clock::unix_now())
+                    .is_ok()
             })
         });
     }
@@ -90,7 +106,16 @@ fn admission(c: &mut Criterion) {
     c.bench_function("extract/header", |b| {
         b.iter_batched(
             || headers_only.clone(),
-            |h| revoke_proxy::auth::extract(&h, None, &[revoke_proxy::config::TokenSource::Header("Authorization".into())]).is_ok(),
+            |h| {
+                revoke_proxy::auth::extract(
+                    &h,
+                    None,
+                    &[revoke_proxy::config::TokenSource::Header(
+                        "Authorization".into(),
+                    )],
+                )
+                .is_ok()
+            },
             BatchSize::SmallInput,
         )
     });

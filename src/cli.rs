@@ -124,7 +124,9 @@ pub async fn serve(settings: Settings) -> i32 {
         Ok(l) => l,
         Err(e) => return report_start_error(&e),
     };
-    let bound = listener.local_addr().map_or_else(|_| app.settings.listen.to_string(), |a| a.to_string());
+    let bound = listener
+        .local_addr()
+        .map_or_else(|_| app.settings.listen.to_string(), |a| a.to_string());
     let admin_bound = admin
         .as_ref()
         .and_then(|a| a.local_addr().ok())

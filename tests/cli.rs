@@ -13,8 +13,10 @@ use support::*;
 const BIN: &str = env!("CARGO_BIN_EXE_revoke-proxy");
 
 fn config_env(cmd: &mut Command) -> &mut Command {
-    cmd.env("JWT_SECRET", SECRET)
-        .env("REVOKE_PROXY_ADMIN_TOKEN", "admin-token-for-tests-0123456789")
+    cmd.env("JWT_SECRET", SECRET).env(
+        "REVOKE_PROXY_ADMIN_TOKEN",
+        "admin-token-for-tests-0123456789",
+    )
 }
 
 #[test]
@@ -28,19 +30,39 @@ fn every_shipped_config_file_loads_and_checks() {
         }
         seen += 1;
         if path.file_name().and_then(|n| n.to_str()) == Some("demo.yaml") {
-            let s = revoke_proxy::demo::settings("127.0.0.1:1".parse().unwrap(), "127.0.0.1:2".parse().unwrap(), "x-secret")
-                .expect("demo config loads");
-            revoke_proxy::auth::Verifier::new(&s.jwt, &s.revocation, &s.forward).expect("demo keys build");
+            let s = revoke_proxy::demo::settings(
+                "127.0.0.1:1".parse().unwrap(),
+                "127.0.0.1:2".parse().unwrap(),
+                "x-secret",
+            )
+            .expect("demo config loads");
+            revoke_proxy::auth::Verifier::new(&s.jwt, &s.revocation, &s.forward)
+                .expect("demo keys build");
             continue;
         }
-        let out = config_env(&mut Command::new(BIN)).args(["check", "--config"]).arg(&path).output().unwrap();
+        let out = config_env(&mut Command::new(BIN))
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(stdout.contains("is valid"), "{stdout}");
         assert!(!stdout.contains(SECRET), "check never prints the secret");
-        assert!(!stdout.contains("admin-token-for-tests"), "nor the admin token");
+        assert!(
+            !stdout.contains("admin-token-for-tests"),
+            "nor the admin token"
+        );
     }
-    assert!(seen >= 3, "config/ holds the example, quickstart and demo files");
+    assert!(
+        seen >= 3,
+        "config/ holds the example, quickstart and demo files"
+    );
 }
 
 #[test]
@@ -55,27 +77,49 @@ fn bad_config_lists_every_problem_exits_64_and_binds_nothing() {
         format!("listen: 127.0.0.1:{port}\nupstream: nope\njwt:\n  algorithms: [none]\n  secrett: x\nroutes:\n  - path: /a\n    methods: [\"B A D\"]\n"),
     )
     .unwrap();
-    for args in [vec!["run", "--config"], vec!["--config"], vec!["check", "--config"]] {
+    for args in [
+        vec!["run", "--config"],
+        vec!["--config"],
+        vec!["check", "--config"],
+    ] {
         let mut cmd = Command::new(BIN);
         cmd.args(&args).arg(&file);
         let out = cmd.output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(64), "{args:?}: {err}");
-        for path in ["upstream:", "jwt.algorithms[0]:", "jwt.secrett: unknown key", "routes[0].methods[0]:"] {
+        for path in [
+            "upstream:",
+            "jwt.algorithms[0]:",
+            "jwt.secrett: unknown key",
+            "routes[0].methods[0]:",
+        ] {
             assert!(err.contains(path), "{args:?}: wanted {path} in {err}");
         }
     }
-    assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(), "the port was never bound");
+    assert!(
+        std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+        "the port was never bound"
+    );
 }
 
 #[test]
 fn unset_environment_variable_is_a_config_error() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("c.yaml");
-    std::fs::write(&file, "upstream: http://127.0.0.1:1\njwt:\n  secret: ${SURELY_UNSET_VARIABLE_XYZ}\n").unwrap();
-    let out = Command::new(BIN).args(["check", "--config"]).arg(&file).env_remove("SURELY_UNSET_VARIABLE_XYZ").output().unwrap();
+    std::fs::write(
+        &file,
+        "upstream: http://127.0.0.1:1\njwt:\n  secret: ${SURELY_UNSET_VARIABLE_XYZ}\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&file)
+        .env_remove("SURELY_UNSET_VARIABLE_XYZ")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(64));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("jwt.secret: environment variable SURELY_UNSET_VARIABLE_XYZ is not set"));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("jwt.secret: environment variable SURELY_UNSET_VARIABLE_XYZ is not set"));
 }
 
 /// A child process killed when dropped.
@@ -149,21 +193,43 @@ async fn file_store_revocation_survives_kill_9_and_restart() {
     .unwrap();
     let mut older = claims("bob");
     older["iat"] = serde_json::json!(now() - 60);
-    let (older, logged_out, purger, other) = (hs256(&older), hs256(&claims("alice")), hs256(&claims("bob")), hs256(&claims("alice")));
+    let (older, logged_out, purger, other) = (
+        hs256(&older),
+        hs256(&claims("alice")),
+        hs256(&claims("bob")),
+        hs256(&claims("alice")),
+    );
 
     let (mut proxy, addr) = start_binary(&config);
     let r = post(addr, "/logout", &logged_out).await;
     assert_eq!(r.header("revocation-status"), Some("stored"));
-    assert_eq!(post(addr, "/account/password", &purger).await.header("revocation-status"), Some("stored"));
+    assert_eq!(
+        post(addr, "/account/password", &purger)
+            .await
+            .header("revocation-status"),
+        Some("stored")
+    );
     assert_eq!(get(addr, "/api", Some(&logged_out)).await.status, 401);
     // kill -9: no chance to flush anything that was not already durable.
     proxy.0.kill().unwrap();
     proxy.0.wait().unwrap();
 
     let (_proxy, addr) = start_binary(&config);
-    assert_eq!(get(addr, "/api", Some(&logged_out)).await.status, 401, "revocation survived");
-    assert_eq!(get(addr, "/api", Some(&older)).await.status, 401, "purge survived");
-    assert_eq!(get(addr, "/api", Some(&other)).await.status, 200, "other tokens unaffected");
+    assert_eq!(
+        get(addr, "/api", Some(&logged_out)).await.status,
+        401,
+        "revocation survived"
+    );
+    assert_eq!(
+        get(addr, "/api", Some(&older)).await.status,
+        401,
+        "purge survived"
+    );
+    assert_eq!(
+        get(addr, "/api", Some(&other)).await.status,
+        200,
+        "other tokens unaffected"
+    );
 }
 
 #[tokio::test]
@@ -196,7 +262,11 @@ async fn demo_prints_a_token_and_curl_lines_that_work() {
     }
     let r = get(addr, "/hello", Some(&token)).await;
     assert_eq!(r.status, 200);
-    assert!(r.body.contains("\"x-auth-subject\":\"alice\""), "{}", r.body);
+    assert!(
+        r.body.contains("\"x-auth-subject\":\"alice\""),
+        "{}",
+        r.body
+    );
     let r = post(addr, "/logout", &token).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("revocation-status"), Some("stored"));

@@ -14,8 +14,14 @@ async fn basic() -> (TestUpstream, TestProxy) {
 
 fn assert_revoked(r: &Resp) {
     assert_eq!(r.status, 401, "{}", r.body);
-    assert!(r.header("www-authenticate").unwrap().contains("error_description=\"token revoked\""));
-    assert_eq!(r.json(), json!({"error": "invalid_token", "error_description": "token revoked"}));
+    assert!(r
+        .header("www-authenticate")
+        .unwrap()
+        .contains("error_description=\"token revoked\""));
+    assert_eq!(
+        r.json(),
+        json!({"error": "invalid_token", "error_description": "token revoked"})
+    );
 }
 
 #[tokio::test]
@@ -66,7 +72,14 @@ async fn purge_on_password_change_revokes_older_tokens_of_that_user_only() {
         c["iat"] = json!(now() - 30);
         hs256(&c)
     };
-    let r = send(proxy.addr, "PUT", "/account/password", &[("authorization", &format!("Bearer {presented}"))], "{}").await;
+    let r = send(
+        proxy.addr,
+        "PUT",
+        "/account/password",
+        &[("authorization", &format!("Bearer {presented}"))],
+        "{}",
+    )
+    .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("revocation-status"), Some("stored"));
     assert_revoked(&get(proxy.addr, "/api", Some(&old)).await);
@@ -109,8 +122,15 @@ async fn session_revocation_covers_refreshed_tokens_but_not_another_users_sessio
     assert_eq!(post(proxy.addr, "/logout", &a1).await.status, 200);
     assert_revoked(&get(proxy.addr, "/api", Some(&a1)).await);
     assert_revoked(&get(proxy.addr, "/api", Some(&a2)).await);
-    assert_eq!(get(proxy.addr, "/api", Some(&b)).await.status, 200, "bob's identical sid stays valid");
-    assert_eq!(get(proxy.addr, "/api", Some(&other_session)).await.status, 200);
+    assert_eq!(
+        get(proxy.addr, "/api", Some(&b)).await.status,
+        200,
+        "bob's identical sid stays valid"
+    );
+    assert_eq!(
+        get(proxy.addr, "/api", Some(&other_session)).await.status,
+        200
+    );
     proxy.stop().await;
 }
 
@@ -137,7 +157,9 @@ async fn concurrent_logouts_of_one_user_all_stick() {
     let mut tasks = Vec::new();
     for t in tokens.clone() {
         let addr = proxy.addr;
-        tasks.push(tokio::spawn(async move { post(addr, "/logout", &t).await.status }));
+        tasks.push(tokio::spawn(async move {
+            post(addr, "/logout", &t).await.status
+        }));
     }
     for t in tasks {
         assert_eq!(t.await.unwrap(), 200);
@@ -170,17 +192,40 @@ async fn public_rules_cannot_be_used_to_reach_protected_paths() {
         let r = get(proxy.addr, path, None).await;
         assert_eq!(r.status, 401, "{path} must need a token");
     }
-    for path in ["/static%2f..%2fadmin", "/static/..%2Fadmin", "/static/..%5cadmin", "/static/%zz", "/.."] {
+    for path in [
+        "/static%2f..%2fadmin",
+        "/static/..%2Fadmin",
+        "/static/..%5cadmin",
+        "/static/%zz",
+        "/..",
+    ] {
         let r = get(proxy.addr, path, None).await;
         assert_eq!(r.status, 400, "{path} is refused");
     }
-    assert_eq!(raw_status(proxy.addr, b"GET /static\\..\\admin HTTP/1.1\r\nHost: x\r\n\r\n").await, 400);
+    assert_eq!(
+        raw_status(
+            proxy.addr,
+            b"GET /static\\..\\admin HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        .await,
+        400
+    );
     // The upstream receives exactly the path that was matched.
     let before = up.count();
-    assert_eq!(get(proxy.addr, "/static/./css/../app.js?v=1", None).await.status, 200);
+    assert_eq!(
+        get(proxy.addr, "/static/./css/../app.js?v=1", None)
+            .await
+            .status,
+        200
+    );
     assert_eq!(up.last().target, "/static/app.js?v=1");
     let token = hs256(&claims("a"));
-    assert_eq!(get(proxy.addr, "/static/../admin/%2e/x", Some(&token)).await.status, 200);
+    assert_eq!(
+        get(proxy.addr, "/static/../admin/%2e/x", Some(&token))
+            .await
+            .status,
+        200
+    );
     assert_eq!(up.last().target, "/admin/x");
     assert_eq!(up.count(), before + 2);
     proxy.stop().await;
@@ -189,7 +234,15 @@ async fn public_rules_cannot_be_used_to_reach_protected_paths() {
 #[tokio::test]
 async fn logout_rules_cannot_be_dodged_by_spelling() {
     let (_up, proxy) = basic().await;
-    for path in ["/LOGOUT", "/logout/", "/logout;jsessionid=1", "//logout", "/api/../logout", "/%6Cogout", "/./logout"] {
+    for path in [
+        "/LOGOUT",
+        "/logout/",
+        "/logout;jsessionid=1",
+        "//logout",
+        "/api/../logout",
+        "/%6Cogout",
+        "/./logout",
+    ] {
         let token = hs256(&claims("alice"));
         let r = post(proxy.addr, path, &token).await;
         assert_eq!(r.status, 200, "{path}");
@@ -198,8 +251,19 @@ async fn logout_rules_cannot_be_dodged_by_spelling() {
     }
     let token = hs256(&claims("alice"));
     let auth = format!("Bearer {token}");
-    let r = send(proxy.addr, "post", "/logout", &[("authorization", &auth)], "").await;
-    assert_eq!(r.header("revocation-status"), Some("stored"), "lower-case method");
+    let r = send(
+        proxy.addr,
+        "post",
+        "/logout",
+        &[("authorization", &auth)],
+        "",
+    )
+    .await;
+    assert_eq!(
+        r.header("revocation-status"),
+        Some("stored"),
+        "lower-case method"
+    );
     proxy.stop().await;
 }
 
@@ -208,18 +272,31 @@ async fn client_sent_identity_headers_are_stripped_everywhere() {
     let (up, proxy) = basic().await;
     let token = hs256(&claims("alice"));
     let auth = format!("Bearer {token}");
-    let spoof = [("x-auth-subject", "admin"), ("X_Auth_Subject", "admin"), ("x_auth-subject", "admin")];
+    let spoof = [
+        ("x-auth-subject", "admin"),
+        ("X_Auth_Subject", "admin"),
+        ("x_auth-subject", "admin"),
+    ];
     let mut headers = vec![("authorization", auth.as_str())];
     headers.extend(spoof);
-    assert_eq!(send(proxy.addr, "GET", "/api", &headers, "").await.status, 200);
+    assert_eq!(
+        send(proxy.addr, "GET", "/api", &headers, "").await.status,
+        200
+    );
     let seen = up.last();
     let values: Vec<_> = seen.headers.get_all("x-auth-subject").iter().collect();
     assert_eq!(values, vec!["alice"]);
     assert!(!seen.headers.keys().any(|k| k.as_str().contains('_')));
 
-    assert_eq!(send(proxy.addr, "GET", "/login", &spoof, "").await.status, 200);
+    assert_eq!(
+        send(proxy.addr, "GET", "/login", &spoof, "").await.status,
+        200
+    );
     let seen = up.last();
-    assert!(!seen.headers.contains_key("x-auth-subject"), "public routes too");
+    assert!(
+        !seen.headers.contains_key("x-auth-subject"),
+        "public routes too"
+    );
     assert!(!seen.headers.keys().any(|k| k.as_str().contains('_')));
     proxy.stop().await;
 }
@@ -227,9 +304,17 @@ async fn client_sent_identity_headers_are_stripped_everywhere() {
 #[tokio::test]
 async fn authorization_can_be_stripped_before_forwarding() {
     let up = TestUpstream::start().await;
-    let yaml = BASIC.replace("    sub: X-Auth-Subject", "    sub: X-Auth-Subject\n  authorization: strip");
+    let yaml = BASIC.replace(
+        "    sub: X-Auth-Subject",
+        "    sub: X-Auth-Subject\n  authorization: strip",
+    );
     let proxy = TestProxy::start(&yaml, &up.url(), &[]).await;
-    assert_eq!(get(proxy.addr, "/api", Some(&hs256(&claims("a")))).await.status, 200);
+    assert_eq!(
+        get(proxy.addr, "/api", Some(&hs256(&claims("a"))))
+            .await
+            .status,
+        200
+    );
     assert!(!up.last().headers.contains_key("authorization"));
     proxy.stop().await;
 }
@@ -240,7 +325,11 @@ async fn revocation_keys_ignore_token_encoding() {
     let (_up, proxy) = basic().await;
     let c = claims("alice");
     let a = hs256(&c);
-    let b = forge(&json!({"typ": "JWT", "alg": "HS256"}), &c, SECRET.as_bytes());
+    let b = forge(
+        &json!({"typ": "JWT", "alg": "HS256"}),
+        &c,
+        SECRET.as_bytes(),
+    );
     assert_ne!(a, b);
     assert_eq!(post(proxy.addr, "/logout", &a).await.status, 200);
     assert_revoked(&get(proxy.addr, "/api", Some(&b)).await);

@@ -10,7 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use support::conformance::{self, Backing};
 
-const LIFETIMES: Lifetimes = Lifetimes { max_token: 3600, leeway: 5 };
+const LIFETIMES: Lifetimes = Lifetimes {
+    max_token: 3600,
+    leeway: 5,
+};
 
 struct Memory;
 
@@ -32,7 +35,12 @@ impl Backing for File {
     fn open(&self, clock: Clock) -> BoxFuture<'_, Arc<Revocations>> {
         Box::pin(async move {
             let store = FileStore::open(&self.0, clock.clone()).expect("file store opens");
-            let r = Revocations::new(Some(Arc::new(store)), LIFETIMES, Duration::from_secs(5), clock);
+            let r = Revocations::new(
+                Some(Arc::new(store)),
+                LIFETIMES,
+                Duration::from_secs(5),
+                clock,
+            );
             r.load().await.expect("file store loads");
             r
         })
@@ -58,5 +66,8 @@ async fn file_store_refuses_a_second_process_on_the_same_file() {
     let second = FileStore::open(&path, Clock::system());
     assert!(second.is_err(), "the log is locked while open");
     drop(first);
-    assert!(FileStore::open(&path, Clock::system()).is_ok(), "and free once closed");
+    assert!(
+        FileStore::open(&path, Clock::system()).is_ok(),
+        "and free once closed"
+    );
 }

@@ -64,10 +64,14 @@ impl TestUpstream {
         tokio::spawn(async move {
             let builder = auto::Builder::new(TokioExecutor::new());
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let rec = rec.clone();
                 let svc = service_fn(move |req| upstream_answer(req, rec.clone()));
-                let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                let conn = builder
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .into_owned();
                 tokio::spawn(conn);
             }
         });
@@ -79,7 +83,12 @@ impl TestUpstream {
     }
 
     pub fn last(&self) -> Received {
-        self.received.lock().unwrap().last().cloned().expect("upstream received nothing")
+        self.received
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("upstream received nothing")
     }
 
     pub fn count(&self) -> usize {
@@ -92,8 +101,16 @@ async fn upstream_answer(
     rec: Arc<Mutex<Vec<Received>>>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    let target = parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let target = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
     rec.lock().unwrap().push(Received {
         method: parts.method.to_string(),
         target: target.clone(),
@@ -107,9 +124,13 @@ async fn upstream_answer(
     if let Some(ms) = target.strip_prefix("/slow/") {
         tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
     }
-    let mut resp = Response::new(Full::new(Bytes::from(format!("upstream saw {} bytes", body.len()))));
+    let mut resp = Response::new(Full::new(Bytes::from(format!(
+        "upstream saw {} bytes",
+        body.len()
+    ))));
     *resp.status_mut() = status;
-    resp.headers_mut().insert("x-upstream", "1".parse().unwrap());
+    resp.headers_mut()
+        .insert("x-upstream", "1".parse().unwrap());
     Ok(resp)
 }
 
@@ -152,7 +173,9 @@ impl TestProxy {
             a.listen = "127.0.0.1:0".parse().unwrap();
         }
         let clock = Clock::system();
-        let app = App::build(settings, clock.clone()).await.expect("proxy builds");
+        let app = App::build(settings, clock.clone())
+            .await
+            .expect("proxy builds");
         let (listener, admin) = app.bind().await.expect("proxy binds");
         let addr = listener.local_addr().unwrap();
         let admin_addr = admin.as_ref().map(|a| a.local_addr().unwrap());
@@ -213,8 +236,16 @@ pub fn client() -> Client<HttpConnector, Full<Bytes>> {
 }
 
 /// Sends one request over HTTP/1.1 to `addr` with `target` as the raw path.
-pub async fn send(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &str)], body: &str) -> Resp {
-    let mut req = Request::builder().method(method).uri(format!("http://{addr}{target}"));
+pub async fn send(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Resp {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{target}"));
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
@@ -224,7 +255,11 @@ pub async fn send(addr: SocketAddr, method: &str, target: &str, headers: &[(&str
         .expect("request timed out")
         .expect("request failed");
     let (parts, body) = resp.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     Resp {
         status: parts.status.as_u16(),
         headers: parts.headers,
@@ -253,7 +288,10 @@ pub async fn raw_status(addr: SocketAddr, request: &[u8]) -> u16 {
         .expect("no answer")
         .unwrap();
     let head = String::from_utf8_lossy(buf.get(..n).unwrap_or_default()).to_string();
-    head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+    head.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
 }
 
 // ---------------------------------------------------------------- tokens
@@ -266,7 +304,11 @@ pub fn claims(sub: &str) -> Value {
 }
 
 pub fn hs256(claims: &Value) -> String {
-    sign(Algorithm::HS256, &EncodingKey::from_secret(SECRET.as_bytes()), claims)
+    sign(
+        Algorithm::HS256,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+        claims,
+    )
 }
 
 pub fn sign(alg: Algorithm, key: &EncodingKey, claims: &Value) -> String {
@@ -277,9 +319,12 @@ pub fn sign(alg: Algorithm, key: &EncodingKey, claims: &Value) -> String {
 pub fn private_key(alg: Algorithm, name: &str) -> EncodingKey {
     let pem = std::fs::read(fixtures().join("keys").join(format!("{name}.key"))).unwrap();
     match alg {
-        Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 | Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512 => {
-            EncodingKey::from_rsa_pem(&pem).unwrap()
-        }
+        Algorithm::RS256
+        | Algorithm::RS384
+        | Algorithm::RS512
+        | Algorithm::PS256
+        | Algorithm::PS384
+        | Algorithm::PS512 => EncodingKey::from_rsa_pem(&pem).unwrap(),
         Algorithm::ES256 | Algorithm::ES384 => EncodingKey::from_ec_pem(&pem).unwrap(),
         Algorithm::EdDSA => EncodingKey::from_ed_pem(&pem).unwrap(),
         _ => EncodingKey::from_secret(&pem),
@@ -296,7 +341,12 @@ pub fn forge(header: &Value, payload: &Value, secret: &[u8]) -> String {
         b64.encode(header.to_string()),
         b64.encode(payload.to_string())
     );
-    let sig = jsonwebtoken::crypto::sign(signing_input.as_bytes(), &EncodingKey::from_secret(secret), Algorithm::HS256).unwrap();
+    let sig = jsonwebtoken::crypto::sign(
+        signing_input.as_bytes(),
+        &EncodingKey::from_secret(secret),
+        Algorithm::HS256,
+    )
+    .unwrap();
     format!("{signing_input}.{sig}")
 }
 

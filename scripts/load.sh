@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Load comparison, one run, this machine, loopback only:
+#   direct      wrk → nginx upstream ("return 200")
+#   nginx       wrk → nginx proxy_pass (no auth at all) → upstream
+#   rp-hs256    wrk → revoke-proxy (HS256 + revocation check, memory store) → upstream
+#   rp-rs256    wrk → revoke-proxy (RS256, same) → upstream
+# Each proxy run rotates over TOKENS distinct tokens. Prints requests/s, p50,
+# p99 and the ratios SPEC §7 asks about. Bounded: each run lasts DURATION.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-32}
+THREADS=${THREADS:-1}
+TOKENS=${TOKENS:-256}
+
+missing=()
+command -v wrk >/dev/null || missing+=(wrk)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+command -v openssl >/dev/null || missing+=(openssl)
+if [ "${#missing[@]}" -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+cargo build --release --quiet
+BIN=target/release/revoke-proxy
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+UP=$(free_port); NGX=$(free_port); HS=$(free_port); RS=$(free_port)
+
+write_nginx() { # name port workers body
+  cat > "$work/$1.conf" <<CONF
+worker_processes $3;
+daemon off;
+pid $work/$1.pid;
+error_log $work/$1.error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/$1-body;
+  proxy_temp_path $work/$1-proxy;
+  fastcgi_temp_path $work/$1-fcgi;
+  uwsgi_temp_path $work/$1-uwsgi;
+  scgi_temp_path $work/$1-scgi;
+  upstream app { server 127.0.0.1:$UP; keepalive 128; }
+  server { listen 127.0.0.1:$2; $4 }
+}
+CONF
+  "$NGINX" -c "$work/$1.conf" -p "$work" &
+  pids+=($!)
+}
+write_nginx upstream "$UP" 1 'location / { return 200 "ok\n"; }'
+write_nginx proxy "$NGX" auto 'location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }'
+
+SECRET=load-test-secret-0123456789-0123456789
+cat > "$work/hs.yaml" <<CONF
+listen: 127.0.0.1:$HS
+upstream: http://127.0.0.1:$UP
+jwt:
+  algorithms: [HS256]
+  secret: $SECRET
+log:
+  level: warn
+CONF
+sed -e "s/127.0.0.1:$HS/127.0.0.1:$RS/" -e "s/\[HS256\]/[RS256]/" \
+    -e "s|secret: $SECRET|public_key_file: $PWD/tests/fixtures/keys/rsa.pub|" "$work/hs.yaml" > "$work/rs.yaml"
+"$BIN" run --config "$work/hs.yaml" > "$work/hs.log" 2>&1 & pids+=($!)
+"$BIN" run --config "$work/rs.yaml" > "$work/rs.log" 2>&1 & pids+=($!)
+
+python3 scripts/mint.py HS256 "$SECRET" "$TOKENS" > "$work/hs.tokens"
+python3 scripts/mint.py RS256 tests/fixtures/keys/rsa.key "$TOKENS" > "$work/rs.tokens"
+cat > "$work/rotate.lua" <<'LUA'
+local tokens = {}
+for line in io.lines(os.getenv("TOKENS_FILE")) do tokens[#tokens + 1] = line end
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format("GET", "/", { ["Authorization"] = "Bearer " .. tokens[(n % #tokens) + 1] })
+end
+LUA
+
+for port in "$UP" "$NGX" "$HS" "$RS"; do
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    sleep 0.05
+  done
+done
+# Every proxy must answer 200 before it is measured.
+tok=$(head -1 "$work/hs.tokens")
+for url in "http://127.0.0.1:$NGX/" "http://127.0.0.1:$HS/"; do
+  code=$(python3 -c "import urllib.request,sys; print(urllib.request.urlopen(urllib.request.Request(sys.argv[1], headers={'Authorization':'Bearer '+sys.argv[2]})).status)" "$url" "$tok")
+  [ "$code" = 200 ] || { echo "$url answered $code"; exit 1; }
+done
+
+run() { # name url [tokens]
+  local args=(-t"$THREADS" -c"$CONNS" -d"$DURATION" --latency)
+  if [ -n "${3:-}" ]; then
+    TOKENS_FILE="$3" wrk "${args[@]}" -s "$work/rotate.lua" "$2" > "$work/$1.wrk"
+  else
+    wrk "${args[@]}" "$2" > "$work/$1.wrk"
+  fi
+  local rps p50 p99 errs
+  rps=$(awk '/Requests\/sec/ {print $2}' "$work/$1.wrk")
+  p50=$(awk '$1=="50%" {print $2}' "$work/$1.wrk")
+  p99=$(awk '$1=="99%" {print $2}' "$work/$1.wrk")
+  errs=$(awk '/Non-2xx/ {print $NF}' "$work/$1.wrk")
+  printf '%-10s %12s %10s %10s %s\n' "$1" "$rps" "$p50" "$p99" "${errs:+non-2xx=$errs}"
+  echo "$1 $rps" >> "$work/results"
+}
+
+echo "wrk: $THREADS thread(s), $CONNS connections, $DURATION per run, $TOKENS distinct tokens per proxy run"
+printf '%-10s %12s %10s %10s\n' scenario 'req/s' p50 p99
+run direct "http://127.0.0.1:$UP/"
+run nginx "http://127.0.0.1:$NGX/"
+run rp-hs256 "http://127.0.0.1:$HS/" "$work/hs.tokens"
+run rp-rs256 "http://127.0.0.1:$RS/" "$work/rs.tokens"
+
+python3 - "$work/results" <<'PY'
+import sys
+r = dict(line.split() for line in open(sys.argv[1]))
+r = {k: float(v) for k, v in r.items()}
+print()
+print(f"rp-hs256 / direct : {r['rp-hs256'] / r['direct']:.2f}")
+print(f"rp-hs256 / nginx  : {r['rp-hs256'] / r['nginx']:.2f}   (SPEC target >= 1.0)")
+print(f"rp-rs256 / hs256  : {r['rp-rs256'] / r['rp-hs256']:.2f}   (SPEC target >= 0.9)")
+print(f"nginx / direct    : {r['nginx'] / r['direct']:.2f}")
+PY
