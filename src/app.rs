@@ -93,6 +93,7 @@ impl App {
         let options = ServerOptions {
             client_header: self.settings.timeouts.client_header,
             shutdown_grace: self.settings.timeouts.shutdown_grace,
+            workers: 0,
         };
         let admin = self.admin.clone();
         server::serve(listener, self.proxy.clone(), options, async move {

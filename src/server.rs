@@ -1,5 +1,10 @@
 //! The listener: accepts connections, serves HTTP/1.1 and HTTP/2 (h2c) on one
 //! port, and drains in-flight requests on shutdown. The caller binds.
+//!
+//! Thread per core: `workers` threads each run a single-threaded tokio runtime
+//! that accepts from a clone of the one listening socket and owns its own
+//! upstream connection pool, so a request, its upstream exchange and its
+//! response are handled on one thread with no cross-thread wake-ups.
 
 use crate::proxy::Proxy;
 use hyper::service::service_fn;
@@ -11,6 +16,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 /// Pause after an accept error (e.g. out of file descriptors) before retrying (50 ms).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -21,6 +27,16 @@ pub struct ServerOptions {
     pub client_header: Duration,
     /// Longest wait for in-flight requests after shutdown begins.
     pub shutdown_grace: Duration,
+    /// Worker threads (0: one per available core).
+    pub workers: usize,
+}
+
+/// Number of worker threads for `requested` (0 = one per core).
+pub fn worker_count(requested: usize) -> usize {
+    if requested > 0 {
+        return requested;
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Serves `proxy` on `listener` until `shutdown` resolves, then drains.
@@ -30,6 +46,80 @@ pub async fn serve(
     options: ServerOptions,
     shutdown: impl Future<Output = ()>,
 ) {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let listener = match listener.into_std() {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "Cannot hand the listener to the workers");
+            return;
+        }
+    };
+    let mut threads = Vec::new();
+    for index in 0..worker_count(options.workers) {
+        let socket = match listener.try_clone() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "Cannot clone the listener for a worker");
+                break;
+            }
+        };
+        let proxy = proxy.clone();
+        let stop = stop_rx.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("proxy-worker-{index}"))
+            .spawn(move || run_worker(socket, proxy, options, stop));
+        match spawned {
+            Ok(t) => threads.push(t),
+            Err(e) => tracing::error!(error = %e, "Cannot start a worker thread"),
+        }
+    }
+    drop(listener);
+    if threads.is_empty() {
+        tracing::error!("No worker could start");
+        return;
+    }
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    let _ = tokio::task::spawn_blocking(move || {
+        for t in threads {
+            let _ = t.join();
+        }
+    })
+    .await;
+}
+
+fn run_worker(
+    socket: std::net::TcpListener,
+    proxy: Arc<Proxy>,
+    options: ServerOptions,
+    stop: watch::Receiver<bool>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "Cannot start a worker runtime");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        match TcpListener::from_std(socket) {
+            Ok(listener) => accept_loop(listener, proxy, options, stop).await,
+            Err(e) => tracing::error!(error = %e, "Worker cannot use the listener"),
+        }
+    });
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    options: ServerOptions,
+    mut stop: watch::Receiver<bool>,
+) {
+    // Built on this thread, so its connections live on this thread's runtime.
+    let upstream = Arc::new(proxy.upstream().fresh());
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -37,7 +127,6 @@ pub async fn serve(
         .header_read_timeout(options.client_header);
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -51,9 +140,13 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let proxy = proxy.clone();
+                let upstream = upstream.clone();
                 let service = service_fn(move |req| {
                     let proxy = proxy.clone();
-                    async move { Ok::<_, Infallible>(proxy.handle(req, addr, false).await) }
+                    let upstream = upstream.clone();
+                    async move {
+                        Ok::<_, Infallible>(proxy.handle_via(req, addr, false, &upstream).await)
+                    }
                 });
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn.into_owned());
@@ -63,12 +156,12 @@ pub async fn serve(
                     }
                 });
             }
-            () = &mut shutdown => break,
+            _ = stop.wait_for(|s| *s) => break,
         }
     }
     drop(listener);
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("All connections drained"),
+        () = graceful.shutdown() => tracing::debug!("Worker drained"),
         () = tokio::time::sleep(options.shutdown_grace) => {
             tracing::warn!("Shutdown grace period over; closing remaining connections");
         }

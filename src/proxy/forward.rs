@@ -74,6 +74,7 @@ pub fn strip_identity(headers: &mut HeaderMap, identity: &[HeaderName]) {
 
 pub struct Upstream {
     client: Client<HttpConnector, Incoming>,
+    connect_timeout: Duration,
     scheme: String,
     authority: String,
     base_path: String,
@@ -87,19 +88,27 @@ impl Upstream {
             .parse()
             .map_err(|e| format!("upstream: {e}"))?;
         let authority = uri.authority().ok_or("upstream: no host")?.to_string();
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(settings.timeouts.upstream_connect));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE)
-            .build(connector);
+        let connect_timeout = settings.timeouts.upstream_connect;
         Ok(Upstream {
-            client,
+            client: pooled_client(connect_timeout),
+            connect_timeout,
             scheme: uri.scheme_str().unwrap_or("http").to_string(),
             authority,
             base_path: uri.path().trim_end_matches('/').to_string(),
             response_timeout: settings.timeouts.upstream_response,
         })
+    }
+
+    /// The same upstream with a pool of its own (one per worker thread).
+    pub fn fresh(&self) -> Upstream {
+        Upstream {
+            client: pooled_client(self.connect_timeout),
+            connect_timeout: self.connect_timeout,
+            scheme: self.scheme.clone(),
+            authority: self.authority.clone(),
+            base_path: self.base_path.clone(),
+            response_timeout: self.response_timeout,
+        }
     }
 
     /// Sends the request with `path` (normalized) and its original query.
@@ -151,6 +160,15 @@ impl Upstream {
         strip_hop_by_hop(&mut parts.headers);
         Ok(Response::from_parts(parts, Either::Left(body)))
     }
+}
+
+fn pooled_client(connect_timeout: Duration) -> Client<HttpConnector, Incoming> {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(connect_timeout));
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(POOL_IDLE)
+        .build(connector)
 }
 
 fn append_forwarded_for(h: &mut HeaderMap, client: SocketAddr) {

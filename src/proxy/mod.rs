@@ -71,19 +71,35 @@ impl Proxy {
         })
     }
 
-    /// Handles one request; never fails.
+    /// The upstream this proxy was built with.
+    pub fn upstream(&self) -> &Upstream {
+        &self.upstream
+    }
+
+    /// Handles one request through the proxy's own upstream pool; never fails.
     pub async fn handle(
         &self,
         req: Request<Incoming>,
         client: SocketAddr,
         tls: bool,
     ) -> Response<Body> {
+        self.handle_via(req, client, tls, &self.upstream).await
+    }
+
+    /// Handles one request through `upstream` (a worker's pool); never fails.
+    pub async fn handle_via(
+        &self,
+        req: Request<Incoming>,
+        client: SocketAddr,
+        tls: bool,
+        upstream: &Upstream,
+    ) -> Response<Body> {
         let started = Instant::now();
         let method = req.method().clone();
         let mut log_path = String::new();
         let mut subject = None;
         let result = self
-            .handle_inner(req, client, tls, &mut log_path, &mut subject)
+            .handle_inner(req, client, tls, upstream, &mut log_path, &mut subject)
             .await;
         let (resp, outcome) = match result {
             Ok(resp) => (resp, "ok"),
@@ -117,6 +133,7 @@ impl Proxy {
         mut req: Request<Incoming>,
         client: SocketAddr,
         tls: bool,
+        upstream: &Upstream,
         log_path: &mut String,
         subject: &mut Option<String>,
     ) -> Result<Response<Body>, ProxyError> {
@@ -152,7 +169,7 @@ impl Proxy {
             return Ok(resp);
         }
 
-        let mut resp = self.upstream.send(req, &path.strict, client, tls).await?;
+        let mut resp = upstream.send(req, &path.strict, client, tls).await?;
         if let (Some(action), Some(v)) = (rule.action, &verified) {
             if applies(rule, resp.status()) {
                 let status = self.apply(action, v).await;
