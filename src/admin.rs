@@ -29,8 +29,14 @@ impl Admin {
     pub fn handle(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         match req.uri().path() {
             "/healthz" => text(StatusCode::OK, "ok\n"),
-            "/readyz" if self.ready.load(Ordering::Relaxed) => text(StatusCode::OK, "ready\n"),
-            "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+            "/readyz" if !self.ready.load(Ordering::Relaxed) => {
+                text(StatusCode::SERVICE_UNAVAILABLE, "not ready: shutting down\n")
+            }
+            "/readyz" if !self.revocations.available() => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: revocation store not synced\n",
+            ),
+            "/readyz" => text(StatusCode::OK, "ready\n"),
             "/metrics" => {
                 let r = &self.revocations;
                 let body = self.metrics.render(&[
@@ -48,6 +54,16 @@ impl Admin {
                         "revoke_proxy_store_errors",
                         "Failed store operations since start.",
                         r.store_errors(),
+                    ),
+                    (
+                        "revoke_proxy_store_sync_lag_ms",
+                        "Milliseconds since the store last proved healthy (0 for local stores).",
+                        r.sync_lag().as_millis() as u64,
+                    ),
+                    (
+                        "revoke_proxy_store_available",
+                        "1 while the revocation store is usable, else 0.",
+                        u64::from(r.available()),
                     ),
                     (
                         "revoke_proxy_verify_cache_hits",

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use support::conformance::{self, Backing};
+use support::servers::{Memcached, Redis, RedisCluster, TlsFiles};
 
 const LIFETIMES: Lifetimes = Lifetimes {
     max_token: 3600,
@@ -70,4 +71,94 @@ async fn file_store_refuses_a_second_process_on_the_same_file() {
         FileStore::open(&path, Clock::system()).is_ok(),
         "and free once closed"
     );
+}
+
+/// A shared store described by its `store:` YAML, opened through the same
+/// config path as the proxy; each `open` is a new replica.
+struct Shared(String);
+
+impl Backing for Shared {
+    fn durable(&self) -> bool {
+        true
+    }
+    fn shared(&self) -> bool {
+        true
+    }
+    fn open(&self, clock: Clock) -> BoxFuture<'_, Arc<Revocations>> {
+        Box::pin(async move { open_shared(&self.0, clock).await })
+    }
+}
+
+async fn open_shared(store_yaml: &str, clock: Clock) -> Arc<Revocations> {
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nupstream: ${{UPSTREAM}}\njwt:\n  algorithms: [HS256]\n  secret: ${{SECRET}}\n  leeway: 5s\nrevocation:\n  max_token_lifetime: 1h\n  store:\n{store_yaml}"
+    );
+    let settings = support::parse_settings(&yaml, "http://127.0.0.1:9", &[]);
+    let r = Revocations::open(&settings.revocation, settings.jwt.leeway, clock)
+        .await
+        .expect("shared store opens");
+    support::wait_until("store synced", || r.available()).await;
+    r
+}
+
+#[tokio::test]
+async fn redis_replica_store_conforms() {
+    let redis = Redis::start();
+    let yaml = format!("    type: redis\n    url: {}\n", redis.url());
+    conformance::run(&Shared(yaml)).await;
+}
+
+#[tokio::test]
+async fn redis_per_request_store_conforms() {
+    let redis = Redis::start();
+    let yaml = format!(
+        "    type: redis\n    url: {}/3\n    mode: per_request\n    key_prefix: \"app:{{x}}*:\"\n",
+        redis.url()
+    );
+    conformance::run(&Shared(yaml)).await;
+}
+
+#[tokio::test]
+async fn redis_tls_store_conforms() {
+    let tls = TlsFiles::generate();
+    let redis = Redis::start_tls(&tls);
+    let yaml = format!(
+        "    type: redis\n    url: {}\n    ca_file: {}\n",
+        redis.tls_url(),
+        tls.ca.display()
+    );
+    conformance::run(&Shared(yaml)).await;
+}
+
+#[tokio::test]
+async fn redis_tls_refuses_an_untrusted_server() {
+    let tls = TlsFiles::generate();
+    let other = TlsFiles::generate();
+    let redis = Redis::start_tls(&tls);
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nupstream: http://127.0.0.1:9\njwt:\n  algorithms: [HS256]\n  secret: ${{SECRET}}\nrevocation:\n  store:\n    type: redis\n    url: {}\n    ca_file: {}\n",
+        redis.tls_url(),
+        other.ca.display()
+    );
+    let settings = support::parse_settings(&yaml, "http://127.0.0.1:9", &[]);
+    let r = Revocations::open(&settings.revocation, settings.jwt.leeway, Clock::system())
+        .await
+        .expect("opens lazily");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!r.available(), "a server signed by another CA is never trusted");
+}
+
+#[tokio::test]
+async fn redis_cluster_store_conforms() {
+    let cluster = RedisCluster::start();
+    let list: Vec<String> = cluster.urls().iter().map(|u| format!("\"{u}\"")).collect();
+    let yaml = format!("    type: redis\n    cluster: [{}]\n", list.join(", "));
+    conformance::run(&Shared(yaml)).await;
+}
+
+#[tokio::test]
+async fn memcached_store_conforms() {
+    let mc = Memcached::start();
+    let yaml = format!("    type: memcached\n    url: {}\n", mc.url());
+    conformance::run(&Shared(yaml)).await;
 }

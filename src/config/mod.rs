@@ -57,6 +57,35 @@ impl Serialize for Secret {
     }
 }
 
+/// A URL with its password (the part between `:` and `@`) masked.
+pub fn mask_url(u: &str) -> String {
+    let Some((scheme, rest)) = u.split_once("://") else {
+        return u.to_string();
+    };
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            if userinfo.contains(':') {
+                format!("{scheme}://{user}:********@{host}")
+            } else {
+                format!("{scheme}://********@{host}")
+            }
+        }
+        None => u.to_string(),
+    }
+}
+
+fn ser_opt_url<S: serde::Serializer>(u: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match u {
+        Some(u) => s.serialize_some(&mask_url(u)),
+        None => s.serialize_none(),
+    }
+}
+
+fn ser_urls<S: serde::Serializer>(urls: &[String], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(urls.iter().map(|u| mask_url(u)))
+}
+
 fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format_duration(*d))
 }
@@ -163,7 +192,9 @@ pub enum StoreKind {
         path: PathBuf,
     },
     Redis {
+        #[serde(serialize_with = "ser_opt_url")]
         url: Option<String>,
+        #[serde(serialize_with = "ser_urls")]
         cluster: Vec<String>,
     },
     Memcached {
@@ -676,8 +707,10 @@ fn read_store(mut s: Section<'_>, base: &Path, p: &mut Problems) -> StoreSetting
     let url = s.string("url", p);
     let cluster = s.string_list("cluster", p).unwrap_or_default();
     let ca_file = s.string("ca_file", p).map(|f| resolve(base, &f));
+    let mode_text = s.string("mode", p);
+    let mode_given = mode_text.is_some();
     let mode = one_of(
-        s.string("mode", p),
+        mode_text,
         &[
             ("replica", StoreMode::Replica),
             ("per_request", StoreMode::PerRequest),
@@ -705,20 +738,40 @@ fn read_store(mut s: Section<'_>, base: &Path, p: &mut Problems) -> StoreSetting
             }
         },
         "redis" => {
-            if url.is_none() && cluster.is_empty() {
-                p.add(s.path(), "type: redis needs url or cluster");
+            match (&url, cluster.is_empty()) {
+                (None, true) => p.add(s.path(), "type: redis needs url or cluster"),
+                (Some(_), false) => p.add(s.path(), "give either url or cluster, not both"),
+                _ => {}
             }
-            p.add(
-                &s.child_path("type"),
-                "redis is not supported by this build yet (issue: shared stores)",
-            );
+            if let Some(u) = &url {
+                check_redis_url(u, &s.child_path("url"), p);
+            }
+            for (i, u) in cluster.iter().enumerate() {
+                check_redis_url(u, &format!("{}[{i}]", s.child_path("cluster")), p);
+            }
             StoreKind::Redis { url, cluster }
         }
         "memcached" => {
-            p.add(
-                &s.child_path("type"),
-                "memcached is not supported by this build yet (issue: shared stores)",
-            );
+            match &url {
+                None => p.add(&s.child_path("url"), "required for type: memcached"),
+                Some(u) => {
+                    let addr = u
+                        .strip_prefix("memcache://")
+                        .or_else(|| u.strip_prefix("memcached://"));
+                    if !addr.is_some_and(|a| a.trim_end_matches('/').contains(':')) {
+                        p.add(
+                            &s.child_path("url"),
+                            "must look like memcache://host:port",
+                        );
+                    }
+                }
+            }
+            if mode == StoreMode::Replica && mode_given {
+                p.add(
+                    &s.child_path("mode"),
+                    "memcached cannot list its keys: only per_request is possible",
+                );
+            }
             StoreKind::Memcached {
                 url: url.unwrap_or_default(),
             }
@@ -738,6 +791,19 @@ fn read_store(mut s: Section<'_>, base: &Path, p: &mut Problems) -> StoreSetting
         mode,
         key_prefix,
         timeout,
+    }
+}
+
+/// `redis://` or `rediss://` with a host; the password is never echoed.
+fn check_redis_url(u: &str, path: &str, p: &mut Problems) {
+    let rest = u
+        .strip_prefix("redis://")
+        .or_else(|| u.strip_prefix("rediss://"));
+    let host = rest
+        .map(|r| r.rsplit_once('@').map_or(r, |(_, h)| h))
+        .map(|h| h.split('/').next().unwrap_or(""));
+    if !host.is_some_and(|h| !h.is_empty()) {
+        p.add(path, "must look like redis://host:port/db or rediss://host:port/db");
     }
 }
 

@@ -143,15 +143,29 @@ fn describe_masks_secrets() {
 }
 
 #[test]
-fn shared_stores_and_unbuilt_features_are_refused_clearly() {
-    let p = problems(&format!(
-        "{MINIMAL}revocation:\n  store:\n    type: redis\n    url: redis://127.0.0.1:6379\n"
-    ));
-    assert!(
-        p.iter()
-            .any(|x| x.contains("not supported by this build yet")),
-        "{p:?}"
+fn shared_store_settings_are_checked_and_passwords_masked() {
+    let ok = format!(
+        "{MINIMAL}revocation:\n  store:\n    type: redis\n    url: redis://app:pw-123@127.0.0.1:6379/2\n    mode: per_request\n"
     );
+    let s = parse(&ok).unwrap();
+    let shown = s.describe();
+    assert!(!shown.contains("pw-123"), "{shown}");
+    assert!(shown.contains("redis://app:********@127.0.0.1:6379/2"), "{shown}");
+    let p = problems(&format!(
+        "{MINIMAL}revocation:\n  store:\n    type: redis\n    url: http://x\n    cluster: [redis://a:1, 'b:2']\n"
+    ));
+    for want in [
+        "revocation.store.url",
+        "revocation.store.cluster[1]",
+        "revocation.store: give either url or cluster",
+    ] {
+        assert!(p.iter().any(|x| x.starts_with(want)), "{want}: {p:?}");
+    }
+    let p = problems(&format!(
+        "{MINIMAL}revocation:\n  store:\n    type: memcached\n    mode: replica\n"
+    ));
+    assert!(p.iter().any(|x| x.starts_with("revocation.store.url")), "{p:?}");
+    assert!(p.iter().any(|x| x.starts_with("revocation.store.mode")), "{p:?}");
     let p = problems(&format!("{MINIMAL}revocation:\n  store:\n    type: etcd\n"));
     assert!(
         p.iter().any(|x| x.contains("revocation.store.type")),

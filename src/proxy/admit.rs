@@ -1,22 +1,24 @@
 //! Admission: where every 401 is decided. Extract the token, verify it, then
 //! check the revocation set — in that order, so unsigned junk never costs a
-//! revocation lookup.
+//! revocation lookup. A store that cannot answer is `on_store_failure`'s call:
+//! 503 (`deny`) or let the verified token through (`allow`); never a 401.
 
 use super::error::ProxyError;
 use super::Proxy;
 use crate::auth::{extract, AuthError, Verified};
+use crate::revocation::Verdict;
 use http::Request;
 use hyper::body::Incoming;
 use std::sync::Arc;
 
 impl Proxy {
     /// Admits a request carrying a valid, unrevoked token; rejects the rest.
-    pub fn admit(&self, req: &Request<Incoming>) -> Result<Arc<Verified>, ProxyError> {
-        self.admit_parts(req.headers(), req.uri().query())
+    pub async fn admit(&self, req: &Request<Incoming>) -> Result<Arc<Verified>, ProxyError> {
+        self.admit_parts(req.headers(), req.uri().query()).await
     }
 
     /// [`Proxy::admit`] on plain values, for benchmarks and tests.
-    pub fn admit_parts(
+    pub async fn admit_parts(
         &self,
         headers: &http::HeaderMap,
         query: Option<&str>,
@@ -24,9 +26,20 @@ impl Proxy {
         let token = extract(headers, query, &self.token_from)?.ok_or(AuthError::Missing)?;
         let now = self.revocations.clock().now();
         let verified = self.verifier.verify(&token, now)?;
-        if let Some(reason) = self.revocations.check(&verified.keys, verified.iat) {
-            return Err(ProxyError::Revoked(reason));
+        let verdict = self
+            .revocations
+            .verdict(
+                &verified.subject,
+                &verified.token_id,
+                &verified.keys,
+                verified.iat,
+            )
+            .await;
+        match verdict {
+            Verdict::Clear => Ok(verified),
+            Verdict::Revoked(reason) => Err(ProxyError::Revoked(reason)),
+            Verdict::Unavailable if self.allow_on_store_failure => Ok(verified),
+            Verdict::Unavailable => Err(ProxyError::StoreUnavailable),
         }
-        Ok(verified)
     }
 }

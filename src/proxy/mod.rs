@@ -39,6 +39,8 @@ pub struct Proxy {
     identity_headers: Vec<HeaderName>,
     strip_authorization: bool,
     realm: String,
+    /// `revocation.on_store_failure: allow`.
+    allow_on_store_failure: bool,
 }
 
 impl Proxy {
@@ -68,6 +70,8 @@ impl Proxy {
             identity_headers,
             strip_authorization: settings.forward.authorization == AuthorizationForward::Strip,
             realm: settings.jwt.realm.clone(),
+            allow_on_store_failure: settings.revocation.on_store_failure
+                == crate::config::OnStoreFailure::Allow,
         })
     }
 
@@ -141,7 +145,7 @@ impl Proxy {
         log_path.clone_from(&path.strict);
         let rule = self.routes.find(req.method().as_str(), &path);
         let verified = if rule.auth {
-            let v = self.admit(&req)?;
+            let v = self.admit(&req).await?;
             *subject = Some(v.subject.as_text().to_string());
             Some(v)
         } else {

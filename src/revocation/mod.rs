@@ -12,16 +12,35 @@ pub mod store;
 
 pub use clock::Clock;
 pub use model::{Entry, Reason};
-pub use store::{Store, StoreError};
+pub use store::{Access, Store, StoreError};
 
 use crate::claims::{ClaimValue, KeyHashes};
-use crate::config::{RevocationSettings, StoreKind};
+use crate::config::{RevocationSettings, StoreKind, StoreMode};
 use parking_lot::Mutex;
 use set::RevocationSet;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Weak};
+use std::time::{Duration, Instant};
+use store::Sink;
 use tokio::sync::Notify;
+
+/// Process-local origin of the health timestamps.
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+use crate::config::DEFAULT_MAX_STALENESS;
+
+/// Per-request stores are pinged this often to keep `/readyz` honest (1 s).
+pub const HEALTH_PING_EVERY: Duration = Duration::from_secs(1);
+
+/// The answer of the revocation check for one verified token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Clear,
+    Revoked(Reason),
+    /// The store could not be consulted (per-request) or the replica is
+    /// older than `max_staleness`: `on_store_failure` decides.
+    Unavailable,
+}
 
 /// How often expired entries are swept from memory (30 s).
 pub const SWEEP_EVERY: Duration = Duration::from_secs(30);
@@ -60,6 +79,13 @@ pub struct Lifetimes {
 pub struct Revocations {
     set: RevocationSet,
     store: Option<Arc<dyn Store>>,
+    access: Access,
+    /// The store has answered (replica: loaded) at least once.
+    synced: AtomicBool,
+    /// When the store last proved healthy, in ms since [`EPOCH`].
+    healthy_at: AtomicU64,
+    /// A replica older than this is stale (`revocation.max_staleness`), in ms.
+    max_staleness_ms: AtomicU64,
     pending: Mutex<Vec<Entry>>,
     wake_retry: Arc<Notify>,
     clock: Clock,
@@ -75,24 +101,171 @@ impl Revocations {
         leeway: Duration,
         clock: Clock,
     ) -> Result<Arc<Revocations>, StoreError> {
-        let store: Option<Arc<dyn Store>> = match &settings.store.kind {
+        let st = &settings.store;
+        let store: Option<Arc<dyn Store>> = match &st.kind {
             StoreKind::Memory => None,
             StoreKind::File { path } => {
                 Some(Arc::new(store::file::FileStore::open(path, clock.clone())?))
             }
-            StoreKind::Redis { .. } | StoreKind::Memcached { .. } => {
-                return Err(StoreError::Io(std::io::Error::other(
-                    "store type not supported by this build",
-                )));
+            StoreKind::Redis { url, cluster } => {
+                let urls = if cluster.is_empty() {
+                    url.iter().cloned().collect()
+                } else {
+                    cluster.clone()
+                };
+                Some(Arc::new(store::redis::RedisStore::new(
+                    store::redis::RedisTarget {
+                        urls,
+                        cluster: !cluster.is_empty(),
+                        ca_file: st.ca_file.clone(),
+                        key_prefix: st.key_prefix.clone(),
+                        timeout: st.timeout,
+                        mode: match st.mode {
+                            StoreMode::Replica => Access::Replica,
+                            StoreMode::PerRequest => Access::PerRequest,
+                        },
+                    },
+                )?))
             }
+            StoreKind::Memcached { url } => Some(Arc::new(
+                store::memcached::MemcachedStore::new(url, &st.key_prefix)?,
+            )),
         };
         let lifetimes = Lifetimes {
             max_token: settings.max_token_lifetime.as_secs() as i64,
             leeway: leeway.as_secs() as i64,
         };
-        let r = Revocations::new(store, lifetimes, settings.store.timeout, clock);
+        let r = Revocations::new(store, lifetimes, st.timeout, clock);
+        r.set_max_staleness(settings.max_staleness);
         r.load().await?;
+        r.start_sync();
         Ok(r)
+    }
+
+    /// How long a replica that lost its store keeps serving its set.
+    pub fn set_max_staleness(&self, d: Duration) {
+        self.max_staleness_ms
+            .store(d.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Starts following the store: the feed for a replica, a health ping
+    /// for a per-request store. Nothing for local stores.
+    pub fn start_sync(self: &Arc<Self>) {
+        let Some(store) = self.store.clone() else {
+            return;
+        };
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        match self.access {
+            Access::Loaded => {}
+            Access::Replica => {
+                let strong: Arc<dyn Sink> = self.clone();
+                tokio::spawn(store.replicate(Arc::downgrade(&strong)));
+            }
+            Access::PerRequest => {
+                let weak = Arc::downgrade(self);
+                tokio::spawn(async move {
+                    loop {
+                        let Some(r) = weak.upgrade() else { return };
+                        let wait = r.store_timeout.max(HEALTH_PING_EVERY);
+                        if let Ok(Ok(())) = tokio::time::timeout(wait, store.ping()).await {
+                            r.healthy();
+                        }
+                        drop(r);
+                        tokio::time::sleep(HEALTH_PING_EVERY).await;
+                    }
+                });
+            }
+        }
+    }
+
+    /// Whether the store is usable: local stores always; a replica while it
+    /// has synced within `max_staleness`; a per-request store while its
+    /// pings answer within that window.
+    pub fn available(&self) -> bool {
+        if self.access == Access::Loaded {
+            return true;
+        }
+        self.synced.load(Ordering::Relaxed)
+            && self.sync_lag() <= Duration::from_millis(self.max_staleness_ms.load(Ordering::Relaxed))
+    }
+
+    /// Time since the store last proved healthy (zero for local stores).
+    pub fn sync_lag(&self) -> Duration {
+        if self.access == Access::Loaded {
+            return Duration::ZERO;
+        }
+        if !self.synced.load(Ordering::Relaxed) {
+            return EPOCH.elapsed();
+        }
+        let now = EPOCH.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.healthy_at.load(Ordering::Relaxed)))
+    }
+
+    /// How requests consult the store.
+    pub fn access(&self) -> Access {
+        self.access
+    }
+
+    /// The full check for one verified token: the local set, then (per-request
+    /// stores) the store within `store.timeout`, or (replicas) the staleness
+    /// window.
+    pub async fn verdict(
+        &self,
+        subject: &ClaimValue,
+        token: &ClaimValue,
+        keys: &KeyHashes,
+        iat: Option<i64>,
+    ) -> Verdict {
+        let local = self.check(keys, iat);
+        // A per-request store may know a more specific reason than a cutoff
+        // held here; everywhere else the local answer is final.
+        if let Some(reason) = local {
+            if reason == Reason::Token || self.access != Access::PerRequest {
+                return Verdict::Revoked(reason);
+            }
+        }
+        match (self.access, &self.store) {
+            (Access::Loaded, _) | (_, None) => Verdict::Clear,
+            (Access::Replica, Some(_)) => {
+                if self.available() {
+                    Verdict::Clear
+                } else {
+                    Verdict::Unavailable
+                }
+            }
+            (Access::PerRequest, Some(store)) => {
+                match tokio::time::timeout(self.store_timeout, store.lookup(subject, token)).await {
+                    Ok(Ok(entries)) => {
+                        self.healthy();
+                        for e in &entries {
+                            self.set.apply(e);
+                        }
+                        match self.check(keys, iat) {
+                            Some(reason) => Verdict::Revoked(reason),
+                            None => Verdict::Clear,
+                        }
+                    }
+                    Ok(Err(e)) => {
+                        self.store_errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(error.reason = e.reason(), error = %e, "Store lookup failed");
+                        local.map_or(Verdict::Unavailable, Verdict::Revoked)
+                    }
+                    Err(_) => {
+                        self.store_errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!("Store lookup timed out");
+                        local.map_or(Verdict::Unavailable, Verdict::Revoked)
+                    }
+                }
+            }
+        }
+    }
+
+    fn healthy(&self) {
+        self.healthy_at
+            .store(EPOCH.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.synced.store(true, Ordering::Relaxed);
     }
 
     /// A service over `store` (none: memory only). Call [`Revocations::load`] next.
@@ -102,9 +275,14 @@ impl Revocations {
         store_timeout: Duration,
         clock: Clock,
     ) -> Arc<Revocations> {
+        let access = store.as_ref().map_or(Access::Loaded, |s| s.access());
         let r = Arc::new(Revocations {
             set: RevocationSet::new(),
             store,
+            access,
+            synced: AtomicBool::new(false),
+            healthy_at: AtomicU64::new(0),
+            max_staleness_ms: AtomicU64::new(DEFAULT_MAX_STALENESS.as_millis() as u64),
             pending: Mutex::new(Vec::new()),
             wake_retry: Arc::new(Notify::new()),
             clock,
@@ -251,6 +429,18 @@ impl Revocations {
         let mut pending = self.pending.lock();
         pending.extend(failed);
         pending.len()
+    }
+}
+
+impl Sink for Revocations {
+    fn apply(&self, entries: &[Entry]) {
+        for e in entries {
+            self.set.apply(e);
+        }
+    }
+
+    fn healthy(&self) {
+        Revocations::healthy(self);
     }
 }
 

@@ -3,13 +3,17 @@
 
 use revoke_proxy::claims::{ClaimValue, KeyHashes};
 use revoke_proxy::revocation::store::BoxFuture;
-use revoke_proxy::revocation::{Clock, Reason, Revocations, WriteStatus};
+use revoke_proxy::revocation::{Clock, Entry, Reason, Revocations, Verdict, WriteStatus};
 use std::sync::Arc;
 
 /// A store under test. `open` may be called again to model a restart.
 pub trait Backing: Sync {
     /// Whether entries survive a reopen.
     fn durable(&self) -> bool;
+    /// Whether several instances can be open at once (replicas of one store).
+    fn shared(&self) -> bool {
+        false
+    }
     fn open(&self, clock: Clock) -> BoxFuture<'_, Arc<Revocations>>;
 }
 
@@ -17,8 +21,22 @@ fn s(v: &str) -> ClaimValue {
     ClaimValue::Str(v.into())
 }
 
-fn check(r: &Revocations, sub: &ClaimValue, jti: &ClaimValue, iat: i64) -> Option<Reason> {
-    r.check(&KeyHashes::new(sub, jti), Some(iat))
+/// The full check a request gets (local set, then a per-request store).
+async fn check_iat(
+    r: &Revocations,
+    sub: &ClaimValue,
+    jti: &ClaimValue,
+    iat: Option<i64>,
+) -> Option<Reason> {
+    match r.verdict(sub, jti, &KeyHashes::new(sub, jti), iat).await {
+        Verdict::Clear => None,
+        Verdict::Revoked(reason) => Some(reason),
+        Verdict::Unavailable => panic!("store unavailable during the conformance run"),
+    }
+}
+
+async fn check(r: &Revocations, sub: &ClaimValue, jti: &ClaimValue, iat: i64) -> Option<Reason> {
+    check_iat(r, sub, jti, Some(iat)).await
 }
 
 /// Runs every case; panics naming the first that fails.
@@ -34,17 +52,17 @@ pub async fn run(b: &dyn Backing) {
         WriteStatus::Stored
     );
     assert_eq!(
-        check(&r, &s("u1"), &s("j1"), now),
+        check(&r, &s("u1"), &s("j1"), now).await,
         Some(Reason::Token),
         "revoke"
     );
     assert_eq!(
-        check(&r, &s("u1"), &s("j2"), now),
+        check(&r, &s("u1"), &s("j2"), now).await,
         None,
         "other token of the user"
     );
     assert_eq!(
-        check(&r, &s("u2"), &s("j1"), now),
+        check(&r, &s("u2"), &s("j1"), now).await,
         None,
         "same jti, other user"
     );
@@ -53,36 +71,36 @@ pub async fn run(b: &dyn Backing) {
     r.revoke_token(s("a:b"), s("c"), Some(now + 600), None)
         .await;
     assert_eq!(
-        check(&r, &s("a"), &s("b:c"), now),
+        check(&r, &s("a"), &s("b:c"), now).await,
         None,
         "separator collision"
     );
     let n42 = ClaimValue::from_json(&serde_json::json!(42)).unwrap();
     r.revoke_token(n42.clone(), s("j"), Some(now + 600), None)
         .await;
-    assert_eq!(check(&r, &s("42"), &s("j"), now), None, "number vs string");
-    assert_eq!(check(&r, &n42, &s("j"), now), Some(Reason::Token));
+    assert_eq!(check(&r, &s("42"), &s("j"), now).await, None, "number vs string");
+    assert_eq!(check(&r, &n42, &s("j"), now).await, Some(Reason::Token));
 
     // A subject cutoff revokes older tokens; the purge second survives.
     r.purge_subject(s("u3"), None).await;
     let cutoff = clock.now();
     assert_eq!(
-        check(&r, &s("u3"), &s("x"), cutoff - 1),
+        check(&r, &s("u3"), &s("x"), cutoff - 1).await,
         Some(Reason::Subject),
         "purge"
     );
     assert_eq!(
-        check(&r, &s("u3"), &s("x"), cutoff + 1),
+        check(&r, &s("u3"), &s("x"), cutoff + 1).await,
         None,
         "issued after purge"
     );
     assert_eq!(
-        check(&r, &s("u4"), &s("x"), cutoff - 1),
+        check(&r, &s("u4"), &s("x"), cutoff - 1).await,
         None,
         "other subject"
     );
     assert_eq!(
-        r.check(&KeyHashes::new(&s("u3"), &s("x")), None),
+        check_iat(&r, &s("u3"), &s("x"), None).await,
         None,
         "no iat: cannot be purged"
     );
@@ -107,7 +125,7 @@ pub async fn run(b: &dyn Backing) {
     }
     for i in 0..64 {
         assert_eq!(
-            check(&r, &s("u7"), &s(&format!("j{i}")), now),
+            check(&r, &s("u7"), &s(&format!("j{i}")), now).await,
             Some(Reason::Token),
             "concurrent {i}"
         );
@@ -116,61 +134,106 @@ pub async fn run(b: &dyn Backing) {
     clock.advance(10);
     let later = clock.now();
     assert_eq!(
-        check(&r, &s("u5"), &s("j"), later),
+        check(&r, &s("u5"), &s("j"), later).await,
         Some(Reason::Token),
         "never shortened"
     );
-    assert_eq!(check(&r, &s("u6"), &s("j"), later), None, "expired");
+    assert_eq!(check(&r, &s("u6"), &s("j"), later).await, None, "expired");
 
     // The global cutoff revokes every older token.
     r.purge_all(None).await;
     let global = clock.now();
     assert_eq!(
-        check(&r, &s("zz"), &s("x"), global - 1),
+        check(&r, &s("zz"), &s("x"), global - 1).await,
         Some(Reason::Global),
         "purge all"
     );
     assert_eq!(
-        check(&r, &s("zz"), &s("x"), global),
+        check(&r, &s("zz"), &s("x"), global).await,
         None,
         "purge-all second survives"
     );
 
+    if b.shared() {
+        racing_replicas(b, &clock).await;
+    }
     if !b.durable() {
         return;
     }
     drop(r);
     let r = b.open(clock.clone()).await;
     assert_eq!(
-        check(&r, &s("u1"), &s("j1"), later),
+        check(&r, &s("u1"), &s("j1"), later).await,
         Some(Reason::Token),
         "after reopen: token"
     );
     assert_eq!(
-        check(&r, &s("u3"), &s("x"), cutoff - 1),
+        check(&r, &s("u3"), &s("x"), cutoff - 1).await,
         Some(Reason::Subject),
         "after reopen: subject"
     );
     assert_eq!(
-        check(&r, &s("u5"), &s("j"), later),
+        check(&r, &s("u5"), &s("j"), later).await,
         Some(Reason::Token),
         "after reopen: never shortened"
     );
     assert_eq!(
-        check(&r, &s("u6"), &s("j"), later),
+        check(&r, &s("u6"), &s("j"), later).await,
         None,
         "after reopen: expired stays gone"
     );
     for i in 0..64 {
         assert_eq!(
-            check(&r, &s("u7"), &s(&format!("j{i}")), now),
+            check(&r, &s("u7"), &s(&format!("j{i}")), now).await,
             Some(Reason::Token),
             "after reopen: concurrent {i}"
         );
     }
     assert_eq!(
-        check(&r, &s("zz"), &s("x"), global - 1),
+        check(&r, &s("zz"), &s("x"), global - 1).await,
         Some(Reason::Global),
         "after reopen: global"
     );
+}
+
+/// Two replicas writing cutoffs for one subject at the same moment: a third,
+/// fresh replica sees the latest cutoff and the longest lifetime of them all.
+async fn racing_replicas(b: &dyn Backing, clock: &Clock) {
+    let a = b.open(clock.clone()).await;
+    let c = b.open(clock.clone()).await;
+    let base = clock.now();
+    let mut tasks = Vec::new();
+    for i in 0..32i64 {
+        for r in [a.clone(), c.clone()] {
+            tasks.push(tokio::spawn(async move {
+                r.record(Entry::Subject {
+                    subject: s("racer"),
+                    cutoff: base + (i * 13) % 32,
+                    until: base + 600 + (i * 7) % 32,
+                })
+                .await
+            }));
+        }
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), WriteStatus::Stored, "racing write");
+    }
+    let fresh = b.open(clock.clone()).await;
+    assert_eq!(
+        check(&fresh, &s("racer"), &s("t"), base + 30).await,
+        Some(Reason::Subject),
+        "racing replicas: the latest cutoff (base + 31) won"
+    );
+    assert_eq!(
+        check(&fresh, &s("racer"), &s("t"), base + 31).await,
+        None,
+        "racing replicas: a token of the cutoff second survives"
+    );
+    clock.advance(620);
+    assert_eq!(
+        check(&fresh, &s("racer"), &s("t"), base + 30).await,
+        Some(Reason::Subject),
+        "racing replicas: the longest lifetime (base + 631) won"
+    );
+    clock.advance(-620);
 }

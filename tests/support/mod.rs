@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod conformance;
+pub mod servers;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
@@ -34,6 +35,18 @@ pub fn fixtures() -> PathBuf {
 
 pub fn now() -> i64 {
     revoke_proxy::revocation::clock::unix_now()
+}
+
+/// Waits (bounded: 15 s) until `cond` holds; panics naming `what` otherwise.
+pub async fn wait_until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 // ---------------------------------------------------------------- upstream

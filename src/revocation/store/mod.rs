@@ -5,10 +5,15 @@
 //! durability (`file`) or sharing between replicas. `memory` has no store.
 
 pub mod file;
+pub mod keys;
+pub mod memcached;
+pub mod redis;
 
 use super::model::Entry;
+use crate::claims::ClaimValue;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, Weak};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -22,6 +27,8 @@ pub enum StoreError {
     Closed,
     #[error("store data is corrupt: {0}")]
     Corrupt(String),
+    #[error("store backend error: {0}")]
+    Backend(String),
 }
 
 impl StoreError {
@@ -32,8 +39,28 @@ impl StoreError {
             StoreError::Timeout => "timeout",
             StoreError::Closed => "closed",
             StoreError::Corrupt(_) => "corrupt",
+            StoreError::Backend(_) => "backend",
         }
     }
+}
+
+/// How requests consult a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Loaded once at start; this process is the only writer (`file`).
+    Loaded,
+    /// A local replica kept current by [`Store::replicate`] (`redis`, mode replica).
+    Replica,
+    /// Looked up on each request with [`Store::lookup`] (`redis` per_request, `memcached`).
+    PerRequest,
+}
+
+/// Where a replicating store delivers what it learns.
+pub trait Sink: Send + Sync {
+    /// Entries read from the store (a full load or one feed message).
+    fn apply(&self, entries: &[Entry]);
+    /// The store answered and the feed is connected: the replica is current.
+    fn healthy(&self);
 }
 
 /// A revocation store. Writes are atomic and never shorten an existing entry.
@@ -41,9 +68,34 @@ pub trait Store: Send + Sync + 'static {
     /// `file`, `redis`, … for logs and metrics.
     fn kind(&self) -> &'static str;
 
+    fn access(&self) -> Access {
+        Access::Loaded
+    }
+
     /// Every live entry, to fill the in-memory set at start.
     fn load(&self) -> BoxFuture<'_, Result<Vec<Entry>, StoreError>>;
 
     /// Stores one entry; returns once it is durable or shared.
     fn write<'a>(&'a self, entry: &'a Entry) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// The entries that could reject a token of `subject` with id `token`
+    /// (token entry, subject cutoff, global cutoff), for per-request stores.
+    fn lookup<'a>(
+        &'a self,
+        _subject: &'a ClaimValue,
+        _token: &'a ClaimValue,
+    ) -> BoxFuture<'a, Result<Vec<Entry>, StoreError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    /// A cheap round trip proving the store answers.
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// For [`Access::Replica`] stores: loads everything into `sink`, then keeps
+    /// it current (feed, resync after a disconnect) until `sink` is gone.
+    fn replicate(self: Arc<Self>, _sink: Weak<dyn Sink>) -> BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
 }
