@@ -3,8 +3,8 @@
 //! keep the proxy's own work far below a loopback round trip. Reports cached
 //! and uncached tokens, HS256 and RS256, with 1 and 1,000,000 revocations.
 
-use futures_util::FutureExt;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use futures_util::FutureExt;
 use http::{HeaderMap, HeaderValue};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use revoke_proxy::app::App;
@@ -66,9 +66,16 @@ fn admission(c: &mut Criterion) {
     for (name, alg) in [("HS256", Algorithm::HS256), ("RS256", Algorithm::RS256)] {
         let p = proxy(&rt, name);
         let h = headers(&token(alg, 1));
-        p.admit_parts(&h, None).now_or_never().expect("ready").expect("valid");
+        p.admit_parts(&h, None)
+            .now_or_never()
+            .expect("ready")
+            .expect("valid");
         c.bench_function(&format!("admit/{name}/cached"), |b| {
-            b.iter(|| p.admit_parts(&h, None).now_or_never().is_some_and(|r| r.is_ok()))
+            b.iter(|| {
+                p.admit_parts(&h, None)
+                    .now_or_never()
+                    .is_some_and(|r| r.is_ok())
+            })
         });
         let fresh: Vec<String> = (0..64).map(|i| token(alg, 1000 + i)).collect();
         let mut i = 0usize;
@@ -100,7 +107,11 @@ fn admission(c: &mut Criterion) {
             }
         });
         c.bench_function(&format!("admit/HS256/cached/revocations={label}"), |b| {
-            b.iter(|| p.admit_parts(&h, None).now_or_never().is_some_and(|r| r.is_ok()))
+            b.iter(|| {
+                p.admit_parts(&h, None)
+                    .now_or_never()
+                    .is_some_and(|r| r.is_ok())
+            })
         });
     }
     let headers_only = headers("x");

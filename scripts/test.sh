@@ -8,6 +8,19 @@ if ! rustup component list --installed 2>/dev/null | grep -q '^rustfmt'; then
   rustup component add rustfmt clippy
 fi
 
+# Integration tests start their own redis-server (standalone, TLS, cluster)
+# and memcached on free loopback ports; install the Debian packages if missing.
+missing=()
+command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || missing+=(redis-server)
+command -v redis-cli >/dev/null || [ -x /usr/bin/redis-cli ] || missing+=(redis-tools)
+command -v memcached >/dev/null || [ -x /usr/bin/memcached ] || missing+=(memcached)
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "== installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings"

@@ -29,9 +29,10 @@ impl Admin {
     pub fn handle(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         match req.uri().path() {
             "/healthz" => text(StatusCode::OK, "ok\n"),
-            "/readyz" if !self.ready.load(Ordering::Relaxed) => {
-                text(StatusCode::SERVICE_UNAVAILABLE, "not ready: shutting down\n")
-            }
+            "/readyz" if !self.ready.load(Ordering::Relaxed) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: shutting down\n",
+            ),
             "/readyz" if !self.revocations.available() => text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "not ready: revocation store not synced\n",

@@ -145,7 +145,10 @@ async fn redis_tls_refuses_an_untrusted_server() {
         .await
         .expect("opens lazily");
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(!r.available(), "a server signed by another CA is never trusted");
+    assert!(
+        !r.available(),
+        "a server signed by another CA is never trusted"
+    );
 }
 
 #[tokio::test]

@@ -759,10 +759,7 @@ fn read_store(mut s: Section<'_>, base: &Path, p: &mut Problems) -> StoreSetting
                         .strip_prefix("memcache://")
                         .or_else(|| u.strip_prefix("memcached://"));
                     if !addr.is_some_and(|a| a.trim_end_matches('/').contains(':')) {
-                        p.add(
-                            &s.child_path("url"),
-                            "must look like memcache://host:port",
-                        );
+                        p.add(&s.child_path("url"), "must look like memcache://host:port");
                     }
                 }
             }
@@ -802,8 +799,11 @@ fn check_redis_url(u: &str, path: &str, p: &mut Problems) {
     let host = rest
         .map(|r| r.rsplit_once('@').map_or(r, |(_, h)| h))
         .map(|h| h.split('/').next().unwrap_or(""));
-    if !host.is_some_and(|h| !h.is_empty()) {
-        p.add(path, "must look like redis://host:port/db or rediss://host:port/db");
+    if host.is_none_or(str::is_empty) {
+        p.add(
+            path,
+            "must look like redis://host:port/db or rediss://host:port/db",
+        );
     }
 }
 

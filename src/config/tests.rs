@@ -150,7 +150,10 @@ fn shared_store_settings_are_checked_and_passwords_masked() {
     let s = parse(&ok).unwrap();
     let shown = s.describe();
     assert!(!shown.contains("pw-123"), "{shown}");
-    assert!(shown.contains("redis://app:********@127.0.0.1:6379/2"), "{shown}");
+    assert!(
+        shown.contains("redis://app:********@127.0.0.1:6379/2"),
+        "{shown}"
+    );
     let p = problems(&format!(
         "{MINIMAL}revocation:\n  store:\n    type: redis\n    url: http://x\n    cluster: [redis://a:1, 'b:2']\n"
     ));
@@ -164,8 +167,14 @@ fn shared_store_settings_are_checked_and_passwords_masked() {
     let p = problems(&format!(
         "{MINIMAL}revocation:\n  store:\n    type: memcached\n    mode: replica\n"
     ));
-    assert!(p.iter().any(|x| x.starts_with("revocation.store.url")), "{p:?}");
-    assert!(p.iter().any(|x| x.starts_with("revocation.store.mode")), "{p:?}");
+    assert!(
+        p.iter().any(|x| x.starts_with("revocation.store.url")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter().any(|x| x.starts_with("revocation.store.mode")),
+        "{p:?}"
+    );
     let p = problems(&format!("{MINIMAL}revocation:\n  store:\n    type: etcd\n"));
     assert!(
         p.iter().any(|x| x.contains("revocation.store.type")),

@@ -127,9 +127,10 @@ impl Revocations {
                     },
                 )?))
             }
-            StoreKind::Memcached { url } => Some(Arc::new(
-                store::memcached::MemcachedStore::new(url, &st.key_prefix)?,
-            )),
+            StoreKind::Memcached { url } => Some(Arc::new(store::memcached::MemcachedStore::new(
+                url,
+                &st.key_prefix,
+            )?)),
         };
         let lifetimes = Lifetimes {
             max_token: settings.max_token_lifetime.as_secs() as i64,
@@ -188,7 +189,8 @@ impl Revocations {
             return true;
         }
         self.synced.load(Ordering::Relaxed)
-            && self.sync_lag() <= Duration::from_millis(self.max_staleness_ms.load(Ordering::Relaxed))
+            && self.sync_lag()
+                <= Duration::from_millis(self.max_staleness_ms.load(Ordering::Relaxed))
     }
 
     /// Time since the store last proved healthy (zero for local stores).

@@ -78,7 +78,11 @@ pub async fn run(b: &dyn Backing) {
     let n42 = ClaimValue::from_json(&serde_json::json!(42)).unwrap();
     r.revoke_token(n42.clone(), s("j"), Some(now + 600), None)
         .await;
-    assert_eq!(check(&r, &s("42"), &s("j"), now).await, None, "number vs string");
+    assert_eq!(
+        check(&r, &s("42"), &s("j"), now).await,
+        None,
+        "number vs string"
+    );
     assert_eq!(check(&r, &n42, &s("j"), now).await, Some(Reason::Token));
 
     // A subject cutoff revokes older tokens; the purge second survives.

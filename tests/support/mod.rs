@@ -193,6 +193,8 @@ impl TestProxy {
         let addr = listener.local_addr().unwrap();
         let admin_addr = admin.as_ref().map(|a| a.local_addr().unwrap());
         let proxy = app.proxy.clone();
+        let revocations = proxy.revocations.clone();
+        wait_until("revocation store synced", || revocations.available()).await;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             app.run(listener, admin, async move {

@@ -103,7 +103,10 @@ impl Redis {
             .arg(self.dir.path().join("redis.log"));
         match self.tls_port {
             Some(tls) => {
-                cmd.arg("--port").arg("0").arg("--tls-port").arg(tls.to_string());
+                cmd.arg("--port")
+                    .arg("0")
+                    .arg("--tls-port")
+                    .arg(tls.to_string());
             }
             None => {
                 cmd.arg("--port").arg(self.port.to_string());

@@ -81,7 +81,10 @@ impl Conn {
             if f.next() != Some("VALUE") {
                 return Err(proto(format!("unexpected reply to {cmd}")));
             }
-            let key = f.next().ok_or_else(|| proto("VALUE without key"))?.to_string();
+            let key = f
+                .next()
+                .ok_or_else(|| proto("VALUE without key"))?
+                .to_string();
             let _flags = f.next();
             let len: usize = f
                 .next()
@@ -130,7 +133,9 @@ impl MemcachedStore {
             return Err(proto("memcached URL must be memcache://host:port"));
         }
         if prefix.bytes().any(|b| b <= b' ' || b == 0x7f) {
-            return Err(proto("key_prefix must not contain spaces or control characters"));
+            return Err(proto(
+                "key_prefix must not contain spaces or control characters",
+            ));
         }
         Ok(MemcachedStore {
             addr: addr.to_string(),

@@ -418,12 +418,8 @@ impl Store for RedisStore {
                 let cmd = redis::cmd("GET").arg(k).clone();
                 async move { conn.query::<Option<String>>(&cmd).await }
             };
-            let (a, b, c) = futures_util::future::join3(
-                get(&names[0]),
-                get(&names[1]),
-                get(&names[2]),
-            )
-            .await;
+            let (a, b, c) =
+                futures_util::future::join3(get(&names[0]), get(&names[1]), get(&names[2])).await;
             let mut out = Vec::new();
             for (k, v) in names.iter().zip([a, b, c]) {
                 if let Some(e) = v.map_err(backend)?.and_then(|v| keys::entry_from(p, k, &v)) {
@@ -536,7 +532,10 @@ mod tests {
                     d4 127.0.0.1:30004@40004 master,fail - 0 0 3 connected\n";
         assert_eq!(
             cluster_masters(text),
-            vec![("127.0.0.1".to_string(), 30001), ("127.0.0.1".to_string(), 30002)]
+            vec![
+                ("127.0.0.1".to_string(), 30001),
+                ("127.0.0.1".to_string(), 30002)
+            ]
         );
     }
 
