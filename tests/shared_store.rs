@@ -4,6 +4,7 @@
 mod support;
 
 use revoke_proxy::claims::{ClaimValue, KeyHashes};
+use revoke_proxy::revocation::Clock;
 use std::time::{Duration, Instant};
 use support::servers::{Memcached, Redis};
 use support::*;
@@ -272,5 +273,44 @@ async fn memcached_replicas_share_revocations_and_fail_per_policy() {
     mc.resume();
     assert_eq!(get(a.addr, "/api", Some(&other)).await.status, 200);
     a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_revocation_the_store_never_took_survives_a_proxy_restart_via_the_spool() {
+    let mut redis = Redis::start();
+    let up = TestUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let spooled = format!(
+        "{}    path: {}\n",
+        redis_store(&redis, "replica"),
+        dir.path().join("spool").display()
+    );
+    let a = TestProxy::start(&config(&spooled, ""), &up.url(), &[]).await;
+    let b = TestProxy::start(&config(&redis_store(&redis, "replica"), ""), &up.url(), &[]).await;
+    let c = claims("kate");
+    let t = hs256(&c);
+
+    redis.stop();
+    let resp = post(a.addr, "/logout", &t).await;
+    assert_eq!(resp.header("revocation-status"), Some("pending"));
+    a.stop().await;
+    // In-process stand-in for the process exiting: wait until its tasks are
+    // gone and the spool's file lock is free.
+    let spool = dir.path().join("spool");
+    wait_until("replica a released its spool", || {
+        revoke_proxy::revocation::store::file::FileStore::open(&spool, Clock::system()).is_ok()
+    })
+    .await;
+
+    // Redis comes back empty; the restarted replica replays its spool.
+    redis.restart();
+    let a2 = TestProxy::start(&config(&spooled, ""), &up.url(), &[]).await;
+    assert_eq!(get(a2.addr, "/api", Some(&t)).await.status, 401, "replayed locally");
+    let keys = keys_of("kate", &jti(&c));
+    let rb = b.app.revocations.clone();
+    wait_until("the spooled logout reaches b", || rb.check(&keys, None).is_some()).await;
+    assert_eq!(get(b.addr, "/api", Some(&t)).await.status, 401);
+    a2.stop().await;
     b.stop().await;
 }

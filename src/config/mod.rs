@@ -206,6 +206,9 @@ pub enum StoreKind {
 pub struct StoreSettings {
     #[serde(flatten)]
     pub kind: StoreKind,
+    /// redis/memcached: local journal of revocations the store has not taken
+    /// yet (`path`), replayed at start. Without it they live in memory only.
+    pub spool: Option<PathBuf>,
     pub ca_file: Option<PathBuf>,
     pub mode: StoreMode,
     pub key_prefix: String,
@@ -728,7 +731,7 @@ fn read_store(mut s: Section<'_>, base: &Path, p: &mut Problems) -> StoreSetting
     }
     let kind = match kind_name.as_str() {
         "memory" => StoreKind::Memory,
-        "file" => match path {
+        "file" => match path.clone() {
             Some(f) => StoreKind::File {
                 path: resolve(base, &f),
             },
@@ -782,8 +785,13 @@ fn read_store(mut s: Section<'_>, base: &Path, p: &mut Problems) -> StoreSetting
         }
     };
     s.finish(p);
+    let spool = match &kind {
+        StoreKind::Redis { .. } | StoreKind::Memcached { .. } => path.map(|f| resolve(base, &f)),
+        _ => None,
+    };
     StoreSettings {
         kind,
+        spool,
         ca_file,
         mode,
         key_prefix,

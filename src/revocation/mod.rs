@@ -79,6 +79,8 @@ pub struct Lifetimes {
 pub struct Revocations {
     set: RevocationSet,
     store: Option<Arc<dyn Store>>,
+    /// Durable journal of writes the shared store has not taken yet.
+    spool: Mutex<Option<Arc<store::file::FileStore>>>,
     access: Access,
     /// The store has answered (replica: loaded) at least once.
     synced: AtomicBool,
@@ -136,11 +138,32 @@ impl Revocations {
             max_token: settings.max_token_lifetime.as_secs() as i64,
             leeway: leeway.as_secs() as i64,
         };
-        let r = Revocations::new(store, lifetimes, st.timeout, clock);
+        let r = Revocations::new(store, lifetimes, st.timeout, clock.clone());
         r.set_max_staleness(settings.max_staleness);
+        if let Some(path) = &st.spool {
+            r.open_spool(path, clock).await?;
+        }
         r.load().await?;
         r.start_sync();
         Ok(r)
+    }
+
+    /// Opens the journal of unshared writes and replays it: every entry is
+    /// enforced here at once and queued for the store again (writes merge, so
+    /// one that did reach the store before a crash is harmless to repeat).
+    pub async fn open_spool(&self, path: &std::path::Path, clock: Clock) -> Result<(), StoreError> {
+        let spool = store::file::FileStore::open(path, clock)?;
+        let entries = spool.load().await?;
+        if !entries.is_empty() {
+            tracing::info!(entries = entries.len(), "Replaying revocations not yet shared");
+            for e in &entries {
+                self.set.apply(e);
+            }
+            self.pending.lock().extend(entries);
+            self.wake_retry.notify_one();
+        }
+        *self.spool.lock() = Some(Arc::new(spool));
+        Ok(())
     }
 
     /// How long a replica that lost its store keeps serving its set.
@@ -281,6 +304,7 @@ impl Revocations {
         let r = Arc::new(Revocations {
             set: RevocationSet::new(),
             store,
+            spool: Mutex::new(None),
             access,
             synced: AtomicBool::new(false),
             healthy_at: AtomicU64::new(0),
@@ -389,6 +413,12 @@ impl Revocations {
                 self.store_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(kind = entry.kind(), error.reason = error.reason(), error = %error,
                     "Revocation not stored yet; enforced locally and retried");
+                let spool = self.spool.lock().clone();
+                if let Some(spool) = spool {
+                    if let Err(e) = spool.write(&entry).await {
+                        tracing::error!(error = %e, "Cannot journal an unshared revocation");
+                    }
+                }
                 self.pending.lock().push(entry);
                 self.wake_retry.notify_one();
                 WriteStatus::Pending
