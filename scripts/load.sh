@@ -4,6 +4,9 @@
 #   nginx       wrk → nginx proxy_pass (no auth at all) → upstream
 #   rp-hs256    wrk → revoke-proxy (HS256 + revocation check, memory store) → upstream
 #   rp-rs256    wrk → revoke-proxy (RS256, same) → upstream
+#   rp-redis    HS256, redis store, replica mode (local copy + change feed)
+#   rp-redis-pr HS256, redis store, per_request mode (3 GETs per request)
+#   rp-memcd    HS256, memcached store (one multi-get per request)
 # Each proxy run rotates over TOKENS distinct tokens. Prints requests/s, p50,
 # p99 and the ratios SPEC §7 asks about. Bounded: each run lasts DURATION.
 set -euo pipefail
@@ -18,6 +21,8 @@ missing=()
 command -v wrk >/dev/null || missing+=(wrk)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 command -v openssl >/dev/null || missing+=(openssl)
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v memcached >/dev/null || missing+=(memcached)
 if [ "${#missing[@]}" -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
@@ -39,6 +44,7 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 UP=$(free_port); NGX=$(free_port); HS=$(free_port); RS=$(free_port)
+RD=$(free_port); MC=$(free_port); RR=$(free_port); RP=$(free_port); MP=$(free_port)
 
 write_nginx() { # name port workers body
   cat > "$work/$1.conf" <<CONF
@@ -76,8 +82,22 @@ log:
 CONF
 sed -e "s/127.0.0.1:$HS/127.0.0.1:$RS/" -e "s/\[HS256\]/[RS256]/" \
     -e "s|secret: $SECRET|public_key_file: $PWD/tests/fixtures/keys/rsa.pub|" "$work/hs.yaml" > "$work/rs.yaml"
-"$BIN" run --config "$work/hs.yaml" > "$work/hs.log" 2>&1 & pids+=($!)
-"$BIN" run --config "$work/rs.yaml" > "$work/rs.log" 2>&1 & pids+=($!)
+redis-server --port "$RD" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" > "$work/redis.log" 2>&1 & pids+=($!)
+MC_USER=(); [ "$(id -u)" = 0 ] && MC_USER=(-u root)
+memcached -l 127.0.0.1 -p "$MC" -U 0 "${MC_USER[@]}" > "$work/memcached.log" 2>&1 & pids+=($!)
+for port in "$RD" "$MC"; do
+  for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.05; done
+done
+with_store() { # port yaml-store-lines
+  sed -e "s/127.0.0.1:$HS/127.0.0.1:$1/" "$work/hs.yaml"
+  printf 'revocation:\n  store:\n%b' "$2"
+}
+with_store "$RR" "    type: redis\n    url: redis://127.0.0.1:$RD\n" > "$work/rr.yaml"
+with_store "$RP" "    type: redis\n    url: redis://127.0.0.1:$RD\n    mode: per_request\n" > "$work/rp.yaml"
+with_store "$MP" "    type: memcached\n    url: memcache://127.0.0.1:$MC\n" > "$work/mp.yaml"
+for name in hs rs rr rp mp; do
+  "$BIN" run --config "$work/$name.yaml" > "$work/$name.log" 2>&1 & pids+=($!)
+done
 
 python3 scripts/mint.py HS256 "$SECRET" "$TOKENS" > "$work/hs.tokens"
 python3 scripts/mint.py RS256 tests/fixtures/keys/rsa.key "$TOKENS" > "$work/rs.tokens"
@@ -91,7 +111,7 @@ request = function()
 end
 LUA
 
-for port in "$UP" "$NGX" "$HS" "$RS"; do
+for port in "$UP" "$NGX" "$HS" "$RS" "$RR" "$RP" "$MP"; do
   for _ in $(seq 1 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
     sleep 0.05
@@ -99,8 +119,25 @@ for port in "$UP" "$NGX" "$HS" "$RS"; do
 done
 # Every proxy must answer 200 before it is measured.
 tok=$(head -1 "$work/hs.tokens")
-for url in "http://127.0.0.1:$NGX/" "http://127.0.0.1:$HS/"; do
-  code=$(python3 -c "import urllib.request,sys; print(urllib.request.urlopen(urllib.request.Request(sys.argv[1], headers={'Authorization':'Bearer '+sys.argv[2]})).status)" "$url" "$tok")
+for url in "http://127.0.0.1:$NGX/" "http://127.0.0.1:$HS/" "http://127.0.0.1:$RR/" \
+           "http://127.0.0.1:$RP/" "http://127.0.0.1:$MP/"; do
+  code=$(python3 - "$url" "$tok" <<'PY'
+import sys, time, urllib.error, urllib.request
+code = 0
+for _ in range(100):  # a replica answers 503 until it has synced with its store
+    try:
+        req = urllib.request.Request(sys.argv[1], headers={"Authorization": "Bearer " + sys.argv[2]})
+        code = urllib.request.urlopen(req).status
+    except urllib.error.HTTPError as e:
+        code = e.code
+    except OSError:
+        code = 0
+    if code == 200:
+        break
+    time.sleep(0.05)
+print(code)
+PY
+)
   [ "$code" = 200 ] || { echo "$url answered $code"; exit 1; }
 done
 
@@ -116,12 +153,12 @@ run() { # name url [tokens]
   p50=$(awk '$1=="50%" {print $2}' "$work/$1.wrk")
   p99=$(awk '$1=="99%" {print $2}' "$work/$1.wrk")
   errs=$(awk '/Non-2xx/ {print $NF}' "$work/$1.wrk")
-  printf '%-10s %12s %10s %10s %s\n' "$1" "$rps" "$p50" "$p99" "${errs:+non-2xx=$errs}"
+  printf '%-12s %12s %10s %10s %s\n' "$1" "$rps" "$p50" "$p99" "${errs:+non-2xx=$errs}"
   echo "$1 $rps" >> "$work/results"
 }
 
 echo "wrk: $THREADS thread(s), $CONNS connections, $DURATION per run, $ROUNDS rounds, $TOKENS distinct tokens"
-printf '%-10s %12s %10s %10s\n' scenario 'req/s' p50 p99
+printf '%-12s %12s %10s %10s\n' scenario 'req/s' p50 p99
 # Every run sends the same Authorization headers through the same wrk script,
 # so the load generator costs the same CPU in each (the machine is shared).
 # Rounds interleave the scenarios so drift on the shared machine hits all of
@@ -131,6 +168,9 @@ for round in $(seq 1 "$ROUNDS"); do
   run nginx "http://127.0.0.1:$NGX/" "$work/hs.tokens"
   run rp-hs256 "http://127.0.0.1:$HS/" "$work/hs.tokens"
   run rp-rs256 "http://127.0.0.1:$RS/" "$work/rs.tokens"
+  run rp-redis "http://127.0.0.1:$RR/" "$work/hs.tokens"
+  run rp-redis-pr "http://127.0.0.1:$RP/" "$work/hs.tokens"
+  run rp-memcd "http://127.0.0.1:$MP/" "$work/hs.tokens"
 done
 
 python3 - "$work/results" <<'PY'
@@ -147,4 +187,7 @@ print(f"rp-hs256 / direct : {r['rp-hs256'] / r['direct']:.2f}")
 print(f"rp-hs256 / nginx  : {r['rp-hs256'] / r['nginx']:.2f}   (SPEC target >= 1.0)")
 print(f"rp-rs256 / hs256  : {r['rp-rs256'] / r['rp-hs256']:.2f}   (SPEC target >= 0.9)")
 print(f"nginx / direct    : {r['nginx'] / r['direct']:.2f}")
+print(f"redis replica / memory     : {r['rp-redis'] / r['rp-hs256']:.2f}   (SPEC target >= 0.95)")
+print(f"redis per_request / memory : {r['rp-redis-pr'] / r['rp-hs256']:.2f}")
+print(f"memcached / memory         : {r['rp-memcd'] / r['rp-hs256']:.2f}")
 PY

@@ -306,10 +306,17 @@ async fn a_revocation_the_store_never_took_survives_a_proxy_restart_via_the_spoo
     // Redis comes back empty; the restarted replica replays its spool.
     redis.restart();
     let a2 = TestProxy::start(&config(&spooled, ""), &up.url(), &[]).await;
-    assert_eq!(get(a2.addr, "/api", Some(&t)).await.status, 401, "replayed locally");
+    assert_eq!(
+        get(a2.addr, "/api", Some(&t)).await.status,
+        401,
+        "replayed locally"
+    );
     let keys = keys_of("kate", &jti(&c));
     let rb = b.app.revocations.clone();
-    wait_until("the spooled logout reaches b", || rb.check(&keys, None).is_some()).await;
+    wait_until("the spooled logout reaches b", || {
+        rb.check(&keys, None).is_some()
+    })
+    .await;
     assert_eq!(get(b.addr, "/api", Some(&t)).await.status, 401);
     a2.stop().await;
     b.stop().await;

@@ -155,7 +155,10 @@ impl Revocations {
         let spool = store::file::FileStore::open(path, clock)?;
         let entries = spool.load().await?;
         if !entries.is_empty() {
-            tracing::info!(entries = entries.len(), "Replaying revocations not yet shared");
+            tracing::info!(
+                entries = entries.len(),
+                "Replaying revocations not yet shared"
+            );
             for e in &entries {
                 self.set.apply(e);
             }

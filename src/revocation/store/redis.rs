@@ -236,14 +236,16 @@ impl RedisStore {
         Ok(out)
     }
 
-    /// Every live entry on every master.
-    async fn load_all(&self) -> Result<Vec<Entry>, StoreError> {
+    /// Every live entry on every master, handed to `apply` batch by batch
+    /// (a million entries never sit in one vector); returns how many.
+    async fn load_all(&self, apply: &(dyn Fn(&[Entry]) + Sync)) -> Result<usize, StoreError> {
         let prefix = &self.target.key_prefix;
         let pattern = format!("{}*", glob_escape(prefix));
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(LOAD_TIMEOUT))
             .set_response_timeout(Some(LOAD_TIMEOUT));
-        let mut entries = Vec::new();
+        let mut total = 0;
+        let mut entries = Vec::with_capacity(SCAN_BATCH);
         for node in self.masters().await? {
             let mut conn = node
                 .get_multiplexed_async_connection_with_config(&config)
@@ -272,11 +274,14 @@ impl RedisStore {
                     }
                     let values: Vec<Option<String>> =
                         pipe.query_async(&mut conn).await.map_err(backend)?;
+                    entries.clear();
                     for (k, v) in names.iter().zip(values) {
                         if let Some(e) = v.and_then(|v| keys::entry_from(prefix, k, &v)) {
                             entries.push(e);
                         }
                     }
+                    total += entries.len();
+                    apply(&entries);
                 }
                 cursor = next;
                 if cursor == 0 {
@@ -284,7 +289,7 @@ impl RedisStore {
                 }
             }
         }
-        Ok(entries)
+        Ok(total)
     }
 
     /// One feed session: subscribe, load, then follow until an error.
@@ -301,16 +306,13 @@ impl RedisStore {
             .map_err(backend)?;
         // Subscribed before loading: nothing written in between is missed.
         let started = tokio::time::Instant::now();
-        let entries = self.load_all().await?;
-        {
-            let Some(s) = sink.upgrade() else {
-                return Ok(());
-            };
-            s.apply(&entries);
-            s.healthy();
+        let loaded = self.load_all(&|batch| apply_to(sink, batch)).await?;
+        match sink.upgrade() {
+            Some(s) => s.healthy(),
+            None => return Ok(()),
         }
         tracing::info!(
-            entries = entries.len(),
+            entries = loaded,
             took_ms = started.elapsed().as_millis() as u64,
             "Revocations loaded from redis; following the feed"
         );
@@ -348,10 +350,7 @@ impl RedisStore {
                     }
                 }
                 () = &mut resync => {
-                    let entries = self.load_all().await?;
-                    if let Some(s) = sink.upgrade() {
-                        s.apply(&entries);
-                    }
+                    self.load_all(&|batch| apply_to(sink, batch)).await?;
                     resync.as_mut().reset(tokio::time::Instant::now() + RESYNC_EVERY);
                 }
             }
@@ -462,6 +461,12 @@ impl Store for RedisStore {
                 backoff = (backoff * 2).min(RECONNECT_MAX);
             }
         })
+    }
+}
+
+fn apply_to(sink: &Weak<dyn Sink>, batch: &[Entry]) {
+    if let Some(s) = sink.upgrade() {
+        s.apply(batch);
     }
 }
 
