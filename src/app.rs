@@ -46,11 +46,22 @@ impl App {
                 .map_err(|p| ConfigError(vec![p]))?,
         );
         let hits_from = proxy.clone();
+        let token_digest = settings
+            .admin
+            .as_ref()
+            .and_then(|a| a.token.as_ref())
+            .map(|t| crate::admin::api::token_digest(&t.0));
         let admin = Arc::new(Admin {
             revocations,
             metrics,
             ready: true.into(),
             cache_hits: Box::new(move || hits_from.verifier.cache_hits()),
+            proxy: proxy.clone(),
+            token_digest,
+            claim_names: (
+                settings.revocation.subject_claim.clone(),
+                settings.revocation.token_claim.clone(),
+            ),
         });
         Ok(App {
             settings,

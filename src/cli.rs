@@ -1,6 +1,8 @@
-//! Command line: `run` (the default), `check`, `demo`. `main.rs` only calls
-//! [`main`] and exits with its code.
+//! Command line: `run` (the default), `check`, `demo`, and the admin API
+//! clients `revoke`, `purge`, `status`. `main.rs` only calls [`main`] and
+//! exits with its code.
 
+use crate::admin::client::{self, Call, Connection, TokenOrClaims};
 use crate::app::{App, StartError};
 use crate::config::{LogFormat, Settings, EXIT_CONFIG};
 use crate::revocation::Clock;
@@ -41,6 +43,61 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
     },
+    /// Revoke one token through a running proxy's admin API.
+    #[command(after_help = "Examples:\n  \
+        export REVOKE_PROXY_ADMIN_TOKEN=$(cat /run/secrets/admin-token)\n  \
+        revoke-proxy revoke --admin http://127.0.0.1:9901 --jwt-file stolen.jwt\n  \
+        revoke-proxy revoke --sub alice --jti 4f1c2a --exp 1767225600\n  \
+        echo \"$TOKEN\" | revoke-proxy revoke --token-file admin.token --jwt-file -\n\n\
+        Exit codes: 0 done, 64 usage, 65 refused (400), 69 unreachable, 77 admin token refused.")]
+    Revoke {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(flatten)]
+        target: TokenOrClaims,
+        /// Expiry of the token (Unix seconds) when revoking by claims.
+        #[arg(long, requires = "sub")]
+        exp: Option<i64>,
+        /// Keep the revocation this many seconds instead of until `exp`.
+        #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
+        lifetime: Option<i64>,
+    },
+    /// Revoke every token of a subject issued before now, or every token (--all).
+    #[command(after_help = "Examples:\n  \
+        revoke-proxy purge --admin http://127.0.0.1:9901 --sub alice\n  \
+        revoke-proxy purge --all --token-file /run/secrets/admin-token\n\n\
+        Exit codes: 0 done, 64 usage, 65 refused (400), 69 unreachable, 77 admin token refused.")]
+    Purge {
+        #[command(flatten)]
+        conn: Connection,
+        /// Subject claim value whose tokens are purged.
+        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        sub: Option<String>,
+        /// Purge every token of every subject (global cutoff).
+        #[arg(long)]
+        all: bool,
+        /// Name of revocation.subject_claim on the proxy.
+        #[arg(long, default_value = "sub")]
+        subject_claim: String,
+        /// Keep the cutoff this many seconds (default: max_token_lifetime).
+        #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
+        lifetime: Option<i64>,
+    },
+    /// Ask whether a token (or a subject/token-id pair) is revoked.
+    #[command(after_help = "Examples:\n  \
+        revoke-proxy status --jwt-file token.jwt\n  \
+        revoke-proxy status --sub alice --jti 4f1c2a --iat 1767220000\n\n\
+        Prints {\"revoked\":true,\"reason\":\"token|subject|global\"} or {\"revoked\":false}.\n\
+        Exit codes: 0 answered, 64 usage, 65 refused (400), 69 unreachable or store down, 77 admin token refused.")]
+    Status {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(flatten)]
+        target: TokenOrClaims,
+        /// The token's `iat`, so subject and global cutoffs are checked too.
+        #[arg(long, requires = "sub")]
+        iat: Option<i64>,
+    },
 }
 
 /// Runs the command line; returns the process exit code.
@@ -49,6 +106,43 @@ pub async fn main(cli: Cli) -> i32 {
         (Some(Command::Run { config }), _) | (None, Some(config)) => run(&config).await,
         (Some(Command::Check { config }), _) => check(&config),
         (Some(Command::Demo { listen }), _) => crate::demo::run(listen).await,
+        (
+            Some(Command::Revoke {
+                conn,
+                target,
+                exp,
+                lifetime,
+            }),
+            _,
+        ) => {
+            let call = Call::Revoke {
+                target,
+                exp,
+                lifetime,
+            };
+            client::run(&conn, &call).await
+        }
+        (
+            Some(Command::Purge {
+                conn,
+                sub,
+                all,
+                subject_claim,
+                lifetime,
+            }),
+            _,
+        ) => {
+            let call = Call::Purge {
+                sub,
+                all,
+                subject_claim,
+                lifetime,
+            };
+            client::run(&conn, &call).await
+        }
+        (Some(Command::Status { conn, target, iat }), _) => {
+            client::run(&conn, &Call::Status { target, iat }).await
+        }
         (None, None) => {
             eprintln!("revoke-proxy: give --config FILE, or try `revoke-proxy demo` (see --help)");
             EXIT_CONFIG

@@ -272,3 +272,185 @@ async fn demo_prints_a_token_and_curl_lines_that_work() {
     assert_eq!(r.header("revocation-status"), Some("stored"));
     assert_eq!(get(addr, "/hello", Some(&token)).await.status, 401);
 }
+
+/// Runs `revoke-proxy <args>` as an admin API client; returns (exit code, stdout, stderr).
+fn admin_cli(args: &[&str], admin_token: Option<&str>) -> (i32, String, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).env_remove("REVOKE_PROXY_ADMIN_URL");
+    match admin_token {
+        Some(t) => cmd.env("REVOKE_PROXY_ADMIN_TOKEN", t),
+        None => cmd.env_remove("REVOKE_PROXY_ADMIN_TOKEN"),
+    };
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn revoke_purge_and_status_commands_talk_to_the_admin_api_and_are_audited() {
+    let up = TestUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("proxy.yaml");
+    let admin_token = "cli-admin-token-0123456789";
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:0\nupstream: {}\njwt:\n  secret: {SECRET}\nadmin:\n  listen: 127.0.0.1:0\n  token: {admin_token}\nlog:\n  format: json\n  level: info\n",
+            up.url()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("proxy.log");
+    let _proxy = Running(
+        Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&config)
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let started = wait_for_log(&log, "Proxy started");
+    let v: serde_json::Value = serde_json::from_str(&started).unwrap();
+    let addr: SocketAddr = v["listen"].as_str().unwrap().parse().unwrap();
+    let admin_url = format!("http://{}", v["admin"].as_str().unwrap());
+    let admin = admin_url.as_str();
+
+    let c = claims("alice");
+    let token = hs256(&c);
+    let jwt_file = dir.path().join("token.jwt");
+    std::fs::write(&jwt_file, &token).unwrap();
+    let jwt_path = jwt_file.to_str().unwrap();
+    let token_file = dir.path().join("admin.token");
+    std::fs::write(&token_file, format!("{admin_token}\n")).unwrap();
+    let token_path = token_file.to_str().unwrap();
+
+    assert_eq!(get(addr, "/api", Some(&token)).await.status, 200);
+    let (code, out, err) = admin_cli(
+        &[
+            "revoke",
+            "--admin",
+            admin,
+            "--token-file",
+            token_path,
+            "--jwt-file",
+            jwt_path,
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\"status\":\"stored\""), "{out}");
+    assert_eq!(get(addr, "/api", Some(&token)).await.status, 401);
+
+    let (code, out, _) = admin_cli(
+        &["status", "--admin", admin, "--jwt-file", jwt_path],
+        Some(admin_token),
+    );
+    assert_eq!(
+        (code, out.trim()),
+        (0, r#"{"reason":"token","revoked":true}"#)
+    );
+    let (code, out, _) = admin_cli(
+        &[
+            "revoke",
+            "--admin",
+            admin,
+            "--sub",
+            "bob",
+            "--jti",
+            "j9",
+            "--lifetime",
+            "600",
+        ],
+        Some(admin_token),
+    );
+    assert_eq!(code, 0, "{out}");
+    let (code, out, _) = admin_cli(
+        &["status", "--admin", admin, "--sub", "bob", "--jti", "j9"],
+        Some(admin_token),
+    );
+    assert!(code == 0 && out.contains("\"revoked\":true"), "{out}");
+    let (code, out, _) = admin_cli(
+        &["purge", "--admin", admin, "--sub", "carol"],
+        Some(admin_token),
+    );
+    assert!(code == 0 && out.contains("\"kind\":\"subject\""), "{out}");
+
+    // Clear errors and exit codes.
+    let (code, _, err) = admin_cli(&["purge", "--admin", admin, "--all"], Some("wrong-token"));
+    assert_eq!(code, 77, "{err}");
+    assert!(err.contains("admin token refused"), "{err}");
+    let (code, _, err) = admin_cli(&["purge", "--admin", admin, "--all"], None);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("REVOKE_PROXY_ADMIN_TOKEN"), "{err}");
+    let (code, _, err) = admin_cli(
+        &[
+            "revoke",
+            "--admin",
+            admin,
+            "--sub",
+            "x",
+            "--jti",
+            "y",
+            "--lifetime",
+            "0",
+        ],
+        Some(admin_token),
+    );
+    assert_ne!(code, 0, "{err}");
+    let (code, _, err) = admin_cli(
+        &["status", "--admin", admin, "--jwt", "junk"],
+        Some(admin_token),
+    );
+    assert_eq!(code, 65, "{err}");
+    let dead = format!("http://127.0.0.1:{}", support::servers::free_port());
+    let (code, _, err) = admin_cli(&["purge", "--admin", &dead, "--all"], Some(admin_token));
+    assert_eq!(code, 69, "{err}");
+    for sub in ["revoke", "purge", "status"] {
+        let (code, out, _) = admin_cli(&[sub, "--help"], None);
+        assert_eq!(code, 0);
+        assert!(
+            out.contains("Examples:") && out.contains(&format!("revoke-proxy {sub}")),
+            "{out}"
+        );
+    }
+
+    // Audit lines: who (remote address), what (kind, subject); never a token.
+    let text = wait_for_log(&log, "\"subject\":\"carol\"");
+    let _ = text;
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let audits: Vec<&str> = logged
+        .lines()
+        .filter(|l| l.contains("Admin revocation"))
+        .collect();
+    assert_eq!(audits.len(), 3, "{logged}");
+    for line in &audits {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(
+            v["remote"].as_str().unwrap().starts_with("127.0.0.1:"),
+            "{line}"
+        );
+        assert!(v["kind"].is_string() && v["subject"].is_string(), "{line}");
+    }
+    assert!(!logged.contains(&token), "a token reached the log");
+    assert!(
+        !logged.contains(admin_token),
+        "the admin token reached the log"
+    );
+}
+
+/// Waits (bounded) until a line of the log file contains `needle`; returns it.
+fn wait_for_log(path: &Path, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains(needle)) {
+            return line.to_string();
+        }
+        assert!(Instant::now() < deadline, "never logged {needle:?}: {text}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

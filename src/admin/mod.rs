@@ -1,7 +1,12 @@
-//! The admin listener: `/healthz`, `/readyz` and `/metrics`. It is bound
+//! The admin listener: `/healthz`, `/readyz`, `/metrics` (open) and the
+//! revocation API under `/v1/` ([`api`], admin token required). It is bound
 //! separately and never proxied.
 
+pub mod api;
+pub mod client;
+
 use crate::metrics::Metrics;
+use crate::proxy::Proxy;
 use crate::revocation::Revocations;
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
@@ -13,6 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -23,10 +29,23 @@ pub struct Admin {
     /// False once shutdown has begun.
     pub ready: AtomicBool,
     pub cache_hits: Box<dyn Fn() -> u64 + Send + Sync>,
+    /// The proxy whose verifier and revocations the API uses.
+    pub proxy: Arc<Proxy>,
+    /// SHA-256 of `admin.token`; `None` turns the `/v1/` API off.
+    pub token_digest: Option<[u8; 32]>,
+    /// `revocation.subject_claim` and `revocation.token_claim`.
+    pub claim_names: (String, String),
 }
 
 impl Admin {
-    pub fn handle(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        remote: SocketAddr,
+    ) -> Response<Full<Bytes>> {
+        if req.uri().path().starts_with("/v1/") {
+            return self.api(req, remote).await;
+        }
         match req.uri().path() {
             "/healthz" => text(StatusCode::OK, "ok\n"),
             "/readyz" if !self.ready.load(Ordering::Relaxed) => text(
@@ -101,11 +120,11 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>, shutdown: impl Futu
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
+                let Ok((stream, remote)) = accepted else { continue };
                 let admin = admin.clone();
                 let service = service_fn(move |req| {
                     let admin = admin.clone();
-                    async move { Ok::<_, Infallible>(admin.handle(&req)) }
+                    async move { Ok::<_, Infallible>(admin.handle(req, remote).await) }
                 });
                 let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                 tokio::spawn(async move {

@@ -1,0 +1,427 @@
+//! The revocation API of SPEC §6 under `/v1/`: revoke, purge, status. Every
+//! call needs `Authorization: Bearer <admin.token>` (compared in constant
+//! time); every change is logged as an audit line (remote address, kind,
+//! subject; never a token) and goes through the same [`Revocations`] door as
+//! intercepted routes, so it reaches every replica.
+
+use super::Admin;
+use crate::auth::Verified;
+use crate::claims::{ClaimValue, KeyHashes};
+use crate::revocation::{Verdict, WriteStatus};
+use bytes::Bytes;
+use http::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
+
+/// Largest request body the API reads (64 KiB).
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// Digest of the admin token; requests are compared digest to digest.
+pub fn token_digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Constant-time equality of two digests.
+fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+type Reply = Response<Full<Bytes>>;
+
+fn reply(status: StatusCode, body: Value) -> Reply {
+    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn bad_request(message: impl Into<String>) -> Reply {
+    reply(
+        StatusCode::BAD_REQUEST,
+        json!({ "error": "invalid_request", "error_description": message.into() }),
+    )
+}
+
+fn method_not_allowed(allow: &'static str) -> Reply {
+    let mut r = reply(
+        StatusCode::METHOD_NOT_ALLOWED,
+        json!({ "error": "method_not_allowed", "error_description": format!("use {allow}") }),
+    );
+    r.headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
+    r
+}
+
+impl Admin {
+    /// Answers one `/v1/…` request.
+    pub(super) async fn api(&self, req: Request<Incoming>, remote: SocketAddr) -> Reply {
+        let Some(expected) = &self.token_digest else {
+            return reply(
+                StatusCode::FORBIDDEN,
+                json!({ "error": "disabled", "error_description": "the admin API is off: set admin.token" }),
+            );
+        };
+        let given = req
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|t| token_digest(t.trim()));
+        if !given.is_some_and(|g| same(&g, expected)) {
+            tracing::warn!(target: "audit", remote = %remote, path = req.uri().path(), "Admin API call refused: bad or missing admin token");
+            let mut r = reply(
+                StatusCode::UNAUTHORIZED,
+                json!({ "error": "unauthorized", "error_description": "admin token required" }),
+            );
+            r.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"revoke-proxy-admin\""),
+            );
+            return r;
+        }
+        let path = req.uri().path().to_string();
+        match (path.as_str(), req.method()) {
+            ("/v1/revoke", &Method::POST) => match read_body(req).await {
+                Ok(Body::Json(v)) => self.revoke_json(v, remote).await,
+                Ok(Body::Form(f)) => self.revoke_form(&f, remote).await,
+                Err(r) => r,
+            },
+            ("/v1/purge", &Method::POST) => match read_body(req).await {
+                Ok(Body::Json(v)) => self.purge(v, remote).await,
+                Ok(Body::Form(_)) => bad_request("purge takes a JSON body"),
+                Err(r) => r,
+            },
+            ("/v1/status", &Method::GET) => self.status(req.uri().query().unwrap_or("")).await,
+            ("/v1/revoke" | "/v1/purge", _) => method_not_allowed("POST"),
+            ("/v1/status", _) => method_not_allowed("GET"),
+            _ => reply(
+                StatusCode::NOT_FOUND,
+                json!({ "error": "not_found", "error_description": "no such admin endpoint" }),
+            ),
+        }
+    }
+
+    fn verify_token(&self, token: &str) -> Result<Verified, String> {
+        let now = self.proxy.revocations.clock().now();
+        self.proxy
+            .verifier
+            .verify_uncached(token, now)
+            .map_err(|e| e.to_string())
+    }
+
+    async fn revoke_json(&self, body: Value, remote: SocketAddr) -> Reply {
+        let Value::Object(mut obj) = body else {
+            return bad_request("body must be a JSON object");
+        };
+        let lifetime = match take_lifetime(&mut obj) {
+            Ok(l) => l,
+            Err(r) => return r,
+        };
+        let r = &self.proxy.revocations;
+        let (subject, token_id, exp) = if let Some(token) = obj.remove("token") {
+            if let Some(k) = obj.keys().next() {
+                return bad_request(format!("unexpected field {k:?} next to \"token\""));
+            }
+            let Value::String(token) = token else {
+                return bad_request("\"token\" must be a string");
+            };
+            match self.verify_token(&token) {
+                Ok(v) => (v.subject, v.token_id, v.exp),
+                Err(e) => return bad_request(format!("token not accepted: {e}")),
+            }
+        } else {
+            let names = &self.claim_names;
+            let subject = match claim(&mut obj, &names.0) {
+                Ok(v) => v,
+                Err(r) => return r,
+            };
+            let token_id = match claim(&mut obj, &names.1) {
+                Ok(v) => v,
+                Err(r) => return r,
+            };
+            let exp = match obj.remove("exp") {
+                None => None,
+                Some(Value::Number(n)) if n.as_i64().is_some() => n.as_i64(),
+                Some(_) => return bad_request("\"exp\" must be a whole number of Unix seconds"),
+            };
+            if let Some(k) = obj.keys().next() {
+                return bad_request(format!(
+                    "unknown field {k:?} (give \"token\", or {:?}, {:?}, \"exp\", \"lifetime\")",
+                    names.0, names.1
+                ));
+            }
+            (subject, token_id, exp)
+        };
+        let status = r
+            .revoke_token(subject.clone(), token_id, exp, lifetime)
+            .await;
+        self.audit(remote, "token", Some(&subject), status);
+        reply(
+            StatusCode::OK,
+            json!({ "revoked": true, "kind": "token", "status": status.label() }),
+        )
+    }
+
+    /// RFC 7009: `token=…`; unknown or invalid tokens also get 200.
+    async fn revoke_form(&self, form: &[(String, String)], remote: SocketAddr) -> Reply {
+        let Some((_, token)) = form.iter().find(|(k, _)| k == "token") else {
+            return bad_request("missing token parameter (RFC 7009)");
+        };
+        match self.verify_token(token) {
+            Ok(v) => {
+                let status = self
+                    .proxy
+                    .revocations
+                    .revoke_token(v.subject.clone(), v.token_id, v.exp, None)
+                    .await;
+                self.audit(remote, "token", Some(&v.subject), status);
+                reply(
+                    StatusCode::OK,
+                    json!({ "revoked": true, "kind": "token", "status": status.label() }),
+                )
+            }
+            Err(_) => {
+                tracing::info!(target: "audit", remote = %remote, kind = "token",
+                    "RFC 7009 revocation of a token this proxy does not accept: nothing to do");
+                reply(StatusCode::OK, json!({ "revoked": false }))
+            }
+        }
+    }
+
+    async fn purge(&self, body: Value, remote: SocketAddr) -> Reply {
+        let Value::Object(mut obj) = body else {
+            return bad_request("body must be a JSON object");
+        };
+        let lifetime = match take_lifetime(&mut obj) {
+            Ok(l) => l,
+            Err(r) => return r,
+        };
+        let r = &self.proxy.revocations;
+        let subject_name = self.claim_names.0.clone();
+        let all = obj.remove("all");
+        let (kind, subject, status) = match (all, obj.contains_key(&subject_name)) {
+            (Some(Value::Bool(true)), false) => ("global", None, r.purge_all(lifetime).await),
+            (Some(Value::Bool(true)), true) => {
+                return bad_request(format!("give {subject_name:?} or \"all\": true, not both"))
+            }
+            (Some(_), _) => return bad_request("\"all\" must be true"),
+            (None, true) => {
+                let subject = match claim(&mut obj, &subject_name) {
+                    Ok(v) => v,
+                    Err(r) => return r,
+                };
+                let status = r.purge_subject(subject.clone(), lifetime).await;
+                ("subject", Some(subject), status)
+            }
+            (None, false) => {
+                return bad_request(format!("give {subject_name:?} or \"all\": true"));
+            }
+        };
+        if let Some(k) = obj.keys().next() {
+            return bad_request(format!("unknown field {k:?}"));
+        }
+        self.audit(remote, kind, subject.as_ref(), status);
+        reply(
+            StatusCode::OK,
+            json!({ "revoked": true, "kind": kind, "status": status.label(),
+                    "cutoff": r.clock().now() }),
+        )
+    }
+
+    async fn status(&self, query: &str) -> Reply {
+        let params: Vec<(String, String)> = form_pairs(query.as_bytes());
+        let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let (subject, token_id, iat) = if let Some(token) = get("token") {
+            match self.verify_token(&token) {
+                Ok(v) => (v.subject, v.token_id, v.iat),
+                Err(e) => return bad_request(format!("token not accepted: {e}")),
+            }
+        } else {
+            let (sn, tn) = &self.claim_names;
+            let Some(sub) = get(sn).or_else(|| get("sub")) else {
+                return bad_request(format!("give token=…, or {sn}=…&{tn}=…[&iat=…]"));
+            };
+            let Some(jti) = get(tn).or_else(|| get("jti")) else {
+                return bad_request(format!("missing {tn}"));
+            };
+            let iat = match get("iat") {
+                None => None,
+                Some(t) => match t.parse::<i64>() {
+                    Ok(v) => Some(v),
+                    Err(_) => return bad_request("iat must be whole Unix seconds"),
+                },
+            };
+            (
+                ClaimValue::Str(sub.into()),
+                ClaimValue::Str(jti.into()),
+                iat,
+            )
+        };
+        let keys = KeyHashes::new(&subject, &token_id);
+        match self
+            .proxy
+            .revocations
+            .verdict(&subject, &token_id, &keys, iat)
+            .await
+        {
+            Verdict::Clear => reply(StatusCode::OK, json!({ "revoked": false })),
+            Verdict::Revoked(reason) => reply(
+                StatusCode::OK,
+                json!({ "revoked": true, "reason": reason.label() }),
+            ),
+            Verdict::Unavailable => {
+                let mut r = reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({ "error": "store_unavailable", "error_description": "the revocation store cannot be consulted" }),
+                );
+                r.headers_mut().insert(
+                    http::header::RETRY_AFTER,
+                    HeaderValue::from(crate::proxy::error::RETRY_AFTER_SECS),
+                );
+                r
+            }
+        }
+    }
+
+    fn audit(
+        &self,
+        remote: SocketAddr,
+        kind: &'static str,
+        subject: Option<&ClaimValue>,
+        status: WriteStatus,
+    ) {
+        self.proxy.metrics.revocation(kind);
+        tracing::info!(
+            target: "audit",
+            remote = %remote,
+            kind,
+            subject = subject.map_or("-", |s| s.as_text()),
+            status = status.label(),
+            "Admin revocation"
+        );
+    }
+}
+
+enum Body {
+    Json(Value),
+    Form(Vec<(String, String)>),
+}
+
+async fn read_body(req: Request<Incoming>) -> Result<Body, Reply> {
+    let form = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let bytes = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(reply(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({ "error": "too_large", "error_description": format!("body over {MAX_BODY} bytes") }),
+            ))
+        }
+        Err(_) => return Err(bad_request("body could not be read")),
+    };
+    if form {
+        return Ok(Body::Form(form_pairs(&bytes)));
+    }
+    serde_json::from_slice(&bytes)
+        .map(Body::Json)
+        .map_err(|e| bad_request(format!("body is not valid JSON: {e}")))
+}
+
+/// `application/x-www-form-urlencoded` pairs (also query strings).
+fn form_pairs(bytes: &[u8]) -> Vec<(String, String)> {
+    bytes
+        .split(|b| *b == b'&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let mut it = pair.splitn(2, |b| *b == b'=');
+            let k = decode_form(it.next().unwrap_or_default());
+            let v = decode_form(it.next().unwrap_or_default());
+            (k, v)
+        })
+        .collect()
+}
+
+fn decode_form(raw: &[u8]) -> String {
+    let plus: Vec<u8> = raw
+        .iter()
+        .map(|b| if *b == b'+' { b' ' } else { *b })
+        .collect();
+    percent_encoding::percent_decode(&plus)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// Removes and checks the optional `lifetime` (positive whole seconds).
+fn take_lifetime(obj: &mut Map<String, Value>) -> Result<Option<i64>, Reply> {
+    match obj.remove("lifetime") {
+        None => Ok(None),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(secs) if secs > 0 && secs <= i64::MAX as u64 => Ok(Some(secs as i64)),
+            _ => Err(bad_request(
+                "\"lifetime\" must be a positive whole number of seconds",
+            )),
+        },
+        Some(_) => Err(bad_request(
+            "\"lifetime\" must be a positive whole number of seconds",
+        )),
+    }
+}
+
+/// Removes a required claim value (string or number).
+fn claim(obj: &mut Map<String, Value>, name: &str) -> Result<ClaimValue, Reply> {
+    match obj.remove(name) {
+        None => Err(bad_request(format!("missing {name:?}"))),
+        Some(v) => ClaimValue::from_json(&v)
+            .ok_or_else(|| bad_request(format!("{name:?} must be a string or a number"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_compare_equal_only_for_equal_tokens() {
+        let a = token_digest("secret-admin-token");
+        assert!(same(&a, &token_digest("secret-admin-token")));
+        assert!(!same(&a, &token_digest("secret-admin-tokeN")));
+    }
+
+    #[test]
+    fn form_bodies_decode() {
+        assert_eq!(
+            form_pairs(b"token=a%2Eb+c&token_type_hint=access_token"),
+            vec![
+                ("token".to_string(), "a.b c".to_string()),
+                ("token_type_hint".to_string(), "access_token".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn lifetimes_must_be_positive_whole_seconds() {
+        for (v, ok) in [
+            (json!(60), true),
+            (json!(0), false),
+            (json!(-5), false),
+            (json!(1.5), false),
+            (json!("60"), false),
+        ] {
+            let mut m = Map::new();
+            m.insert("lifetime".into(), v.clone());
+            assert_eq!(take_lifetime(&mut m).is_ok(), ok, "{v}");
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! `revoke-proxy revoke|purge|status`: command-line clients of the admin API.
+//! Exit codes follow sysexits: 0 done, 64 usage, 65 refused as malformed
+//! (400), 69 proxy unreachable or store unavailable, 77 admin token refused.
+
+use bytes::Bytes;
+use clap::Args;
+use http::{Method, Request};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{json, Map, Value};
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const EXIT_USAGE: i32 = 64;
+pub const EXIT_DATAERR: i32 = 65;
+pub const EXIT_UNAVAILABLE: i32 = 69;
+pub const EXIT_SOFTWARE: i32 = 70;
+pub const EXIT_NOPERM: i32 = 77;
+
+/// Environment variable holding the admin token when `--token-file` is not given.
+pub const TOKEN_ENV: &str = "REVOKE_PROXY_ADMIN_TOKEN";
+/// How long the CLI waits for the admin API (10 s).
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Args, Debug, Clone)]
+pub struct Connection {
+    /// Admin listener of the proxy.
+    #[arg(
+        long,
+        env = "REVOKE_PROXY_ADMIN_URL",
+        default_value = "http://127.0.0.1:9901"
+    )]
+    pub admin: String,
+    /// File holding the admin token (default: $REVOKE_PROXY_ADMIN_TOKEN).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TokenOrClaims {
+    /// The JWT itself (visible to other users in `ps`; prefer --jwt-file).
+    #[arg(long, conflicts_with_all = ["jwt_file", "sub"])]
+    pub jwt: Option<String>,
+    /// File holding the JWT; `-` reads it from standard input.
+    #[arg(long, conflicts_with = "sub")]
+    pub jwt_file: Option<PathBuf>,
+    /// Subject claim value (with --jti instead of a JWT).
+    #[arg(long, requires = "jti")]
+    pub sub: Option<String>,
+    /// Token claim value (`jti`, or a session id with token_claim: sid).
+    #[arg(long, requires = "sub")]
+    pub jti: Option<String>,
+    /// Name of revocation.subject_claim on the proxy.
+    #[arg(long, default_value = "sub")]
+    pub subject_claim: String,
+    /// Name of revocation.token_claim on the proxy.
+    #[arg(long, default_value = "jti")]
+    pub token_claim: String,
+}
+
+/// What the CLI asks the admin API for.
+#[derive(Debug, Clone)]
+pub enum Call {
+    Revoke {
+        target: TokenOrClaims,
+        exp: Option<i64>,
+        lifetime: Option<i64>,
+    },
+    Purge {
+        sub: Option<String>,
+        all: bool,
+        subject_claim: String,
+        lifetime: Option<i64>,
+    },
+    Status {
+        target: TokenOrClaims,
+        iat: Option<i64>,
+    },
+}
+
+fn read_secret_file(path: &PathBuf) -> Result<String, String> {
+    let text = if path.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .map_err(|e| format!("cannot read standard input: {e}"))?;
+        s
+    } else {
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?
+    };
+    let text = text.trim().to_string();
+    if text.is_empty() {
+        return Err(format!("{} is empty", path.display()));
+    }
+    Ok(text)
+}
+
+fn jwt_of(t: &TokenOrClaims) -> Result<Option<String>, String> {
+    match (&t.jwt, &t.jwt_file) {
+        (Some(j), _) => Ok(Some(j.trim().to_string())),
+        (None, Some(f)) => read_secret_file(f).map(Some),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Builds the request: method, path and query, JSON body.
+fn request_of(call: &Call) -> Result<(Method, String, Option<Value>), String> {
+    match call {
+        Call::Revoke {
+            target,
+            exp,
+            lifetime,
+        } => {
+            let mut body = Map::new();
+            match (jwt_of(target)?, &target.sub, &target.jti) {
+                (Some(jwt), _, _) => {
+                    body.insert("token".into(), json!(jwt));
+                }
+                (None, Some(sub), Some(jti)) => {
+                    body.insert(target.subject_claim.clone(), json!(sub));
+                    body.insert(target.token_claim.clone(), json!(jti));
+                    if let Some(e) = exp {
+                        body.insert("exp".into(), json!(e));
+                    }
+                }
+                _ => return Err("give --jwt, --jwt-file, or --sub with --jti".into()),
+            }
+            if let Some(l) = lifetime {
+                body.insert("lifetime".into(), json!(l));
+            }
+            Ok((Method::POST, "/v1/revoke".into(), Some(Value::Object(body))))
+        }
+        Call::Purge {
+            sub,
+            all,
+            subject_claim,
+            lifetime,
+        } => {
+            let mut body = Map::new();
+            match (sub, all) {
+                (Some(s), false) => {
+                    body.insert(subject_claim.clone(), json!(s));
+                }
+                (None, true) => {
+                    body.insert("all".into(), json!(true));
+                }
+                _ => return Err("give exactly one of --sub or --all".into()),
+            }
+            if let Some(l) = lifetime {
+                body.insert("lifetime".into(), json!(l));
+            }
+            Ok((Method::POST, "/v1/purge".into(), Some(Value::Object(body))))
+        }
+        Call::Status { target, iat } => {
+            let enc = |v: &str| {
+                percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)
+                    .to_string()
+            };
+            let query = match (jwt_of(target)?, &target.sub, &target.jti) {
+                (Some(jwt), _, _) => format!("token={}", enc(&jwt)),
+                (None, Some(sub), Some(jti)) => {
+                    let mut q = format!(
+                        "{}={}&{}={}",
+                        enc(&target.subject_claim),
+                        enc(sub),
+                        enc(&target.token_claim),
+                        enc(jti)
+                    );
+                    if let Some(i) = iat {
+                        q.push_str(&format!("&iat={i}"));
+                    }
+                    q
+                }
+                _ => return Err("give --jwt, --jwt-file, or --sub with --jti".into()),
+            };
+            Ok((Method::GET, format!("/v1/status?{query}"), None))
+        }
+    }
+}
+
+/// Runs one call; prints the API's JSON answer; returns the exit code.
+pub async fn run(conn: &Connection, call: &Call) -> i32 {
+    let admin_token = match &conn.token_file {
+        Some(f) => match read_secret_file(f) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("revoke-proxy: {e}");
+                return EXIT_USAGE;
+            }
+        },
+        None => match std::env::var(TOKEN_ENV) {
+            Ok(t) if !t.trim().is_empty() => t.trim().to_string(),
+            _ => {
+                eprintln!(
+                    "revoke-proxy: no admin token: give --token-file FILE or set {TOKEN_ENV}"
+                );
+                return EXIT_USAGE;
+            }
+        },
+    };
+    let (method, path, body) = match request_of(call) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("revoke-proxy: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let base = conn.admin.trim_end_matches('/');
+    if !base.starts_with("http://") {
+        eprintln!("revoke-proxy: --admin must be an http:// URL (the admin listener speaks plain HTTP on loopback or a pod network)");
+        return EXIT_USAGE;
+    }
+    let req = Request::builder()
+        .method(method)
+        .uri(format!("{base}{path}"))
+        .header("authorization", format!("Bearer {admin_token}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(
+            body.map(|b| b.to_string()).unwrap_or_default(),
+        )));
+    let req = match req {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("revoke-proxy: invalid --admin URL: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let resp = match tokio::time::timeout(CALL_TIMEOUT, client.request(req)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            eprintln!("revoke-proxy: cannot reach the admin API at {base}: {e}");
+            return EXIT_UNAVAILABLE;
+        }
+        Err(_) => {
+            eprintln!(
+                "revoke-proxy: the admin API at {base} did not answer within {CALL_TIMEOUT:?}"
+            );
+            return EXIT_UNAVAILABLE;
+        }
+    };
+    let status = resp.status().as_u16();
+    let text = match resp.into_body().collect().await {
+        Ok(b) => String::from_utf8_lossy(&b.to_bytes()).into_owned(),
+        Err(e) => {
+            eprintln!("revoke-proxy: the answer was cut off: {e}");
+            return EXIT_UNAVAILABLE;
+        }
+    };
+    match status {
+        200..=299 => {
+            println!("{text}");
+            0
+        }
+        400 | 413 => {
+            eprintln!("revoke-proxy: refused ({status}): {}", describe(&text));
+            EXIT_DATAERR
+        }
+        401 | 403 => {
+            eprintln!(
+                "revoke-proxy: admin token refused ({status}): {}",
+                describe(&text)
+            );
+            EXIT_NOPERM
+        }
+        503 => {
+            eprintln!("revoke-proxy: store unavailable (503): {}", describe(&text));
+            EXIT_UNAVAILABLE
+        }
+        _ => {
+            eprintln!(
+                "revoke-proxy: unexpected answer {status}: {}",
+                describe(&text)
+            );
+            EXIT_SOFTWARE
+        }
+    }
+}
+
+fn describe(body: &str) -> String {
+    serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| {
+            v.get("error_description")
+                .or_else(|| v.get("error"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| body.trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target() -> TokenOrClaims {
+        TokenOrClaims {
+            jwt: None,
+            jwt_file: None,
+            sub: Some("alice".into()),
+            jti: Some("a b".into()),
+            subject_claim: "sub".into(),
+            token_claim: "sid".into(),
+        }
+    }
+
+    #[test]
+    fn requests_follow_the_claim_names() {
+        let (m, path, body) = request_of(&Call::Revoke {
+            target: target(),
+            exp: Some(5),
+            lifetime: None,
+        })
+        .unwrap();
+        assert_eq!((m, path.as_str()), (Method::POST, "/v1/revoke"));
+        assert_eq!(
+            body.unwrap(),
+            json!({"sub": "alice", "sid": "a b", "exp": 5})
+        );
+        let (_, path, _) = request_of(&Call::Status {
+            target: target(),
+            iat: Some(9),
+        })
+        .unwrap();
+        assert_eq!(path, "/v1/status?sub=alice&sid=a%20b&iat=9");
+        assert!(request_of(&Call::Purge {
+            sub: Some("x".into()),
+            all: true,
+            subject_claim: "sub".into(),
+            lifetime: None
+        })
+        .is_err());
+    }
+}

@@ -1,0 +1,496 @@
+//! The admin API against its OpenAPI document (`docs/admin-api.yaml`): every
+//! answer must have a documented status and match the documented schema;
+//! request bodies the server accepts must match the documented request schema
+//! and those it refuses must not.
+
+mod support;
+
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use support::*;
+
+const ADMIN_TOKEN: &str = "admin-token-for-tests-0123456789";
+
+struct Doc(Value);
+
+impl Doc {
+    fn load() -> Doc {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/admin-api.yaml");
+        let text = std::fs::read_to_string(path).expect("docs/admin-api.yaml");
+        let yaml: serde_yaml::Value = serde_yaml::from_str(&text).expect("valid YAML");
+        Doc(serde_json::to_value(yaml).expect("YAML as JSON"))
+    }
+
+    fn resolve<'a>(&'a self, v: &'a Value) -> &'a Value {
+        match v.get("$ref").and_then(Value::as_str) {
+            Some(r) => {
+                let mut cur = &self.0;
+                for part in r.trim_start_matches("#/").split('/') {
+                    cur = cur.get(part).unwrap_or_else(|| panic!("dangling $ref {r}"));
+                }
+                self.resolve(cur)
+            }
+            None => v,
+        }
+    }
+
+    fn operation(&self, path: &str, method: &str) -> &Value {
+        self.0["paths"]
+            .get(path)
+            .and_then(|p| p.get(method.to_lowercase()))
+            .unwrap_or_else(|| panic!("{method} {path} is not documented"))
+    }
+
+    /// A small JSON-schema check: $ref, oneOf, type, required, properties,
+    /// additionalProperties: false, enum, minimum.
+    fn validate(&self, schema: &Value, data: &Value) -> Result<(), String> {
+        let schema = self.resolve(schema);
+        if let Some(options) = schema.get("oneOf").and_then(Value::as_array) {
+            let ok = options
+                .iter()
+                .filter(|s| self.validate(s, data).is_ok())
+                .count();
+            return if ok == 1 {
+                Ok(())
+            } else {
+                Err(format!("{data} matches {ok} of the oneOf options"))
+            };
+        }
+        if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
+            if !allowed.contains(data) {
+                return Err(format!("{data} not in {allowed:?}"));
+            }
+        }
+        let ty = schema.get("type").and_then(Value::as_str);
+        let type_ok = match ty {
+            None => true,
+            Some("object") => data.is_object(),
+            Some("string") => data.is_string(),
+            Some("boolean") => data.is_boolean(),
+            Some("number") => data.is_number(),
+            Some("integer") => data.is_i64() || data.is_u64(),
+            Some(other) => return Err(format!("schema type {other} unsupported here")),
+        };
+        if !type_ok {
+            return Err(format!("{data} is not of type {}", ty.unwrap_or("?")));
+        }
+        if let (Some(min), Some(n)) = (schema.get("minimum").and_then(Value::as_f64), data.as_f64())
+        {
+            if n < min {
+                return Err(format!("{data} < minimum {min}"));
+            }
+        }
+        if let Value::Object(obj) = data {
+            for r in schema
+                .get("required")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let r = r.as_str().unwrap_or_default();
+                if !obj.contains_key(r) {
+                    return Err(format!("{data} lacks required {r}"));
+                }
+            }
+            let props = schema.get("properties").and_then(Value::as_object);
+            for (k, v) in obj {
+                match props.and_then(|p| p.get(k)) {
+                    Some(s) => self.validate(s, v)?,
+                    None if schema.get("additionalProperties") == Some(&Value::Bool(false)) => {
+                        return Err(format!("{k} is not a documented property"))
+                    }
+                    None => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks one answer of `method path` against the document.
+    fn check_response(&self, path: &str, method: &str, resp: &Resp) {
+        let op = self.operation(path, method);
+        let status = resp.status.to_string();
+        let documented = op["responses"].get(&status).unwrap_or_else(|| {
+            panic!(
+                "{method} {path} answered undocumented {status}: {}",
+                resp.body
+            )
+        });
+        let documented = self.resolve(documented);
+        if let Some(headers) = documented.get("headers").and_then(Value::as_object) {
+            for h in headers.keys() {
+                assert!(
+                    resp.header(h).is_some(),
+                    "{method} {path} {status}: header {h} missing"
+                );
+            }
+        }
+        if let Some(schema) = documented.pointer("/content/application~1json/schema") {
+            let body: Value = serde_json::from_str(&resp.body).unwrap_or_else(|_| {
+                panic!("{method} {path} {status}: body is not JSON: {}", resp.body)
+            });
+            assert_eq!(resp.header("content-type"), Some("application/json"));
+            if let Err(e) = self.validate(schema, &body) {
+                panic!("{method} {path} {status}: {e}");
+            }
+        }
+    }
+
+    fn check_request(&self, path: &str, body: &Value, accepted: bool) {
+        let schema =
+            &self.operation(path, "post")["requestBody"]["content"]["application/json"]["schema"];
+        let valid = self.validate(schema, body);
+        assert_eq!(
+            valid.is_ok(),
+            accepted,
+            "POST {path} {body}: server {} it, document says {valid:?}",
+            if accepted { "accepted" } else { "refused" }
+        );
+    }
+}
+
+fn admin_config() -> String {
+    BASIC.replace(
+        "admin:\n  listen: 127.0.0.1:0\n",
+        "admin:\n  listen: 127.0.0.1:0\n  token: ${ADMIN}\n",
+    )
+}
+
+async fn call(
+    admin: std::net::SocketAddr,
+    method: &str,
+    target: &str,
+    body: &str,
+    ctype: &str,
+) -> Resp {
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    send(
+        admin,
+        method,
+        target,
+        &[("authorization", &auth), ("content-type", ctype)],
+        body,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_admin_api_matches_its_openapi_document() {
+    let doc = Doc::load();
+    let up = TestUpstream::start().await;
+    let proxy = TestProxy::start(
+        &admin_config(),
+        &up.url(),
+        &[("ADMIN", ADMIN_TOKEN.to_string())],
+    )
+    .await;
+    let admin = proxy.admin.unwrap();
+    let mut exercised: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut seen = |path: &str, method: &str| {
+        exercised.insert((path.to_string(), method.to_lowercase()));
+    };
+
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let r = get(admin, path, None).await;
+        assert_eq!(r.status, 200, "{path}");
+        doc.check_response(path, "GET", &r);
+        seen(path, "GET");
+    }
+
+    // Revoke by token: 200, then the token is refused by the proxy.
+    let c = claims("alice");
+    let t = hs256(&c);
+    assert_eq!(get(proxy.addr, "/api", Some(&t)).await.status, 200);
+    let body = json!({ "token": t });
+    doc.check_request("/v1/revoke", &body, true);
+    let r = call(
+        admin,
+        "POST",
+        "/v1/revoke",
+        &body.to_string(),
+        "application/json",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["status"], "stored");
+    doc.check_response("/v1/revoke", "POST", &r);
+    seen("/v1/revoke", "POST");
+    assert_eq!(get(proxy.addr, "/api", Some(&t)).await.status, 401);
+
+    // Revoke by claims, with a lifetime.
+    let body = json!({ "sub": "bob", "jti": "j-1", "exp": now() + 600, "lifetime": 60 });
+    doc.check_request("/v1/revoke", &body, true);
+    let r = call(
+        admin,
+        "POST",
+        "/v1/revoke",
+        &body.to_string(),
+        "application/json",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    doc.check_response("/v1/revoke", "POST", &r);
+    let bob = hs256(&json!({ "sub": "bob", "jti": "j-1", "iat": now(), "exp": now() + 600 }));
+    assert_eq!(get(proxy.addr, "/api", Some(&bob)).await.status, 401);
+
+    // Malformed bodies: 400 saying what is wrong, and the document agrees.
+    for (body, says) in [
+        (
+            json!({ "sub": "bob", "jti": "j", "lifetime": -5 }),
+            "lifetime",
+        ),
+        (
+            json!({ "sub": "bob", "jti": "j", "lifetime": 1.5 }),
+            "lifetime",
+        ),
+        (
+            json!({ "sub": "bob", "jti": "j", "lifetime": "60" }),
+            "lifetime",
+        ),
+        (json!({ "sub": "bob" }), "jti"),
+        (json!({ "sub": "bob", "jti": "j", "color": "red" }), "color"),
+        (json!({ "sub": ["x"], "jti": "j" }), "sub"),
+        (json!("just a string"), "object"),
+    ] {
+        doc.check_request("/v1/revoke", &body, false);
+        let r = call(
+            admin,
+            "POST",
+            "/v1/revoke",
+            &body.to_string(),
+            "application/json",
+        )
+        .await;
+        assert_eq!(r.status, 400, "{body}");
+        assert!(
+            r.json()["error_description"]
+                .as_str()
+                .unwrap_or("")
+                .contains(says),
+            "{body}: {}",
+            r.body
+        );
+        doc.check_response("/v1/revoke", "POST", &r);
+    }
+    let r = call(admin, "POST", "/v1/revoke", "{not json", "application/json").await;
+    assert_eq!(r.status, 400);
+    doc.check_response("/v1/revoke", "POST", &r);
+    let forged = forge(&json!({"alg": "HS256"}), &claims("eve"), b"wrong-secret");
+    let r = call(
+        admin,
+        "POST",
+        "/v1/revoke",
+        &json!({ "token": forged }).to_string(),
+        "application/json",
+    )
+    .await;
+    assert_eq!(r.status, 400, "a JSON revoke of a token we do not accept");
+    assert!(!r.body.contains(&forged), "never echo a token");
+
+    // RFC 7009 form: 200 for valid and for unknown tokens; missing token 400.
+    let c2 = claims("carol");
+    let t2 = hs256(&c2);
+    let r = call(
+        admin,
+        "POST",
+        "/v1/revoke",
+        &format!("token={t2}&token_type_hint=access_token"),
+        "application/x-www-form-urlencoded",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["revoked"], true);
+    doc.check_response("/v1/revoke", "POST", &r);
+    assert_eq!(get(proxy.addr, "/api", Some(&t2)).await.status, 401);
+    let r = call(
+        admin,
+        "POST",
+        "/v1/revoke",
+        "token=not.a.token",
+        "application/x-www-form-urlencoded",
+    )
+    .await;
+    assert_eq!((r.status, r.json()["revoked"].clone()), (200, json!(false)));
+    doc.check_response("/v1/revoke", "POST", &r);
+    let r = call(
+        admin,
+        "POST",
+        "/v1/revoke",
+        "nothing=here",
+        "application/x-www-form-urlencoded",
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    doc.check_response("/v1/revoke", "POST", &r);
+
+    // Status: by token, by claims, not revoked, malformed.
+    let r = call(
+        admin,
+        "GET",
+        &format!("/v1/status?token={t}"),
+        "",
+        "application/json",
+    )
+    .await;
+    assert_eq!(r.json(), json!({ "revoked": true, "reason": "token" }));
+    doc.check_response("/v1/status", "GET", &r);
+    seen("/v1/status", "GET");
+    let r = call(
+        admin,
+        "GET",
+        "/v1/status?sub=bob&jti=j-1",
+        "",
+        "application/json",
+    )
+    .await;
+    assert_eq!(r.json()["revoked"], true);
+    doc.check_response("/v1/status", "GET", &r);
+    let r = call(
+        admin,
+        "GET",
+        "/v1/status?sub=nobody&jti=x&iat=5",
+        "",
+        "application/json",
+    )
+    .await;
+    assert_eq!(r.json(), json!({ "revoked": false }));
+    doc.check_response("/v1/status", "GET", &r);
+    for bad in [
+        "/v1/status",
+        "/v1/status?sub=a",
+        "/v1/status?sub=a&jti=b&iat=soon",
+    ] {
+        let r = call(admin, "GET", bad, "", "application/json").await;
+        assert_eq!(r.status, 400, "{bad}");
+        doc.check_response("/v1/status", "GET", &r);
+    }
+
+    // Purge a subject; refuse malformed purges; purge all last.
+    let old = hs256(&claims("dave"));
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let body = json!({ "sub": "dave" });
+    doc.check_request("/v1/purge", &body, true);
+    let r = call(
+        admin,
+        "POST",
+        "/v1/purge",
+        &body.to_string(),
+        "application/json",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["kind"], "subject");
+    doc.check_response("/v1/purge", "POST", &r);
+    seen("/v1/purge", "POST");
+    assert_eq!(get(proxy.addr, "/api", Some(&old)).await.status, 401);
+    assert_eq!(
+        get(proxy.addr, "/api", Some(&hs256(&claims("dave"))))
+            .await
+            .status,
+        200,
+        "new token of the purge second"
+    );
+    for body in [
+        json!({}),
+        json!({ "all": false }),
+        json!({ "sub": "x", "all": true }),
+        json!({ "sub": "x", "lifetime": 0 }),
+    ] {
+        doc.check_request("/v1/purge", &body, false);
+        let r = call(
+            admin,
+            "POST",
+            "/v1/purge",
+            &body.to_string(),
+            "application/json",
+        )
+        .await;
+        assert_eq!(r.status, 400, "{body}");
+        doc.check_response("/v1/purge", "POST", &r);
+    }
+
+    // Wrong method, oversize body, no or wrong admin token.
+    let r = call(admin, "GET", "/v1/revoke", "", "application/json").await;
+    assert_eq!(r.status, 405);
+    doc.check_response("/v1/revoke", "POST", &r);
+    let r = call(admin, "POST", "/v1/status", "", "application/json").await;
+    assert_eq!(r.status, 405);
+    doc.check_response("/v1/status", "GET", &r);
+    let huge = format!("{{\"sub\":\"{}\",\"jti\":\"j\"}}", "x".repeat(70 * 1024));
+    let r = call(admin, "POST", "/v1/revoke", &huge, "application/json").await;
+    assert_eq!(r.status, 413);
+    doc.check_response("/v1/revoke", "POST", &r);
+    for auth in [None, Some("Bearer wrong-token"), Some(ADMIN_TOKEN)] {
+        let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", *a)).collect();
+        let r = send(admin, "POST", "/v1/purge", &headers, "{\"all\":true}").await;
+        assert_eq!(r.status, 401, "{auth:?}");
+        assert!(r.header("www-authenticate").is_some());
+        doc.check_response("/v1/purge", "POST", &r);
+    }
+
+    let r = call(
+        admin,
+        "POST",
+        "/v1/purge",
+        "{\"all\":true}",
+        "application/json",
+    )
+    .await;
+    assert_eq!(r.json()["kind"], "global");
+    doc.check_response("/v1/purge", "POST", &r);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let r = call(
+        admin,
+        "GET",
+        "/v1/status?sub=zz&jti=q&iat=1000",
+        "",
+        "application/json",
+    )
+    .await;
+    assert_eq!(r.json(), json!({ "revoked": true, "reason": "global" }));
+
+    // Every documented operation was exercised.
+    let documented: BTreeSet<(String, String)> = doc.0["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(p, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .map(move |m| (p.clone(), m.clone()))
+        })
+        .collect();
+    assert_eq!(documented, exercised);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn without_an_admin_token_the_api_is_off_and_never_on_the_proxy_port() {
+    let doc = Doc::load();
+    let up = TestUpstream::start().await;
+    let proxy = TestProxy::start(BASIC, &up.url(), &[]).await;
+    let admin = proxy.admin.unwrap();
+    let r = call(
+        admin,
+        "POST",
+        "/v1/purge",
+        "{\"all\":true}",
+        "application/json",
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    doc.check_response("/v1/purge", "POST", &r);
+    // The proxy port forwards these paths like any other (token required).
+    let t = hs256(&claims("alice"));
+    for path in ["/metrics", "/healthz", "/v1/status?sub=a&jti=b"] {
+        assert_eq!(get(proxy.addr, path, None).await.status, 401, "{path}");
+        let r = get(proxy.addr, path, Some(&t)).await;
+        assert_eq!(
+            r.header("x-upstream"),
+            Some("1"),
+            "{path} reached the upstream"
+        );
+    }
+    proxy.stop().await;
+}
