@@ -123,7 +123,7 @@ impl Admin {
         };
         let lifetime = match take_lifetime(&mut obj) {
             Ok(l) => l,
-            Err(r) => return r,
+            Err(e) => return bad_request(e),
         };
         let r = &self.proxy.revocations;
         let (subject, token_id, exp) = if let Some(token) = obj.remove("token") {
@@ -141,11 +141,11 @@ impl Admin {
             let names = &self.claim_names;
             let subject = match claim(&mut obj, &names.0) {
                 Ok(v) => v,
-                Err(r) => return r,
+                Err(e) => return bad_request(e),
             };
             let token_id = match claim(&mut obj, &names.1) {
                 Ok(v) => v,
-                Err(r) => return r,
+                Err(e) => return bad_request(e),
             };
             let exp = match obj.remove("exp") {
                 None => None,
@@ -202,7 +202,7 @@ impl Admin {
         };
         let lifetime = match take_lifetime(&mut obj) {
             Ok(l) => l,
-            Err(r) => return r,
+            Err(e) => return bad_request(e),
         };
         let r = &self.proxy.revocations;
         let subject_name = self.claim_names.0.clone();
@@ -216,7 +216,7 @@ impl Admin {
             (None, true) => {
                 let subject = match claim(&mut obj, &subject_name) {
                     Ok(v) => v,
-                    Err(r) => return r,
+                    Err(e) => return bad_request(e),
                 };
                 let status = r.purge_subject(subject.clone(), lifetime).await;
                 ("subject", Some(subject), status)
@@ -364,27 +364,24 @@ fn decode_form(raw: &[u8]) -> String {
 }
 
 /// Removes and checks the optional `lifetime` (positive whole seconds).
-fn take_lifetime(obj: &mut Map<String, Value>) -> Result<Option<i64>, Reply> {
+fn take_lifetime(obj: &mut Map<String, Value>) -> Result<Option<i64>, String> {
+    let bad = || "\"lifetime\" must be a positive whole number of seconds".to_string();
     match obj.remove("lifetime") {
         None => Ok(None),
         Some(Value::Number(n)) => match n.as_u64() {
             Some(secs) if secs > 0 && secs <= i64::MAX as u64 => Ok(Some(secs as i64)),
-            _ => Err(bad_request(
-                "\"lifetime\" must be a positive whole number of seconds",
-            )),
+            _ => Err(bad()),
         },
-        Some(_) => Err(bad_request(
-            "\"lifetime\" must be a positive whole number of seconds",
-        )),
+        Some(_) => Err(bad()),
     }
 }
 
 /// Removes a required claim value (string or number).
-fn claim(obj: &mut Map<String, Value>, name: &str) -> Result<ClaimValue, Reply> {
+fn claim(obj: &mut Map<String, Value>, name: &str) -> Result<ClaimValue, String> {
     match obj.remove(name) {
-        None => Err(bad_request(format!("missing {name:?}"))),
+        None => Err(format!("missing {name:?}")),
         Some(v) => ClaimValue::from_json(&v)
-            .ok_or_else(|| bad_request(format!("{name:?} must be a string or a number"))),
+            .ok_or_else(|| format!("{name:?} must be a string or a number")),
     }
 }
 
