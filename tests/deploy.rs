@@ -110,7 +110,10 @@ fn the_redis_overlay_applies_to_the_base_and_still_validates() {
         apply_patch(&mut deployment, &serde_json::to_value(ops).unwrap());
     }
     let sidecar = &deployment["spec"]["template"]["spec"]["containers"][1];
-    assert_eq!(sidecar["name"], "revoke-proxy", "patches address the sidecar");
+    assert_eq!(
+        sidecar["name"], "revoke-proxy",
+        "patches address the sidecar"
+    );
     assert!(sidecar["env"]
         .as_array()
         .unwrap()
@@ -199,7 +202,10 @@ fn the_dockerfile_is_multi_stage_distroless_and_non_root() {
     assert!(text.contains("--locked"));
     // Every path the build copies exists in the repository.
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for line in text.lines().filter(|l| l.starts_with("COPY ") && !l.contains("--from")) {
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("COPY ") && !l.contains("--from"))
+    {
         let parts: Vec<&str> = line.split_whitespace().collect();
         for src in &parts[1..parts.len() - 1] {
             assert!(root.join(src).exists(), "COPY source {src} missing");

@@ -165,3 +165,57 @@ async fn memcached_store_conforms() {
     let yaml = format!("    type: memcached\n    url: {}\n", mc.url());
     conformance::run(&Shared(yaml)).await;
 }
+
+#[tokio::test]
+async fn redis_acl_user_from_the_url_and_password_from_the_environment() {
+    let redis = Redis::start();
+    // A user limited to revoke-proxy's keys and channel.
+    let out = redis.cli(&[
+        "ACL",
+        "SETUSER",
+        "proxy",
+        "on",
+        ">proxy-pass-123",
+        "~revoke-proxy:*",
+        "&revoke-proxy:*",
+        "+@all",
+        "-@dangerous",
+        "+info",
+    ]);
+    assert!(out.contains("OK"), "{out}");
+    redis.cli(&["CONFIG", "SET", "requirepass", "default-pass-456"]);
+    let url = format!("redis://proxy:${{REDIS_PASSWORD}}@127.0.0.1:{}", redis.port);
+    let yaml = |pw: &str| {
+        format!(
+            "listen: 127.0.0.1:0\nupstream: http://127.0.0.1:9\njwt:\n  algorithms: [HS256]\n  secret: ${{SECRET}}\nrevocation:\n  store:\n    type: redis\n    url: {}\n",
+            url.replace("${REDIS_PASSWORD}", pw)
+        )
+    };
+    let settings = support::parse_settings(
+        &format!(
+            "listen: 127.0.0.1:0\nupstream: http://127.0.0.1:9\njwt:\n  algorithms: [HS256]\n  secret: ${{SECRET}}\nrevocation:\n  store:\n    type: redis\n    url: {url}\n"
+        ),
+        "http://127.0.0.1:9",
+        &[("REDIS_PASSWORD", "proxy-pass-123".to_string())],
+    );
+    assert!(
+        !settings.describe().contains("proxy-pass-123"),
+        "password masked"
+    );
+    let r = Revocations::open(&settings.revocation, settings.jwt.leeway, Clock::system())
+        .await
+        .unwrap();
+    support::wait_until("ACL user syncs", || r.available()).await;
+    let sub = revoke_proxy::claims::ClaimValue::Str("acl".into());
+    let status = r
+        .revoke_token(sub.clone(), sub.clone(), None, Some(60))
+        .await;
+    assert_eq!(status, revoke_proxy::revocation::WriteStatus::Stored);
+
+    let wrong = support::parse_settings(&yaml("not-the-password"), "http://127.0.0.1:9", &[]);
+    let w = Revocations::open(&wrong.revocation, wrong.jwt.leeway, Clock::system())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!w.available(), "a wrong password never syncs");
+}
