@@ -157,7 +157,12 @@ impl Upstream {
             .map_err(|_| ProxyError::UpstreamTimeout)?
             .map_err(|e| ProxyError::UpstreamFailed(describe_client_error(&e)))?;
         let (mut parts, body) = resp.into_parts();
+        let switched = parts.status == http::StatusCode::SWITCHING_PROTOCOLS;
+        let protocol = parts.headers.get(http::header::UPGRADE).cloned();
         strip_hop_by_hop(&mut parts.headers);
+        if let (true, Some(p)) = (switched, protocol) {
+            super::upgrade::restore(&mut parts.headers, p);
+        }
         Ok(Response::from_parts(parts, Either::Left(body)))
     }
 }

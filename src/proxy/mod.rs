@@ -5,6 +5,7 @@
 pub mod admit;
 pub mod error;
 pub mod forward;
+pub mod upgrade;
 
 use crate::auth::{Verified, Verifier};
 use crate::config::{Action, AuthorizationForward, Settings, TokenSource};
@@ -152,8 +153,13 @@ impl Proxy {
             None
         };
 
+        let wants_upgrade =
+            upgrade::requested(req.headers()).filter(|_| req.version() == http::Version::HTTP_11);
         let headers = req.headers_mut();
         forward::strip_hop_by_hop(headers);
+        if let Some(protocol) = &wants_upgrade {
+            upgrade::restore(headers, protocol.clone());
+        }
         forward::strip_identity(headers, &self.identity_headers);
         if let Some(v) = &verified {
             for (name, value) in &v.forwarded {
@@ -173,7 +179,23 @@ impl Proxy {
             return Ok(resp);
         }
 
+        let client_upgrade = wants_upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let mut resp = upstream.send(req, &path.strict, client, tls).await?;
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            let Some(client_upgrade) = client_upgrade else {
+                return Err(ProxyError::UpstreamFailed(
+                    "upstream switched protocols without being asked".into(),
+                ));
+            };
+            let upstream_upgrade = hyper::upgrade::on(&mut resp);
+            upgrade::tunnel(
+                client_upgrade,
+                upstream_upgrade,
+                self.revocations.clone(),
+                verified.clone(),
+            );
+            return Ok(resp);
+        }
         if let (Some(action), Some(v)) = (rule.action, &verified) {
             if applies(rule, resp.status()) {
                 let status = self.apply(action, v).await;

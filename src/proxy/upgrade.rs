@@ -1,0 +1,111 @@
+//! HTTP/1.1 upgrades (WebSocket and the like): the handshake is admitted like
+//! any request, then both sides are spliced together. An upgraded connection
+//! lives only as long as its token: it is closed once the token is revoked
+//! (token, purge or global cutoff, from any replica) or reaches `exp`.
+
+use crate::auth::Verified;
+use crate::revocation::{Revocations, Verdict};
+use http::header::{CONNECTION, UPGRADE};
+use http::{HeaderMap, HeaderValue};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often an upgraded connection re-checks its token (250 ms), so a
+/// revocation closes it well within a second.
+pub const RECHECK_EVERY: Duration = Duration::from_millis(250);
+
+/// The protocol a request asks to upgrade to (`Connection: upgrade` + `Upgrade`).
+pub fn requested(headers: &HeaderMap) -> Option<HeaderValue> {
+    let wants = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    if !wants {
+        return None;
+    }
+    headers.get(UPGRADE).cloned()
+}
+
+/// Puts back the two hop-by-hop fields an upgrade needs on the next hop.
+pub fn restore(headers: &mut HeaderMap, protocol: HeaderValue) {
+    headers.insert(UPGRADE, protocol);
+    headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+}
+
+/// Splices the client and upstream connections once both have switched
+/// protocols, until either side closes or the token stops being valid.
+pub fn tunnel(
+    client: OnUpgrade,
+    upstream: OnUpgrade,
+    revocations: Arc<Revocations>,
+    verified: Option<Arc<Verified>>,
+) {
+    tokio::spawn(async move {
+        let (client, upstream) = match tokio::join!(client, upstream) {
+            (Ok(c), Ok(u)) => (c, u),
+            (c, u) => {
+                tracing::debug!(
+                    client_ok = c.is_ok(),
+                    upstream_ok = u.is_ok(),
+                    "Upgrade did not complete"
+                );
+                return;
+            }
+        };
+        let mut client = TokioIo::new(client);
+        let mut upstream = TokioIo::new(upstream);
+        let subject = verified
+            .as_ref()
+            .map_or_else(|| "-".to_string(), |v| v.subject.as_text().to_string());
+        tokio::select! {
+            r = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+                tracing::debug!(subject, closed_cleanly = r.is_ok(), "Upgraded connection ended");
+            }
+            why = watch(revocations, verified) => {
+                tracing::info!(subject, reason = why, "Closing upgraded connection: token no longer valid");
+            }
+        }
+    });
+}
+
+/// Resolves when the token is revoked or expired; never for public routes.
+async fn watch(revocations: Arc<Revocations>, verified: Option<Arc<Verified>>) -> &'static str {
+    let Some(v) = verified else {
+        return std::future::pending().await;
+    };
+    let mut tick = tokio::time::interval(RECHECK_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if v.exp.is_some_and(|exp| revocations.clock().now() >= exp) {
+            return "expired";
+        }
+        match revocations
+            .verdict(&v.subject, &v.token_id, &v.keys, v.iat)
+            .await
+        {
+            Verdict::Revoked(reason) => return reason.label(),
+            Verdict::Clear | Verdict::Unavailable => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_connection_upgrade_with_a_protocol_counts() {
+        let mut h = HeaderMap::new();
+        h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        assert_eq!(requested(&h), None, "no Connection: upgrade");
+        h.insert(CONNECTION, HeaderValue::from_static("keep-alive, Upgrade"));
+        assert_eq!(requested(&h), Some(HeaderValue::from_static("websocket")));
+        h.remove(UPGRADE);
+        assert_eq!(requested(&h), None, "no protocol");
+    }
+}
