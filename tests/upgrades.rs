@@ -3,6 +3,8 @@
 //! ways, and the connection is closed within a second once the token is
 //! revoked (here, elsewhere via the store, by purge) or reaches `exp`.
 
+#![allow(clippy::result_large_err)] // tungstenite's handshake callback signature
+
 mod support;
 
 use futures_util::{SinkExt, StreamExt};
