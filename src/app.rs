@@ -31,6 +31,8 @@ pub struct App {
     pub settings: Settings,
     pub proxy: Arc<Proxy>,
     pub admin: Arc<Admin>,
+    /// The serving certificate when `tls:` is set (reloaded on change).
+    pub certs: Option<Arc<crate::tls::CertReloader>>,
 }
 
 impl App {
@@ -38,6 +40,17 @@ impl App {
     pub async fn build(settings: Settings, clock: Clock) -> Result<App, StartError> {
         let verifier = Verifier::new(&settings.jwt, &settings.revocation, &settings.forward)
             .map_err(ConfigError)?;
+        let certs = match &settings.tls {
+            Some(t) => Some(
+                crate::tls::CertReloader::new(&t.cert_file, &t.key_file).map_err(|message| {
+                    ConfigError(vec![crate::config::Problem {
+                        path: "tls".into(),
+                        message,
+                    }])
+                })?,
+            ),
+            None => None,
+        };
         let revocations =
             Revocations::open(&settings.revocation, settings.jwt.leeway, clock).await?;
         let metrics = Arc::new(Metrics::default());
@@ -67,6 +80,7 @@ impl App {
             settings,
             proxy,
             admin,
+            certs,
         })
     }
 
@@ -105,6 +119,10 @@ impl App {
             client_header: self.settings.timeouts.client_header,
             shutdown_grace: self.settings.timeouts.shutdown_grace,
             workers: 0,
+            tls: self.certs.as_ref().map(|c| {
+                c.watch();
+                crate::tls::acceptor(c.clone())
+            }),
         };
         let admin = self.admin.clone();
         server::serve(listener, self.proxy.clone(), options, async move {

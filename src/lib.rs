@@ -19,3 +19,4 @@ pub mod proxy;
 pub mod revocation;
 pub mod routes;
 pub mod server;
+pub mod tls;

@@ -21,7 +21,7 @@ use tokio::sync::watch;
 /// Pause after an accept error (e.g. out of file descriptors) before retrying (50 ms).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct ServerOptions {
     /// Time a client has to send its request headers.
     pub client_header: Duration,
@@ -29,6 +29,8 @@ pub struct ServerOptions {
     pub shutdown_grace: Duration,
     /// Worker threads (0: one per available core).
     pub workers: usize,
+    /// Serve HTTPS (`tls:`), ALPN h2 and http/1.1.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Number of worker threads for `requested` (0 = one per core).
@@ -65,6 +67,7 @@ pub async fn serve(
         };
         let proxy = proxy.clone();
         let stop = stop_rx.clone();
+        let options = options.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("proxy-worker-{index}"))
             .spawn(move || run_worker(socket, proxy, options, stop));
@@ -139,22 +142,50 @@ async fn accept_loop(
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                let tls = options.tls.is_some();
                 let proxy = proxy.clone();
                 let upstream = upstream.clone();
                 let service = service_fn(move |req| {
                     let proxy = proxy.clone();
                     let upstream = upstream.clone();
                     async move {
-                        Ok::<_, Infallible>(proxy.handle_via(req, addr, false, &upstream).await)
+                        Ok::<_, Infallible>(proxy.handle_via(req, addr, tls, &upstream).await)
                     }
                 });
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn.into_owned());
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(client.addr = %addr, error = %e, "Connection ended with an error");
+                match &options.tls {
+                    None => {
+                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        let conn = graceful.watch(conn.into_owned());
+                        tokio::spawn(async move {
+                            if let Err(e) = conn.await {
+                                tracing::debug!(client.addr = %addr, error = %e, "Connection ended with an error");
+                            }
+                        });
                     }
-                });
+                    Some(acceptor) => {
+                        // The handshake counts against the header timeout.
+                        let handshake = tokio::time::timeout(options.client_header, acceptor.accept(stream));
+                        let builder = builder.clone();
+                        let watcher = graceful.watcher();
+                        tokio::spawn(async move {
+                            let stream = match handshake.await {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(e)) => {
+                                    tracing::debug!(client.addr = %addr, error = %e, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::debug!(client.addr = %addr, "TLS handshake timed out");
+                                    return;
+                                }
+                            };
+                            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                            if let Err(e) = watcher.watch(conn.into_owned()).await {
+                                tracing::debug!(client.addr = %addr, error = %e, "Connection ended with an error");
+                            }
+                        });
+                    }
+                }
             }
             _ = stop.wait_for(|s| *s) => break,
         }

@@ -412,23 +412,8 @@ fn read_settings(doc: &serde_yaml::Value, base: &Path, p: &mut Problems) -> Sett
     let log = read_log(top.section("log", p), p);
     top.finish(p);
 
-    if upstream.starts_with("https://") {
-        p.add(
-            "upstream",
-            "https:// upstreams are not supported by this build yet (issue: production edges)",
-        );
-    }
-    if upstream_tls.is_some() {
-        p.add(
-            "upstream_tls",
-            "not supported by this build yet (issue: production edges)",
-        );
-    }
-    if tls.is_some() {
-        p.add(
-            "tls",
-            "serving TLS is not supported by this build yet (issue: production edges)",
-        );
+    if upstream_tls.is_some() && !upstream.starts_with("https://") {
+        p.add("upstream_tls", "only used with an https:// upstream");
     }
     Settings {
         listen,

@@ -8,10 +8,12 @@ use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, Uri, Version};
 use http_body_util::Either;
 use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Idle upstream connections are kept this long (90 s).
@@ -72,9 +74,13 @@ pub fn strip_identity(headers: &mut HeaderMap, identity: &[HeaderName]) {
     }
 }
 
+type Connector = HttpsConnector<HttpConnector>;
+
 pub struct Upstream {
-    client: Client<HttpConnector, Incoming>,
+    client: Client<Connector, Incoming>,
     connect_timeout: Duration,
+    /// Client TLS for `https://` upstreams (system roots or `upstream_tls.ca_file`).
+    tls: Arc<rustls::ClientConfig>,
     scheme: String,
     authority: String,
     base_path: String,
@@ -89,9 +95,24 @@ impl Upstream {
             .map_err(|e| format!("upstream: {e}"))?;
         let authority = uri.authority().ok_or("upstream: no host")?.to_string();
         let connect_timeout = settings.timeouts.upstream_connect;
+        let tls = if uri.scheme_str() == Some("https") {
+            crate::tls::client_config(
+                settings
+                    .upstream_tls
+                    .as_ref()
+                    .and_then(|t| t.ca_file.as_deref()),
+            )?
+        } else {
+            crate::tls::install_provider();
+            rustls::ClientConfig::builder()
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth()
+        };
+        let tls = Arc::new(tls);
         Ok(Upstream {
-            client: pooled_client(connect_timeout),
+            client: pooled_client(connect_timeout, &tls),
             connect_timeout,
+            tls,
             scheme: uri.scheme_str().unwrap_or("http").to_string(),
             authority,
             base_path: uri.path().trim_end_matches('/').to_string(),
@@ -102,8 +123,9 @@ impl Upstream {
     /// The same upstream with a pool of its own (one per worker thread).
     pub fn fresh(&self) -> Upstream {
         Upstream {
-            client: pooled_client(self.connect_timeout),
+            client: pooled_client(self.connect_timeout, &self.tls),
             connect_timeout: self.connect_timeout,
+            tls: self.tls.clone(),
             scheme: self.scheme.clone(),
             authority: self.authority.clone(),
             base_path: self.base_path.clone(),
@@ -167,10 +189,19 @@ impl Upstream {
     }
 }
 
-fn pooled_client(connect_timeout: Duration) -> Client<HttpConnector, Incoming> {
+fn pooled_client(
+    connect_timeout: Duration,
+    tls: &Arc<rustls::ClientConfig>,
+) -> Client<Connector, Incoming> {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(connect_timeout));
     connector.set_nodelay(true);
+    connector.enforce_http(false);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config((**tls).clone())
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(connector);
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(POOL_IDLE)
         .build(connector)
