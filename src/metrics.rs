@@ -14,10 +14,60 @@ pub const OUTCOMES: [&str; 6] = [
     "upstream_error",
 ];
 
+/// Upper bounds of the latency histogram buckets, in seconds.
+pub const BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+/// A Prometheus histogram with fixed [`BUCKETS`], lock-free.
+#[derive(Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; 14],
+    count: AtomicU64,
+    sum_ns: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: std::time::Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            if let Some(b) = self.buckets.get(i) {
+                b.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_ns.fetch_add(
+            d.as_nanos().min(u128::from(u64::MAX)) as u64,
+            Ordering::Relaxed,
+        );
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (bound, b) in BUCKETS.iter().zip(&self.buckets) {
+            cumulative += b.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let sum = self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
+    }
+}
+
 #[derive(Default)]
 pub struct Metrics {
     outcomes: [AtomicU64; 6],
     revocations: [AtomicU64; 3],
+    /// Time from sending a request upstream to its response head.
+    pub upstream_latency: Histogram,
+    /// Time to extract and verify a token (cache hits included).
+    pub verify_latency: Histogram,
 }
 
 impl Metrics {
@@ -68,6 +118,16 @@ impl Metrics {
                 c.load(Ordering::Relaxed)
             );
         }
+        self.upstream_latency.render(
+            &mut out,
+            "revoke_proxy_upstream_latency_seconds",
+            "Time from forwarding a request to the upstream's response head.",
+        );
+        self.verify_latency.render(
+            &mut out,
+            "revoke_proxy_verify_latency_seconds",
+            "Time to extract and verify a token (cache hits included).",
+        );
         for (name, help, value) in gauges {
             let _ = writeln!(
                 out,

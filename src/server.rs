@@ -18,6 +18,12 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+/// Largest request head (request line + headers) accepted; bigger gets 431 (64 KiB).
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Open client connections across all workers; beyond it new connections
+/// wait in the listen backlog (10,000).
+pub const MAX_CONNECTIONS: usize = 10_000;
+
 /// Pause after an accept error (e.g. out of file descriptors) before retrying (50 ms).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -127,10 +133,26 @@ async fn accept_loop(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(options.client_header);
-    builder.http2().timer(TokioTimer::new());
+        .header_read_timeout(options.client_header)
+        .max_buf_size(MAX_HEADER_BYTES);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEADER_BYTES as u32);
     let graceful = GracefulShutdown::new();
+    let workers = worker_count(options.workers);
+    let slots = Arc::new(tokio::sync::Semaphore::new(
+        MAX_CONNECTIONS.div_ceil(workers),
+    ));
     loop {
+        // Bounded: with every slot taken, connections wait in the backlog.
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+            _ = stop.wait_for(|s| *s) => break,
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, addr) = match accepted {
@@ -154,10 +176,22 @@ async fn accept_loop(
                 });
                 match &options.tls {
                     None => {
-                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                        let conn = graceful.watch(conn.into_owned());
+                        // A client that sends nothing at all is cut off after
+                        // the header timeout too (hyper only times heads it
+                        // has started to read).
+                        let header_timeout = options.client_header;
+                        let builder = builder.clone();
+                        let watcher = graceful.watcher();
                         tokio::spawn(async move {
-                            if let Err(e) = conn.await {
+                            let _slot = slot;
+                            let mut probe = [0u8; 1];
+                            let first_byte = tokio::time::timeout(header_timeout, stream.peek(&mut probe)).await;
+                            if !matches!(first_byte, Ok(Ok(n)) if n > 0) {
+                                tracing::debug!(client.addr = %addr, "Client sent nothing; closed");
+                                return;
+                            }
+                            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                            if let Err(e) = watcher.watch(conn.into_owned()).await {
                                 tracing::debug!(client.addr = %addr, error = %e, "Connection ended with an error");
                             }
                         });
@@ -168,6 +202,7 @@ async fn accept_loop(
                         let builder = builder.clone();
                         let watcher = graceful.watcher();
                         tokio::spawn(async move {
+                            let _slot = slot;
                             let stream = match handshake.await {
                                 Ok(Ok(s)) => s,
                                 Ok(Err(e)) => {

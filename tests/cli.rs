@@ -5,7 +5,7 @@ mod support;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use support::*;
@@ -452,5 +452,137 @@ fn wait_for_log(path: &Path, needle: &str) -> String {
         }
         assert!(Instant::now() < deadline, "never logged {needle:?}: {text}");
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Starts the binary with `yaml` (logs as JSON lines to a file); returns the
+/// process, the log path, the proxy address and the admin address.
+fn start_logged(dir: &Path, yaml: &str) -> (Running, PathBuf, SocketAddr, SocketAddr) {
+    let config = dir.join("proxy.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    let log = dir.join("proxy.log");
+    let child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let started = wait_for_log(&log, "Proxy started");
+    let v: serde_json::Value = serde_json::from_str(&started).unwrap();
+    (
+        Running(child),
+        log,
+        v["listen"].as_str().unwrap().parse().unwrap(),
+        v["admin"].as_str().unwrap().parse().unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn sigterm_turns_unready_stops_accepting_drains_and_exits_0() {
+    let up = TestUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nupstream: {}\njwt:\n  secret: {SECRET}\ntimeouts:\n  shutdown_grace: 10s\nadmin:\n  listen: 127.0.0.1:0\nlog:\n  format: json\n",
+        up.url()
+    );
+    let (mut proxy, log, addr, admin) = start_logged(dir.path(), &yaml);
+    let token = hs256(&claims("alice"));
+    assert_eq!(get(admin, "/readyz", None).await.status, 200);
+    let t = token.clone();
+    let in_flight = tokio::spawn(async move { get(addr, "/slow/1500", Some(&t)).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let _ = Command::new("kill")
+        .args(["-TERM", &proxy.0.id().to_string()])
+        .status();
+    wait_for_log(&log, "no longer ready");
+    assert_eq!(
+        get(admin, "/readyz", None).await.status,
+        503,
+        "unready while draining"
+    );
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "the listener no longer accepts"
+    );
+    let r = in_flight.await.unwrap();
+    assert_eq!(r.status, 200, "the in-flight request finished");
+    let status = tokio::task::spawn_blocking(move || proxy.0.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "within the grace period"
+    );
+}
+
+#[tokio::test]
+async fn access_lines_carry_the_outcome_and_never_a_secret() {
+    let up = TestUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nupstream: {}\njwt:\n  secret: {SECRET}\n  token_from:\n    - header: Authorization\n    - cookie: access_token\n    - query: access_token\nadmin:\n  listen: 127.0.0.1:0\nlog:\n  format: json\n",
+        up.url()
+    );
+    let (_proxy, log, addr, admin) = start_logged(dir.path(), &yaml);
+    let token = hs256(&claims("alice"));
+    assert_eq!(get(addr, "/api/one", Some(&token)).await.status, 200);
+    let cookie = format!("access_token={token}; theme=dark-cookie-value");
+    assert_eq!(
+        send(addr, "GET", "/api/two", &[("cookie", &cookie)], "")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        get(addr, &format!("/api/three?access_token={token}&q=1"), None)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        get(addr, "/api/four", Some("not.a.token")).await.status,
+        401
+    );
+    assert_eq!(get(addr, "/api/five", None).await.status, 401);
+    wait_for_log(&log, "/api/five");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["message"] == "Request")
+        .collect();
+    assert_eq!(lines.len(), 5, "one access line per request: {text}");
+    let expect = [
+        ("/api/one", 200, "ok", "alice"),
+        ("/api/two", 200, "ok", "alice"),
+        ("/api/three", 200, "ok", "alice"),
+        ("/api/four", 401, "invalid", "-"),
+        ("/api/five", 401, "missing", "-"),
+    ];
+    for (v, (path, status, outcome, subject)) in lines.iter().zip(expect) {
+        assert_eq!(v["method"], "GET");
+        assert_eq!(v["path"], path, "no query string: {v}");
+        assert_eq!(v["status"], status);
+        assert_eq!(v["outcome"], outcome);
+        assert_eq!(v["subject"], subject);
+        assert!(v["duration_us"].is_u64(), "{v}");
+    }
+    for secret in [token.as_str(), "dark-cookie-value", SECRET, "not.a.token"] {
+        assert!(!text.contains(secret), "{secret} reached the log");
+    }
+    let metrics = get(admin, "/metrics", None).await.body;
+    for want in [
+        "revoke_proxy_requests_total{outcome=\"ok\"} 3",
+        "revoke_proxy_requests_total{outcome=\"invalid\"} 1",
+        "revoke_proxy_requests_total{outcome=\"missing\"} 1",
+        "revoke_proxy_upstream_latency_seconds_count 3",
+        "revoke_proxy_verify_latency_seconds_bucket{le=\"+Inf\"} 4",
+        "revoke_proxy_verify_cache_hits 2",
+        "revoke_proxy_store_available 1",
+    ] {
+        assert!(metrics.contains(want), "{want} missing from\n{metrics}");
     }
 }

@@ -23,9 +23,12 @@ impl Proxy {
         headers: &http::HeaderMap,
         query: Option<&str>,
     ) -> Result<Arc<Verified>, ProxyError> {
+        let started = std::time::Instant::now();
         let token = extract(headers, query, &self.token_from)?.ok_or(AuthError::Missing)?;
         let now = self.revocations.clock().now();
-        let verified = self.verifier.verify(&token, now)?;
+        let verified = self.verifier.verify(&token, now);
+        self.metrics.verify_latency.observe(started.elapsed());
+        let verified = verified?;
         let verdict = self
             .revocations
             .verdict(

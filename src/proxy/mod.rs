@@ -180,7 +180,10 @@ impl Proxy {
         }
 
         let client_upgrade = wants_upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
-        let mut resp = upstream.send(req, &path.strict, client, tls).await?;
+        let sent = Instant::now();
+        let resp = upstream.send(req, &path.strict, client, tls).await;
+        self.metrics.upstream_latency.observe(sent.elapsed());
+        let mut resp = resp?;
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             let Some(client_upgrade) = client_upgrade else {
                 return Err(ProxyError::UpstreamFailed(
