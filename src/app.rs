@@ -40,6 +40,9 @@ impl App {
     pub async fn build(settings: Settings, clock: Clock) -> Result<App, StartError> {
         let verifier = Verifier::new(&settings.jwt, &settings.revocation, &settings.forward)
             .map_err(ConfigError)?;
+        if let Some(jwks) = &verifier.jwks {
+            jwks.watch();
+        }
         let certs = match &settings.tls {
             Some(t) => Some(
                 crate::tls::CertReloader::new(&t.cert_file, &t.key_file).map_err(|message| {

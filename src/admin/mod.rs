@@ -52,6 +52,10 @@ impl Admin {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "not ready: shutting down\n",
             ),
+            "/readyz" if !self.proxy.verifier.keys_ready() => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: signing keys (JWKS) not loaded\n",
+            ),
             "/readyz" if !self.revocations.available() => text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "not ready: revocation store not synced\n",

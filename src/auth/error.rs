@@ -13,6 +13,10 @@ pub enum AuthError {
     /// The token is not acceptable (RFC 6750 `invalid_token`): 401.
     #[error("invalid token: {0}")]
     Invalid(Cow<'static, str>),
+    /// Signed with a `kid` the JWKS does not hold (yet): 401, after one
+    /// rate-limited refresh of the JWKS.
+    #[error("invalid token: unknown signing key")]
+    UnknownKey,
 }
 
 impl AuthError {
@@ -25,7 +29,7 @@ impl AuthError {
         match self {
             AuthError::Missing => "missing",
             AuthError::Malformed(_) => "malformed",
-            AuthError::Invalid(_) => "invalid",
+            AuthError::Invalid(_) | AuthError::UnknownKey => "invalid",
         }
     }
 }

@@ -4,6 +4,7 @@
 pub mod cache;
 mod error;
 pub mod extract;
+pub mod jwks;
 pub mod verify;
 
 pub use error::AuthError;

@@ -50,6 +50,8 @@ impl Keys {
 pub struct Verifier {
     allowed: Vec<(Algorithm, Validation)>,
     keys: Keys,
+    /// Keys for the public algorithms from `jwt.jwks_url`, when set.
+    pub jwks: Option<Arc<super::jwks::Jwks>>,
     issuer: Option<String>,
     audience: Vec<String>,
     require: Vec<String>,
@@ -121,6 +123,16 @@ impl Verifier {
                 );
             }
         }
+        let jwks = match &jwt.jwks_url {
+            Some(url) => match super::jwks::Jwks::new(url) {
+                Ok(j) => Some(j),
+                Err(e) => {
+                    problem("jwt.jwks_url", e);
+                    None
+                }
+            },
+            None => None,
+        };
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -152,6 +164,7 @@ impl Verifier {
         Ok(Verifier {
             allowed,
             keys,
+            jwks,
             issuer: jwt.issuer.clone(),
             audience: jwt.audience.clone(),
             require: jwt.require.clone(),
@@ -177,6 +190,11 @@ impl Verifier {
         Ok(v)
     }
 
+    /// Signing keys are available (always, unless a JWKS is still loading).
+    pub fn keys_ready(&self) -> bool {
+        self.jwks.as_ref().is_none_or(|j| j.loaded())
+    }
+
     /// Tokens verified without paying the signature again.
     pub fn cache_hits(&self) -> u64 {
         self.cache.hits()
@@ -190,10 +208,24 @@ impl Verifier {
             .iter()
             .find(|(a, _)| *a == header.alg)
             .ok_or(AuthError::invalid("algorithm not allowed"))?;
-        let key = self
-            .keys
-            .for_alg(*alg)
-            .ok_or(AuthError::invalid("algorithm not allowed"))?;
+        let from_jwks;
+        let key = match (&self.jwks, family(*alg)) {
+            (Some(jwks), f) if f != "hmac" => {
+                use super::jwks::KeyLookup;
+                from_jwks = jwks.key(header.kid.as_deref(), *alg).map_err(|e| match e {
+                    KeyLookup::UnknownKid => AuthError::UnknownKey,
+                    KeyLookup::NeedKid => AuthError::invalid("token has no kid"),
+                    KeyLookup::WrongAlgorithm => {
+                        AuthError::invalid("key not valid for this algorithm")
+                    }
+                })?;
+                &from_jwks
+            }
+            _ => self
+                .keys
+                .for_alg(*alg)
+                .ok_or(AuthError::invalid("algorithm not allowed"))?,
+        };
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, key, validation)
             .map_err(map_jwt_error)?;
         self.check_claims(data.claims, now)

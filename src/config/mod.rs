@@ -644,8 +644,16 @@ fn read_jwt(mut s: Section<'_>, base: &Path, p: &mut Problems) -> JwtSettings {
                 None
             }
         });
-    if jwks_url.is_some() {
-        p.add(&s.child_path("jwks_url"), "JWKS is not supported by this build yet (issue: production edges); use public_key_file");
+    if let Some(u) = &jwks_url {
+        if !(u.starts_with("http://") || u.starts_with("https://")) {
+            p.add(
+                &s.child_path("jwks_url"),
+                "must be an http:// or https:// URL",
+            );
+        }
+        if public_key_file.is_some() {
+            p.add(s.path(), "give public_key_file or jwks_url, not both");
+        }
     }
     let uses_hmac = algorithms
         .iter()
@@ -659,7 +667,7 @@ fn read_jwt(mut s: Section<'_>, base: &Path, p: &mut Problems) -> JwtSettings {
     if uses_public && public_key_file.is_none() && jwks_url.is_none() {
         p.add(
             s.path(),
-            "RS*/PS*/ES*/EdDSA algorithms need public_key_file",
+            "RS*/PS*/ES*/EdDSA algorithms need public_key_file or jwks_url",
         );
     }
     if !uses_hmac && secret.is_some() {

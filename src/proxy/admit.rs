@@ -26,7 +26,16 @@ impl Proxy {
         let started = std::time::Instant::now();
         let token = extract(headers, query, &self.token_from)?.ok_or(AuthError::Missing)?;
         let now = self.revocations.clock().now();
-        let verified = self.verifier.verify(&token, now);
+        if !self.verifier.keys_ready() {
+            return Err(ProxyError::KeysUnavailable);
+        }
+        let mut verified = self.verifier.verify(&token, now);
+        if let (Err(AuthError::UnknownKey), Some(jwks)) = (&verified, &self.verifier.jwks) {
+            // Key rotation at the issuer: refresh once (rate-limited), retry.
+            if jwks.refresh_for_unknown_kid().await {
+                verified = self.verifier.verify(&token, now);
+            }
+        }
         self.metrics.verify_latency.observe(started.elapsed());
         let verified = verified?;
         let verdict = self

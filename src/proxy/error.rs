@@ -20,6 +20,9 @@ pub enum ProxyError {
     Revoked(Reason),
     #[error("revocation store unavailable")]
     StoreUnavailable,
+    /// The JWKS has not been loaded yet: 503, like a store outage.
+    #[error("signing keys not loaded yet")]
+    KeysUnavailable,
     #[error("bad request path: {0}")]
     BadPath(#[from] PathError),
     #[error("upstream failed: {0}")]
@@ -35,7 +38,7 @@ impl ProxyError {
             ProxyError::Auth(AuthError::Missing) => "missing",
             ProxyError::Auth(_) | ProxyError::BadPath(_) => "invalid",
             ProxyError::Revoked(_) => "revoked",
-            ProxyError::StoreUnavailable => "store_unavailable",
+            ProxyError::StoreUnavailable | ProxyError::KeysUnavailable => "store_unavailable",
             ProxyError::UpstreamFailed(_) | ProxyError::UpstreamTimeout => "upstream_error",
         }
     }
@@ -44,11 +47,14 @@ impl ProxyError {
         match self {
             ProxyError::Auth(AuthError::Missing)
             | ProxyError::Auth(AuthError::Invalid(_))
+            | ProxyError::Auth(AuthError::UnknownKey)
             | ProxyError::Revoked(_) => StatusCode::UNAUTHORIZED,
             ProxyError::Auth(AuthError::Malformed(_)) | ProxyError::BadPath(_) => {
                 StatusCode::BAD_REQUEST
             }
-            ProxyError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::StoreUnavailable | ProxyError::KeysUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ProxyError::UpstreamFailed(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -60,7 +66,14 @@ impl ProxyError {
             ProxyError::Auth(AuthError::Missing) => ("unauthorized", None),
             ProxyError::Auth(AuthError::Malformed(d)) => ("invalid_request", Some(d)),
             ProxyError::Auth(AuthError::Invalid(d)) => ("invalid_token", Some(d)),
+            ProxyError::Auth(AuthError::UnknownKey) => {
+                ("invalid_token", Some("unknown signing key"))
+            }
             ProxyError::Revoked(_) => ("invalid_token", Some("token revoked")),
+            ProxyError::KeysUnavailable => (
+                "temporarily_unavailable",
+                Some("signing keys not loaded yet"),
+            ),
             ProxyError::StoreUnavailable => (
                 "temporarily_unavailable",
                 Some("revocation store unavailable"),
@@ -83,7 +96,8 @@ impl ProxyError {
             ProxyError::Auth(AuthError::Malformed(d)) => Some(format!(
                 "Bearer realm=\"{realm}\", error=\"invalid_request\", error_description=\"{d}\""
             )),
-            ProxyError::Auth(AuthError::Invalid(_)) | ProxyError::Revoked(_) => Some(format!(
+            ProxyError::Auth(AuthError::Invalid(_) | AuthError::UnknownKey)
+            | ProxyError::Revoked(_) => Some(format!(
                 "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{}\"",
                 description.unwrap_or_default()
             )),
@@ -92,7 +106,10 @@ impl ProxyError {
         if let Some(v) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
             h.insert(WWW_AUTHENTICATE, v);
         }
-        if matches!(self, ProxyError::StoreUnavailable) {
+        if matches!(
+            self,
+            ProxyError::StoreUnavailable | ProxyError::KeysUnavailable
+        ) {
             h.insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
         }
         resp

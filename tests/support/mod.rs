@@ -195,6 +195,8 @@ impl TestProxy {
         let proxy = app.proxy.clone();
         let revocations = proxy.revocations.clone();
         wait_until("revocation store synced", || revocations.available()).await;
+        let keys = proxy.clone();
+        wait_until("signing keys loaded", || keys.verifier.keys_ready()).await;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             app.run(listener, admin, async move {

@@ -1,0 +1,277 @@
+//! `jwt.jwks_url`: signing keys fetched from the issuer. Fetched at start (the
+//! proxy is not ready until a set is loaded), refreshed every
+//! [`REFRESH_EVERY`] and when a token names an unknown `kid` (at most once per
+//! [`UNKNOWN_KID_MIN_INTERVAL`]); while the issuer is down the last good set
+//! keeps serving. Each key is bound to its `alg` (or, without one, to what
+//! its `kty`/`crv` can sign); symmetric (`oct`) keys are refused, so a public
+//! JWKS can never be used as an HMAC secret.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm};
+use jsonwebtoken::{Algorithm, DecodingKey};
+use parking_lot::{Mutex, RwLock};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Periodic refresh (5 min).
+pub const REFRESH_EVERY: Duration = Duration::from_secs(300);
+/// Refreshes triggered by unknown `kid`s are at least this far apart (5 s).
+pub const UNKNOWN_KID_MIN_INTERVAL: Duration = Duration::from_secs(5);
+/// Retry delay while no set has been loaded yet (1 s).
+const FIRST_LOAD_RETRY: Duration = Duration::from_secs(1);
+/// One fetch may take this long (5 s).
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest JWKS document accepted (1 MiB).
+const MAX_JWKS_BYTES: usize = 1 << 20;
+
+/// One usable key and the algorithms it may verify.
+#[derive(Clone)]
+pub struct JwksKey {
+    pub key: DecodingKey,
+    pub algorithms: Vec<Algorithm>,
+}
+
+pub struct Jwks {
+    url: String,
+    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    keys: RwLock<Arc<HashMap<String, JwksKey>>>,
+    loaded: AtomicBool,
+    last_fetch: Mutex<Option<Instant>>,
+    fetching: tokio::sync::Mutex<()>,
+}
+
+/// What a key can sign, from its `alg`, else its `kty`/`crv`; `None` refuses it.
+fn algorithms_of(jwk: &Jwk) -> Option<Vec<Algorithm>> {
+    use Algorithm::*;
+    let by_type = match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => vec![RS256, RS384, RS512, PS256, PS384, PS512],
+        AlgorithmParameters::EllipticCurve(p) => match p.curve {
+            EllipticCurve::P256 => vec![ES256],
+            EllipticCurve::P384 => vec![ES384],
+            _ => return None,
+        },
+        AlgorithmParameters::OctetKeyPair(p) if p.curve == EllipticCurve::Ed25519 => vec![EdDSA],
+        // Symmetric keys never come from a JWKS here.
+        AlgorithmParameters::OctetKey(_) | AlgorithmParameters::OctetKeyPair(_) => return None,
+    };
+    match jwk.common.key_algorithm {
+        None => Some(by_type),
+        Some(ka) => {
+            let alg = match ka {
+                KeyAlgorithm::RS256 => RS256,
+                KeyAlgorithm::RS384 => RS384,
+                KeyAlgorithm::RS512 => RS512,
+                KeyAlgorithm::PS256 => PS256,
+                KeyAlgorithm::PS384 => PS384,
+                KeyAlgorithm::PS512 => PS512,
+                KeyAlgorithm::ES256 => ES256,
+                KeyAlgorithm::ES384 => ES384,
+                KeyAlgorithm::EdDSA => EdDSA,
+                _ => return None,
+            };
+            by_type.contains(&alg).then(|| vec![alg])
+        }
+    }
+}
+
+/// Parses a JWKS document; keys that are unusable or symmetric are skipped.
+pub fn parse(text: &[u8]) -> Result<HashMap<String, JwksKey>, String> {
+    let doc: Value = serde_json::from_slice(text).map_err(|e| format!("not JSON: {e}"))?;
+    let list = doc
+        .get("keys")
+        .and_then(Value::as_array)
+        .ok_or("no \"keys\" array")?;
+    let mut keys = HashMap::new();
+    for (i, raw) in list.iter().enumerate() {
+        let Ok(jwk) = serde_json::from_value::<Jwk>(raw.clone()) else {
+            tracing::warn!(index = i, "Skipping a JWKS entry that is not a valid JWK");
+            continue;
+        };
+        let kid = jwk.common.key_id.clone().unwrap_or_default();
+        let Some(algorithms) = algorithms_of(&jwk) else {
+            tracing::warn!(kid, "Skipping a JWKS key: symmetric or unsupported type");
+            continue;
+        };
+        match DecodingKey::from_jwk(&jwk) {
+            Ok(key) => {
+                keys.insert(kid, JwksKey { key, algorithms });
+            }
+            Err(e) => tracing::warn!(kid, error = %e, "Skipping an unreadable JWKS key"),
+        }
+    }
+    if keys.is_empty() {
+        return Err("no usable signing key".into());
+    }
+    Ok(keys)
+}
+
+impl Jwks {
+    pub fn new(url: &str) -> Result<Arc<Jwks>, String> {
+        let tls = if url.starts_with("https://") {
+            crate::tls::client_config(None)?
+        } else if url.starts_with("http://") {
+            crate::tls::install_provider();
+            rustls::ClientConfig::builder()
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth()
+        } else {
+            return Err("jwks_url must be http:// or https://".into());
+        };
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(FETCH_TIMEOUT));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        Ok(Arc::new(Jwks {
+            url: url.to_string(),
+            client: Client::builder(TokioExecutor::new()).build(connector),
+            keys: RwLock::new(Arc::new(HashMap::new())),
+            loaded: AtomicBool::new(false),
+            last_fetch: Mutex::new(None),
+            fetching: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    /// A set has been loaded at least once.
+    pub fn loaded(&self) -> bool {
+        self.loaded.load(Ordering::Relaxed)
+    }
+
+    /// The key named `kid` if it may verify `alg`; without a `kid`, the only
+    /// key that may.
+    pub fn key(&self, kid: Option<&str>, alg: Algorithm) -> Result<DecodingKey, KeyLookup> {
+        let keys = self.keys.read().clone();
+        let found = match kid {
+            Some(k) => keys.get(k).ok_or(KeyLookup::UnknownKid)?,
+            None => {
+                let mut fitting = keys.values().filter(|k| k.algorithms.contains(&alg));
+                match (fitting.next(), fitting.next()) {
+                    (Some(k), None) => k,
+                    _ => return Err(KeyLookup::NeedKid),
+                }
+            }
+        };
+        if !found.algorithms.contains(&alg) {
+            return Err(KeyLookup::WrongAlgorithm);
+        }
+        Ok(found.key.clone())
+    }
+
+    /// Fetches and installs the set; keeps the old one on any failure.
+    pub async fn refresh(&self) -> Result<usize, String> {
+        let _one_at_a_time = self.fetching.lock().await;
+        *self.last_fetch.lock() = Some(Instant::now());
+        let uri: http::Uri = self.url.parse().map_err(|e| format!("jwks_url: {e}"))?;
+        let fetch = async {
+            let resp = self
+                .client
+                .get(uri)
+                .await
+                .map_err(|e| format!("fetch failed: {e}"))?;
+            if !resp.status().is_success() {
+                return Err(format!("issuer answered {}", resp.status()));
+            }
+            Limited::new(resp.into_body(), MAX_JWKS_BYTES)
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .map_err(|e| format!("body: {e}"))
+        };
+        let body = tokio::time::timeout(FETCH_TIMEOUT, fetch)
+            .await
+            .map_err(|_| "fetch timed out".to_string())??;
+        let keys = parse(&body)?;
+        let n = keys.len();
+        *self.keys.write() = Arc::new(keys);
+        self.loaded.store(true, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    /// A token named a `kid` we do not know: refresh, unless one ran recently.
+    /// Returns whether a refresh happened.
+    pub async fn refresh_for_unknown_kid(&self) -> bool {
+        let recent = self
+            .last_fetch
+            .lock()
+            .is_some_and(|t| t.elapsed() < UNKNOWN_KID_MIN_INTERVAL);
+        if recent {
+            return false;
+        }
+        match self.refresh().await {
+            Ok(n) => {
+                tracing::info!(keys = n, "JWKS refreshed for an unknown kid");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "JWKS refresh failed; keeping the last good set");
+                false
+            }
+        }
+    }
+
+    /// First load (retried until it succeeds), then periodic refreshes.
+    pub fn watch(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let Some(me) = weak.upgrade() else { return };
+                let wait = match me.refresh().await {
+                    Ok(n) => {
+                        tracing::info!(keys = n, "JWKS loaded");
+                        REFRESH_EVERY
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "JWKS not loaded; keeping the last good set");
+                        if me.loaded() {
+                            REFRESH_EVERY.min(Duration::from_secs(30))
+                        } else {
+                            FIRST_LOAD_RETRY
+                        }
+                    }
+                };
+                drop(me);
+                tokio::time::sleep(wait).await;
+            }
+        });
+    }
+}
+
+/// Why no key was found for a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyLookup {
+    UnknownKid,
+    NeedKid,
+    WrongAlgorithm,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn symmetric_keys_are_refused_and_algorithms_bound() {
+        let doc = json!({ "keys": [
+            { "kty": "oct", "kid": "h", "k": "c2VjcmV0" },
+            { "kty": "OKP", "kid": "e", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo" },
+            { "kty": "OKP", "kid": "e2", "crv": "Ed25519", "alg": "ES256", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo" },
+            { "kty": "weird" }
+        ]});
+        let keys = parse(doc.to_string().as_bytes()).unwrap();
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys["e"].algorithms, vec![Algorithm::EdDSA]);
+        assert!(parse(br#"{"keys":[{"kty":"oct","kid":"h","k":"c2VjcmV0"}]}"#).is_err());
+        assert!(parse(b"[]").is_err());
+    }
+}
