@@ -29,7 +29,10 @@ pub enum StartError {
 
 pub struct App {
     pub settings: Settings,
+    /// The proxy as built at start.
     pub proxy: Arc<Proxy>,
+    /// The proxy in service (swapped by a configuration reload).
+    pub live: crate::server::LiveProxy,
     pub admin: Arc<Admin>,
     /// The serving certificate when `tls:` is set (reloaded on change).
     pub certs: Option<Arc<crate::tls::CertReloader>>,
@@ -61,7 +64,8 @@ impl App {
             Proxy::new(&settings, verifier, revocations.clone(), metrics.clone())
                 .map_err(|p| ConfigError(vec![p]))?,
         );
-        let hits_from = proxy.clone();
+        let live: crate::server::LiveProxy = Arc::new(arc_swap::ArcSwap::new(proxy.clone()));
+        let hits_from = live.clone();
         let token_digest = settings
             .admin
             .as_ref()
@@ -71,8 +75,8 @@ impl App {
             revocations,
             metrics,
             ready: true.into(),
-            cache_hits: Box::new(move || hits_from.verifier.cache_hits()),
-            proxy: proxy.clone(),
+            cache_hits: Box::new(move || hits_from.load().verifier.cache_hits()),
+            live: live.clone(),
             token_digest,
             claim_names: (
                 settings.revocation.subject_claim.clone(),
@@ -82,6 +86,7 @@ impl App {
         Ok(App {
             settings,
             proxy,
+            live,
             admin,
             certs,
         })
@@ -128,7 +133,7 @@ impl App {
             }),
         };
         let admin = self.admin.clone();
-        server::serve(listener, self.proxy.clone(), options, async move {
+        server::serve(listener, self.live.clone(), options, async move {
             shutdown.await;
             admin.ready.store(false, Ordering::Relaxed);
             tracing::info!("Shutting down: no longer ready, draining connections");

@@ -189,14 +189,35 @@ fn check(path: &std::path::Path) -> i32 {
 
 /// Installs the log subscriber for `settings.log`.
 pub fn init_logging(settings: &Settings) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::new(&settings.log.level);
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
-    let _ = match settings.log.format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let fmt = tracing_subscriber::fmt::layer().with_target(false);
+    let registry = tracing_subscriber::registry().with(filter);
+    let installed = match settings.log.format {
+        LogFormat::Json => registry.with(fmt.json().flatten_event(true)).try_init(),
+        LogFormat::Text => registry.with(fmt).try_init(),
     };
+    if installed.is_ok() {
+        let _ = LOG_FILTER.set(handle);
+    }
+}
+
+type FilterHandle =
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+
+/// The live log filter, swapped by a configuration reload.
+static LOG_FILTER: std::sync::OnceLock<FilterHandle> = std::sync::OnceLock::new();
+
+/// Changes the log level (`log.level`) of a running process.
+pub fn set_log_level(level: &str) -> Result<(), String> {
+    let Some(handle) = LOG_FILTER.get() else {
+        return Ok(());
+    };
+    handle
+        .reload(tracing_subscriber::EnvFilter::new(level))
+        .map_err(|e| e.to_string())
 }
 
 async fn run(path: &std::path::Path) -> i32 {
@@ -205,11 +226,16 @@ async fn run(path: &std::path::Path) -> i32 {
         Err(code) => return code,
     };
     init_logging(&settings);
-    serve(settings).await
+    serve_from(settings, Some(path.to_path_buf())).await
 }
 
 /// Builds, binds and serves `settings` until SIGTERM or SIGINT.
 pub async fn serve(settings: Settings) -> i32 {
+    serve_from(settings, None).await
+}
+
+/// [`serve`], reloading from `config` on SIGHUP and when it changes.
+pub async fn serve_from(settings: Settings, config: Option<PathBuf>) -> i32 {
     let app = match App::build(settings, Clock::system()).await {
         Ok(app) => app,
         Err(e) => return report_start_error(&e),
@@ -233,6 +259,11 @@ pub async fn serve(settings: Settings) -> i32 {
         revocations = app.proxy.revocations.len(),
         "Proxy started"
     );
+    let _reloader = config.map(|path| {
+        let r = crate::reload::Reloader::new(path, app.live.clone(), app.settings.clone());
+        r.watch();
+        r
+    });
     app.run(listener, admin, shutdown_signal()).await;
     0
 }

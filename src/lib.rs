@@ -16,6 +16,7 @@ pub mod config;
 pub mod demo;
 pub mod metrics;
 pub mod proxy;
+pub mod reload;
 pub mod revocation;
 pub mod routes;
 pub mod server;

@@ -7,6 +7,7 @@
 //! response are handled on one thread with no cross-thread wake-ups.
 
 use crate::proxy::Proxy;
+use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -47,10 +48,13 @@ pub fn worker_count(requested: usize) -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// Serves `proxy` on `listener` until `shutdown` resolves, then drains.
+/// The proxy in service; a configuration reload swaps it atomically.
+pub type LiveProxy = Arc<ArcSwap<Proxy>>;
+
+/// Serves the live proxy on `listener` until `shutdown` resolves, then drains.
 pub async fn serve(
     listener: TcpListener,
-    proxy: Arc<Proxy>,
+    proxy: LiveProxy,
     options: ServerOptions,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -99,7 +103,7 @@ pub async fn serve(
 
 fn run_worker(
     socket: std::net::TcpListener,
-    proxy: Arc<Proxy>,
+    proxy: LiveProxy,
     options: ServerOptions,
     stop: watch::Receiver<bool>,
 ) {
@@ -123,12 +127,13 @@ fn run_worker(
 
 async fn accept_loop(
     listener: TcpListener,
-    proxy: Arc<Proxy>,
+    proxy: LiveProxy,
     options: ServerOptions,
     mut stop: watch::Receiver<bool>,
 ) {
     // Built on this thread, so its connections live on this thread's runtime.
-    let upstream = Arc::new(proxy.upstream().fresh());
+    // The upstream is fixed for the process (a change needs a restart).
+    let upstream = Arc::new(proxy.load().upstream().fresh());
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -168,7 +173,8 @@ async fn accept_loop(
                 let proxy = proxy.clone();
                 let upstream = upstream.clone();
                 let service = service_fn(move |req| {
-                    let proxy = proxy.clone();
+                    // Each request runs on the configuration current when it arrived.
+                    let proxy = proxy.load_full();
                     let upstream = upstream.clone();
                     async move {
                         Ok::<_, Infallible>(proxy.handle_via(req, addr, tls, &upstream).await)

@@ -444,13 +444,21 @@ async fn revoke_purge_and_status_commands_talk_to_the_admin_api_and_are_audited(
 
 /// Waits (bounded) until a line of the log file contains `needle`; returns it.
 fn wait_for_log(path: &Path, needle: &str) -> String {
+    wait_for_log_all(path, &[needle])
+}
+
+/// Waits (bounded) until one log line contains every needle; returns it.
+fn wait_for_log_all(path: &Path, needles: &[&str]) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let text = std::fs::read_to_string(path).unwrap_or_default();
-        if let Some(line) = text.lines().find(|l| l.contains(needle)) {
+        if let Some(line) = text.lines().find(|l| needles.iter().all(|n| l.contains(n))) {
             return line.to_string();
         }
-        assert!(Instant::now() < deadline, "never logged {needle:?}: {text}");
+        assert!(
+            Instant::now() < deadline,
+            "never logged {needles:?}: {text}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -585,4 +593,132 @@ async fn access_lines_carry_the_outcome_and_never_a_secret() {
     ] {
         assert!(metrics.contains(want), "{want} missing from\n{metrics}");
     }
+}
+
+/// One request on an open keep-alive connection; returns the status.
+async fn on_connection(s: &mut tokio::net::TcpStream, path: &str, token: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk))
+            .await
+            .expect("answer")
+            .unwrap();
+        assert!(n > 0, "connection closed");
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).to_string();
+        if let Some(head_end) = text.find("\r\n\r\n") {
+            let len: usize = text[..head_end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            if buf.len() >= head_end + 4 + len {
+                return text.split(' ').nth(1).unwrap().parse().unwrap();
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn hot_reload_swaps_routes_keys_and_headers_and_refuses_bad_files() {
+    let up = TestUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let new_secret = "rotated-secret-0123456789-0123456789-xyz";
+    let base = |secret: &str, header: &str, public: bool, listen: &str| {
+        format!(
+            "listen: {listen}\nupstream: {}\njwt:\n  secret: {secret}\nroutes:\n{}  - path: /logout\n    methods: [POST]\n    action: revoke\nforward:\n  claims_to_headers:\n    sub: {header}\nadmin:\n  listen: 127.0.0.1:0\nlog:\n  format: json\n  level: info\n",
+            up.url(),
+            if public { "  - path: /static/*\n    auth: none\n" } else { "" }
+        )
+    };
+    let (proxy, log, addr, _admin) = start_logged(
+        dir.path(),
+        &base(SECRET, "X-Auth-Subject", false, "127.0.0.1:0"),
+    );
+    let config = dir.path().join("proxy.yaml");
+    let old_token = hs256(&claims("alice"));
+    let new_token = sign(
+        jsonwebtoken::Algorithm::HS256,
+        &jsonwebtoken::EncodingKey::from_secret(new_secret.as_bytes()),
+        &claims("alice"),
+    );
+    let mut kept = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert_eq!(on_connection(&mut kept, "/api", &old_token).await, 200);
+    assert_eq!(get(addr, "/static/app.js", None).await.status, 401);
+
+    // New secret, new route, new header; a listen change needs a restart.
+    std::fs::write(&config, base(new_secret, "X-User", true, "127.0.0.1:1")).unwrap();
+    let _ = Command::new("kill")
+        .args(["-HUP", &proxy.0.id().to_string()])
+        .status();
+    let line = wait_for_log(&log, "Configuration reloaded");
+    assert!(line.contains("SIGHUP") && line.contains("listen"), "{line}");
+    assert_eq!(
+        get(addr, "/static/app.js", None).await.status,
+        200,
+        "new public route"
+    );
+    assert_eq!(
+        get(addr, "/api", Some(&old_token)).await.status,
+        401,
+        "old key gone"
+    );
+    assert_eq!(
+        get(addr, "/api", Some(&new_token)).await.status,
+        200,
+        "new key"
+    );
+    let seen = up.last();
+    assert_eq!(seen.headers.get("x-user").unwrap(), "alice");
+    assert!(seen.headers.get("x-auth-subject").is_none());
+    assert_eq!(
+        on_connection(&mut kept, "/api", &new_token).await,
+        200,
+        "a connection opened before the reload still serves"
+    );
+
+    // An invalid file is refused with its problems; the old config serves on.
+    std::fs::write(
+        &config,
+        base(new_secret, "X-User", true, "127.0.0.1:0").replace("routes:", "routez:"),
+    )
+    .unwrap();
+    let line = wait_for_log(&log, "New configuration refused");
+    assert!(line.contains("routez"), "{line}");
+    assert_eq!(get(addr, "/static/app.js", None).await.status, 200);
+
+    // A valid change is picked up from the file alone, without a signal.
+    // The log level changes too: info → warn silences the access lines.
+    std::fs::write(
+        &config,
+        base(new_secret, "X-User", false, "127.0.0.1:0").replace("level: info", "level: warn"),
+    )
+    .unwrap();
+    wait_for_log_all(&log, &["Configuration reloaded", "config file changed"]);
+    let access_lines = || {
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("\"message\":\"Request\""))
+            .count()
+    };
+    for _ in 0..100 {
+        if get(addr, "/static/app.js", None).await.status == 401 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = access_lines();
+    assert_eq!(get(addr, "/static/app.js", None).await.status, 401);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(access_lines(), before, "no access line at level warn");
+    drop(proxy);
 }

@@ -110,8 +110,8 @@ impl Admin {
     }
 
     fn verify_token(&self, token: &str) -> Result<Verified, String> {
-        let now = self.proxy.revocations.clock().now();
-        self.proxy
+        let now = self.proxy().revocations.clock().now();
+        self.proxy()
             .verifier
             .verify_uncached(token, now)
             .map_err(|e| e.to_string())
@@ -125,7 +125,8 @@ impl Admin {
             Ok(l) => l,
             Err(e) => return bad_request(e),
         };
-        let r = &self.proxy.revocations;
+        let proxy = self.proxy();
+        let r = &proxy.revocations;
         let (subject, token_id, exp) = if let Some(token) = obj.remove("token") {
             if let Some(k) = obj.keys().next() {
                 return bad_request(format!("unexpected field {k:?} next to \"token\""));
@@ -178,7 +179,7 @@ impl Admin {
         match self.verify_token(token) {
             Ok(v) => {
                 let status = self
-                    .proxy
+                    .proxy()
                     .revocations
                     .revoke_token(v.subject.clone(), v.token_id, v.exp, None)
                     .await;
@@ -204,7 +205,8 @@ impl Admin {
             Ok(l) => l,
             Err(e) => return bad_request(e),
         };
-        let r = &self.proxy.revocations;
+        let proxy = self.proxy();
+        let r = &proxy.revocations;
         let subject_name = self.claim_names.0.clone();
         let all = obj.remove("all");
         let (kind, subject, status) = match (all, obj.contains_key(&subject_name)) {
@@ -267,7 +269,7 @@ impl Admin {
         };
         let keys = KeyHashes::new(&subject, &token_id);
         match self
-            .proxy
+            .proxy()
             .revocations
             .verdict(&subject, &token_id, &keys, iat)
             .await
@@ -298,7 +300,7 @@ impl Admin {
         subject: Option<&ClaimValue>,
         status: WriteStatus,
     ) {
-        self.proxy.metrics.revocation(kind);
+        self.proxy().metrics.revocation(kind);
         tracing::info!(
             target: "audit",
             remote = %remote,

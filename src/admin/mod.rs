@@ -29,8 +29,8 @@ pub struct Admin {
     /// False once shutdown has begun.
     pub ready: AtomicBool,
     pub cache_hits: Box<dyn Fn() -> u64 + Send + Sync>,
-    /// The proxy whose verifier and revocations the API uses.
-    pub proxy: Arc<Proxy>,
+    /// The proxy in service, whose verifier and revocations the API uses.
+    pub live: crate::server::LiveProxy,
     /// SHA-256 of `admin.token`; `None` turns the `/v1/` API off.
     pub token_digest: Option<[u8; 32]>,
     /// `revocation.subject_claim` and `revocation.token_claim`.
@@ -38,6 +38,11 @@ pub struct Admin {
 }
 
 impl Admin {
+    /// The proxy in service now.
+    pub fn proxy(&self) -> Arc<Proxy> {
+        self.live.load_full()
+    }
+
     pub async fn handle(
         &self,
         req: Request<Incoming>,
@@ -52,7 +57,7 @@ impl Admin {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "not ready: shutting down\n",
             ),
-            "/readyz" if !self.proxy.verifier.keys_ready() => text(
+            "/readyz" if !self.proxy().verifier.keys_ready() => text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "not ready: signing keys (JWKS) not loaded\n",
             ),

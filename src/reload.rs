@@ -1,0 +1,169 @@
+//! Hot reload: on SIGHUP, and when the config file changes (polled every
+//! [`POLL_EVERY`]), the file is read again. A valid file swaps routes, keys,
+//! claim-header mappings, token sources and the log level atomically —
+//! requests in flight finish on the configuration they started with, and no
+//! connection is dropped. An invalid file is refused with all its problems
+//! logged, and the old configuration keeps serving. Settings that cannot
+//! change in a running process are kept as they were and reported as needing
+//! a restart.
+
+use crate::auth::Verifier;
+use crate::config::Settings;
+use crate::proxy::Proxy;
+use crate::server::LiveProxy;
+use parking_lot::Mutex;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// How often the config file's modification time is checked (2 s).
+pub const POLL_EVERY: Duration = Duration::from_secs(2);
+
+pub struct Reloader {
+    path: PathBuf,
+    live: LiveProxy,
+    current: Mutex<Settings>,
+}
+
+/// What a reload did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Swapped in; the listed settings changed but need a restart.
+    Applied { needs_restart: Vec<&'static str> },
+    /// Refused; the old configuration keeps serving.
+    Refused(Vec<String>),
+}
+
+fn differs<T: Serialize>(a: &T, b: &T) -> bool {
+    serde_json::to_value(a).ok() != serde_json::to_value(b).ok()
+}
+
+impl Reloader {
+    pub fn new(path: PathBuf, live: LiveProxy, current: Settings) -> Arc<Reloader> {
+        Arc::new(Reloader {
+            path,
+            live,
+            current: Mutex::new(current),
+        })
+    }
+
+    /// Reads the file again and swaps the configuration if it is valid.
+    pub async fn reload(&self, why: &str) -> Outcome {
+        let mut new = match Settings::load(&self.path) {
+            Ok(s) => s,
+            Err(e) => {
+                let problems: Vec<String> = e.0.iter().map(ToString::to_string).collect();
+                tracing::error!(trigger = why, problems = ?problems,
+                    "New configuration refused; the old one keeps serving");
+                return Outcome::Refused(problems);
+            }
+        };
+        let old = self.current.lock().clone();
+        // What a running process cannot change: keep the old value, say so.
+        let mut needs_restart = Vec::new();
+        macro_rules! fixed {
+            ($($field:ident).+, $name:literal) => {
+                if differs(&old.$($field).+, &new.$($field).+) {
+                    needs_restart.push($name);
+                    new.$($field).+ = old.$($field).+.clone();
+                }
+            };
+        }
+        fixed!(listen, "listen");
+        fixed!(upstream, "upstream");
+        fixed!(upstream_tls, "upstream_tls");
+        fixed!(tls, "tls");
+        fixed!(timeouts, "timeouts");
+        fixed!(revocation, "revocation");
+        fixed!(admin, "admin");
+        fixed!(log.format, "log.format");
+
+        let verifier = match Verifier::new(&new.jwt, &new.revocation, &new.forward) {
+            Ok(v) => v,
+            Err(problems) => {
+                let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                tracing::error!(trigger = why, problems = ?problems,
+                    "New configuration refused; the old one keeps serving");
+                return Outcome::Refused(problems);
+            }
+        };
+        if let Some(jwks) = &verifier.jwks {
+            // Keys first: the new configuration must not serve without them.
+            if let Err(e) = jwks.refresh().await {
+                let problems = vec![format!("jwt.jwks_url: {e}")];
+                tracing::error!(trigger = why, problems = ?problems,
+                    "New configuration refused; the old one keeps serving");
+                return Outcome::Refused(problems);
+            }
+            jwks.watch();
+        }
+        let old_proxy = self.live.load_full();
+        let proxy = match Proxy::new(
+            &new,
+            verifier,
+            old_proxy.revocations.clone(),
+            old_proxy.metrics.clone(),
+        ) {
+            Ok(p) => p,
+            Err(p) => {
+                tracing::error!(trigger = why, problem = %p, "New configuration refused");
+                return Outcome::Refused(vec![p.to_string()]);
+            }
+        };
+        self.live.store(Arc::new(proxy));
+        // Logged once in service, at the old level (a new one could silence it).
+        if needs_restart.is_empty() {
+            tracing::info!(trigger = why, "Configuration reloaded");
+        } else {
+            tracing::warn!(trigger = why, needs_restart = ?needs_restart,
+                "Configuration reloaded; these settings changed but only take effect after a restart");
+        }
+        if let Err(e) = crate::cli::set_log_level(&new.log.level) {
+            tracing::warn!(error = %e, "Log level not changed");
+        }
+        *self.current.lock() = new;
+        Outcome::Applied { needs_restart }
+    }
+
+    /// Reloads on SIGHUP and whenever the file's modification time changes.
+    pub fn watch(self: &Arc<Self>) {
+        let me = Arc::downgrade(self);
+        let path = self.path.clone();
+        tokio::spawn(async move {
+            let mtime = |p: &PathBuf| -> Option<SystemTime> {
+                std::fs::metadata(p).and_then(|m| m.modified()).ok()
+            };
+            let mut seen = mtime(&path);
+            #[cfg(unix)]
+            let mut hup =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+            loop {
+                #[cfg(unix)]
+                let hangup = async {
+                    match hup.as_mut() {
+                        Some(s) => {
+                            s.recv().await;
+                        }
+                        None => std::future::pending::<()>().await,
+                    }
+                };
+                #[cfg(not(unix))]
+                let hangup = std::future::pending::<()>();
+                let why = tokio::select! {
+                    () = hangup => "SIGHUP",
+                    () = tokio::time::sleep(POLL_EVERY) => {
+                        let now = mtime(&path);
+                        if now == seen || now.is_none() {
+                            continue;
+                        }
+                        "config file changed"
+                    }
+                };
+                seen = mtime(&path);
+                let Some(r) = me.upgrade() else { return };
+                r.reload(why).await;
+            }
+        });
+    }
+}
