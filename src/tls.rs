@@ -25,15 +25,21 @@ pub fn install_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// Every certificate of a PEM file; at least one.
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{} is not PEM certificates: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{} holds no certificate", path.display()));
+    }
+    Ok(certs)
+}
+
 /// Reads a certificate chain and its private key (PEM).
 pub fn load_pair(cert_file: &Path, key_file: &Path) -> Result<Arc<CertifiedKey>, String> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
-        .map_err(|e| format!("cannot read {}: {e}", cert_file.display()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("{} is not PEM certificates: {e}", cert_file.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{} holds no certificate", cert_file.display()));
-    }
+    let certs = read_certs(cert_file)?;
     let key = PrivateKeyDer::from_pem_file(key_file)
         .map_err(|e| format!("cannot read a private key from {}: {e}", key_file.display()))?;
     let signing = any_supported_type(&key)
@@ -134,14 +140,7 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, Str
     let mut roots = rustls::RootCertStore::empty();
     match ca_file {
         Some(f) => {
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(f)
-                .map_err(|e| format!("cannot read {}: {e}", f.display()))?
-                .collect::<Result<_, _>>()
-                .map_err(|e| format!("{} is not PEM certificates: {e}", f.display()))?;
-            if certs.is_empty() {
-                return Err(format!("{} holds no certificate", f.display()));
-            }
-            for c in certs {
+            for c in read_certs(f)? {
                 roots.add(c).map_err(|e| format!("{}: {e}", f.display()))?;
             }
         }

@@ -118,11 +118,8 @@ impl Admin {
     }
 
     async fn revoke_json(&self, body: Value, remote: SocketAddr) -> Reply {
-        let Value::Object(mut obj) = body else {
-            return bad_request("body must be a JSON object");
-        };
-        let lifetime = match take_lifetime(&mut obj) {
-            Ok(l) => l,
+        let (mut obj, lifetime) = match object_and_lifetime(body) {
+            Ok(v) => v,
             Err(e) => return bad_request(e),
         };
         let proxy = self.proxy();
@@ -198,11 +195,8 @@ impl Admin {
     }
 
     async fn purge(&self, body: Value, remote: SocketAddr) -> Reply {
-        let Value::Object(mut obj) = body else {
-            return bad_request("body must be a JSON object");
-        };
-        let lifetime = match take_lifetime(&mut obj) {
-            Ok(l) => l,
+        let (mut obj, lifetime) = match object_and_lifetime(body) {
+            Ok(v) => v,
             Err(e) => return bad_request(e),
         };
         let proxy = self.proxy();
@@ -363,6 +357,15 @@ fn decode_form(raw: &[u8]) -> String {
     percent_encoding::percent_decode(&plus)
         .decode_utf8_lossy()
         .into_owned()
+}
+
+/// The body as a JSON object, with its optional `lifetime` taken out.
+fn object_and_lifetime(body: Value) -> Result<(Map<String, Value>, Option<i64>), String> {
+    let Value::Object(mut obj) = body else {
+        return Err("body must be a JSON object".into());
+    };
+    let lifetime = take_lifetime(&mut obj)?;
+    Ok((obj, lifetime))
 }
 
 /// Removes and checks the optional `lifetime` (positive whole seconds).

@@ -33,6 +33,16 @@ pub fn global_key(prefix: &str) -> String {
     format!("{prefix}g")
 }
 
+/// The three keys that could reject a token: its token entry, its subject's
+/// cutoff and the global cutoff (per-request lookups read exactly these).
+pub fn candidates(prefix: &str, subject: &ClaimValue, token: &ClaimValue) -> [String; 3] {
+    [
+        token_key(prefix, subject, token),
+        subject_key(prefix, subject),
+        global_key(prefix),
+    ]
+}
+
 /// The key an entry is stored under.
 pub fn key_of(prefix: &str, entry: &Entry) -> String {
     match entry {

@@ -236,11 +236,7 @@ impl Store for MemcachedStore {
     ) -> BoxFuture<'a, Result<Vec<Entry>, StoreError>> {
         Box::pin(async move {
             let p = &self.prefix;
-            let names = [
-                keys::token_key(p, subject, token),
-                keys::subject_key(p, subject),
-                keys::global_key(p),
-            ];
+            let names = keys::candidates(p, subject, token);
             let wire: Vec<String> = names.iter().map(|k| self.wire_name(k)).collect();
             let mut conn = self.take().await?;
             let items = conn.retrieve("get", &wire).await?;

@@ -407,11 +407,7 @@ impl Store for RedisStore {
         Box::pin(async move {
             let conn = self.conn().await?;
             let p = &self.target.key_prefix;
-            let names = [
-                keys::token_key(p, subject, token),
-                keys::subject_key(p, subject),
-                keys::global_key(p),
-            ];
+            let names = keys::candidates(p, subject, token);
             let get = |k: &String| {
                 let conn = conn.clone();
                 let cmd = redis::cmd("GET").arg(k).clone();
