@@ -59,39 +59,57 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let (stop_tx, stop_rx) = watch::channel(false);
-    let listener = match listener.into_std() {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(error = %e, "Cannot hand the listener to the workers");
-            return;
-        }
-    };
     let mut threads = Vec::new();
+    let mut queues = Vec::new();
     for index in 0..worker_count(options.workers) {
-        let socket = match listener.try_clone() {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "Cannot clone the listener for a worker");
-                break;
-            }
-        };
+        let (tx, rx) = tokio::sync::mpsc::channel(HANDOFF_QUEUE);
         let proxy = proxy.clone();
         let stop = stop_rx.clone();
         let options = options.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("proxy-worker-{index}"))
-            .spawn(move || run_worker(socket, proxy, options, stop));
+            .spawn(move || run_worker(rx, proxy, options, stop));
         match spawned {
-            Ok(t) => threads.push(t),
+            Ok(t) => {
+                threads.push(t);
+                queues.push(tx);
+            }
             Err(e) => tracing::error!(error = %e, "Cannot start a worker thread"),
         }
     }
-    drop(listener);
     if threads.is_empty() {
         tracing::error!("No worker could start");
         return;
     }
-    shutdown.await;
+    // One acceptor deals connections to the workers in turn, so each core
+    // carries the same share (a shared accept queue lets one worker win most).
+    tokio::pin!(shutdown);
+    let mut next = 0usize;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, addr) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Accept failed");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                        continue;
+                    }
+                };
+                let Ok(stream) = stream.into_std() else { continue };
+                let Some(queue) = queues.get(next % queues.len()) else { break };
+                next = next.wrapping_add(1);
+                // A full queue (every slot of that worker taken) holds the acceptor.
+                if queue.send((stream, addr)).await.is_err() {
+                    tracing::error!("A worker is gone; no longer accepting");
+                    break;
+                }
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    drop(queues);
     let _ = stop_tx.send(true);
     let _ = tokio::task::spawn_blocking(move || {
         for t in threads {
@@ -101,8 +119,13 @@ pub async fn serve(
     .await;
 }
 
+/// Connections waiting for a worker to take them (per worker).
+const HANDOFF_QUEUE: usize = 64;
+
+type Incoming = tokio::sync::mpsc::Receiver<(std::net::TcpStream, std::net::SocketAddr)>;
+
 fn run_worker(
-    socket: std::net::TcpListener,
+    incoming: Incoming,
     proxy: LiveProxy,
     options: ServerOptions,
     stop: watch::Receiver<bool>,
@@ -117,16 +140,11 @@ fn run_worker(
             return;
         }
     };
-    runtime.block_on(async move {
-        match TcpListener::from_std(socket) {
-            Ok(listener) => accept_loop(listener, proxy, options, stop).await,
-            Err(e) => tracing::error!(error = %e, "Worker cannot use the listener"),
-        }
-    });
+    runtime.block_on(accept_loop(incoming, proxy, options, stop));
 }
 
 async fn accept_loop(
-    listener: TcpListener,
+    mut incoming: Incoming,
     proxy: LiveProxy,
     options: ServerOptions,
     mut stop: watch::Receiver<bool>,
@@ -159,12 +177,12 @@ async fn accept_loop(
             _ = stop.wait_for(|s| *s) => break,
         };
         tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, addr) = match accepted {
-                    Ok(a) => a,
+            handed = incoming.recv() => {
+                let Some((stream, addr)) = handed else { break };
+                let stream = match tokio::net::TcpStream::from_std(stream) {
+                    Ok(s) => s,
                     Err(e) => {
-                        tracing::warn!(error = %e, "Accept failed");
-                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                        tracing::warn!(error = %e, "Worker cannot take a connection");
                         continue;
                     }
                 };
@@ -231,7 +249,7 @@ async fn accept_loop(
             _ = stop.wait_for(|s| *s) => break,
         }
     }
-    drop(listener);
+    drop(incoming);
     tokio::select! {
         () = graceful.shutdown() => tracing::debug!("Worker drained"),
         () = tokio::time::sleep(options.shutdown_grace) => {
