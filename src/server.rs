@@ -1,10 +1,10 @@
 //! The listener: accepts connections, serves HTTP/1.1 and HTTP/2 (h2c) on one
 //! port, and drains in-flight requests on shutdown. The caller binds.
 //!
-//! Thread per core: `workers` threads each run a single-threaded tokio runtime
-//! that accepts from a clone of the one listening socket and owns its own
-//! upstream connection pool, so a request, its upstream exchange and its
-//! response are handled on one thread with no cross-thread wake-ups.
+//! Thread per core: one acceptor deals connections to `workers` threads in
+//! turn; each runs a single-threaded tokio runtime and owns its own upstream
+//! connection pool, so a request, its upstream exchange and its response are
+//! handled on one thread with no cross-thread wake-ups.
 
 use crate::proxy::Proxy;
 use arc_swap::ArcSwap;
