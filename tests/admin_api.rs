@@ -174,6 +174,13 @@ async fn call(
     .await
 }
 
+/// POSTs a JSON body and checks the answer against the document.
+async fn post_json(doc: &Doc, admin: std::net::SocketAddr, path: &str, body: &Value) -> Resp {
+    let r = call(admin, "POST", path, &body.to_string(), "application/json").await;
+    doc.check_response(path, "POST", &r);
+    r
+}
+
 #[tokio::test]
 async fn the_admin_api_matches_its_openapi_document() {
     let doc = Doc::load();
@@ -203,14 +210,7 @@ async fn the_admin_api_matches_its_openapi_document() {
     assert_eq!(get(proxy.addr, "/api", Some(&t)).await.status, 200);
     let body = json!({ "token": t });
     doc.check_request("/v1/revoke", &body, true);
-    let r = call(
-        admin,
-        "POST",
-        "/v1/revoke",
-        &body.to_string(),
-        "application/json",
-    )
-    .await;
+    let r = post_json(&doc, admin, "/v1/revoke", &body).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["status"], "stored");
     doc.check_response("/v1/revoke", "POST", &r);
@@ -220,14 +220,7 @@ async fn the_admin_api_matches_its_openapi_document() {
     // Revoke by claims, with a lifetime.
     let body = json!({ "sub": "bob", "jti": "j-1", "exp": now() + 600, "lifetime": 60 });
     doc.check_request("/v1/revoke", &body, true);
-    let r = call(
-        admin,
-        "POST",
-        "/v1/revoke",
-        &body.to_string(),
-        "application/json",
-    )
-    .await;
+    let r = post_json(&doc, admin, "/v1/revoke", &body).await;
     assert_eq!(r.status, 200, "{}", r.body);
     doc.check_response("/v1/revoke", "POST", &r);
     let bob = hs256(&json!({ "sub": "bob", "jti": "j-1", "iat": now(), "exp": now() + 600 }));
@@ -253,14 +246,7 @@ async fn the_admin_api_matches_its_openapi_document() {
         (json!("just a string"), "object"),
     ] {
         doc.check_request("/v1/revoke", &body, false);
-        let r = call(
-            admin,
-            "POST",
-            "/v1/revoke",
-            &body.to_string(),
-            "application/json",
-        )
-        .await;
+        let r = post_json(&doc, admin, "/v1/revoke", &body).await;
         assert_eq!(r.status, 400, "{body}");
         assert!(
             r.json()["error_description"]
@@ -370,14 +356,7 @@ async fn the_admin_api_matches_its_openapi_document() {
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let body = json!({ "sub": "dave" });
     doc.check_request("/v1/purge", &body, true);
-    let r = call(
-        admin,
-        "POST",
-        "/v1/purge",
-        &body.to_string(),
-        "application/json",
-    )
-    .await;
+    let r = post_json(&doc, admin, "/v1/purge", &body).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["kind"], "subject");
     doc.check_response("/v1/purge", "POST", &r);
@@ -397,14 +376,7 @@ async fn the_admin_api_matches_its_openapi_document() {
         json!({ "sub": "x", "lifetime": 0 }),
     ] {
         doc.check_request("/v1/purge", &body, false);
-        let r = call(
-            admin,
-            "POST",
-            "/v1/purge",
-            &body.to_string(),
-            "application/json",
-        )
-        .await;
+        let r = post_json(&doc, admin, "/v1/purge", &body).await;
         assert_eq!(r.status, 400, "{body}");
         doc.check_response("/v1/purge", "POST", &r);
     }
@@ -428,16 +400,8 @@ async fn the_admin_api_matches_its_openapi_document() {
         doc.check_response("/v1/purge", "POST", &r);
     }
 
-    let r = call(
-        admin,
-        "POST",
-        "/v1/purge",
-        "{\"all\":true}",
-        "application/json",
-    )
-    .await;
+    let r = post_json(&doc, admin, "/v1/purge", &json!({ "all": true })).await;
     assert_eq!(r.json()["kind"], "global");
-    doc.check_response("/v1/purge", "POST", &r);
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let r = call(
         admin,
@@ -471,16 +435,8 @@ async fn without_an_admin_token_the_api_is_off_and_never_on_the_proxy_port() {
     let up = TestUpstream::start().await;
     let proxy = TestProxy::start(BASIC, &up.url(), &[]).await;
     let admin = proxy.admin.unwrap();
-    let r = call(
-        admin,
-        "POST",
-        "/v1/purge",
-        "{\"all\":true}",
-        "application/json",
-    )
-    .await;
+    let r = post_json(&doc, admin, "/v1/purge", &json!({ "all": true })).await;
     assert_eq!(r.status, 403);
-    doc.check_response("/v1/purge", "POST", &r);
     // The proxy port forwards these paths like any other (token required).
     let t = hs256(&claims("alice"));
     for path in ["/metrics", "/healthz", "/v1/status?sub=a&jti=b"] {
