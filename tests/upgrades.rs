@@ -182,3 +182,38 @@ async fn a_revocation_on_another_replica_closes_the_socket() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn the_handshake_token_may_come_from_a_cookie_or_the_query_when_configured() {
+    let upstream = echo_server().await;
+    let yaml = BASIC.replace(
+        "  leeway: 5s\n",
+        "  leeway: 5s\n  token_from:\n    - header: Authorization\n    - cookie: access_token\n    - query: access_token\n",
+    );
+    let proxy = TestProxy::start(&yaml, &format!("http://{upstream}"), &[]).await;
+    let t = hs256(&claims("frank"));
+    for (url, cookie) in [
+        (format!("ws://{}/ws?access_token={t}", proxy.addr), None),
+        (
+            format!("ws://{}/ws", proxy.addr),
+            Some(format!("access_token={t}")),
+        ),
+    ] {
+        let mut req = url.into_client_request().unwrap();
+        if let Some(c) = cookie {
+            req.headers_mut().insert("cookie", c.parse().unwrap());
+        }
+        let (mut ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("admitted");
+        let hello = ws.next().await.unwrap().unwrap();
+        assert_eq!(hello.into_text().unwrap().as_str(), "hello frank");
+        echo(&mut ws, "via query or cookie").await;
+    }
+    let bad = format!("ws://{}/ws?access_token=not.a.token", proxy.addr);
+    match tokio_tungstenite::connect_async(bad).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 401),
+        other => panic!("expected 401, got {:?}", other.map(|_| ())),
+    }
+    proxy.stop().await;
+}
