@@ -126,7 +126,6 @@ impl App {
         let options = ServerOptions {
             client_header: self.settings.timeouts.client_header,
             shutdown_grace: self.settings.timeouts.shutdown_grace,
-            workers: 0,
             tls: self.certs.as_ref().map(|c| {
                 c.watch();
                 crate::tls::acceptor(c.clone())

@@ -34,17 +34,12 @@ pub struct ServerOptions {
     pub client_header: Duration,
     /// Longest wait for in-flight requests after shutdown begins.
     pub shutdown_grace: Duration,
-    /// Worker threads (0: one per available core).
-    pub workers: usize,
     /// Serve HTTPS (`tls:`), ALPN h2 and http/1.1.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
-/// Number of worker threads for `requested` (0 = one per core).
-pub fn worker_count(requested: usize) -> usize {
-    if requested > 0 {
-        return requested;
-    }
+/// One worker thread per available core (cgroup CPU limits included).
+pub fn worker_count() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
@@ -61,7 +56,7 @@ pub async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut threads = Vec::new();
     let mut queues = Vec::new();
-    for index in 0..worker_count(options.workers) {
+    for index in 0..worker_count() {
         let (tx, rx) = tokio::sync::mpsc::channel(HANDOFF_QUEUE);
         let proxy = proxy.clone();
         let stop = stop_rx.clone();
@@ -163,7 +158,7 @@ async fn accept_loop(
         .timer(TokioTimer::new())
         .max_header_list_size(MAX_HEADER_BYTES as u32);
     let graceful = GracefulShutdown::new();
-    let workers = worker_count(options.workers);
+    let workers = worker_count();
     let slots = Arc::new(tokio::sync::Semaphore::new(
         MAX_CONNECTIONS.div_ceil(workers),
     ));
@@ -195,7 +190,7 @@ async fn accept_loop(
                     let proxy = proxy.load_full();
                     let upstream = upstream.clone();
                     async move {
-                        Ok::<_, Infallible>(proxy.handle_via(req, addr, tls, &upstream).await)
+                        Ok::<_, Infallible>(proxy.handle(req, addr, tls, &upstream).await)
                     }
                 });
                 match &options.tls {

@@ -30,6 +30,13 @@ pub type Body = Either<Incoming, Full<Bytes>>;
 /// revocation has reached the store (`stored`) or is held locally (`pending`).
 pub const REVOCATION_STATUS: &str = "revocation-status";
 
+/// What an access line reports about one request (never its query or token).
+struct AccessLine {
+    method: http::Method,
+    path: String,
+    subject: Option<String>,
+}
+
 pub struct Proxy {
     pub verifier: Verifier,
     pub routes: RouteTable,
@@ -81,18 +88,8 @@ impl Proxy {
         &self.upstream
     }
 
-    /// Handles one request through the proxy's own upstream pool; never fails.
+    /// Handles one request through `upstream` (the worker's pool); never fails.
     pub async fn handle(
-        &self,
-        req: Request<Incoming>,
-        client: SocketAddr,
-        tls: bool,
-    ) -> Response<Body> {
-        self.handle_via(req, client, tls, &self.upstream).await
-    }
-
-    /// Handles one request through `upstream` (a worker's pool); never fails.
-    pub async fn handle_via(
         &self,
         req: Request<Incoming>,
         client: SocketAddr,
@@ -100,11 +97,15 @@ impl Proxy {
         upstream: &Upstream,
     ) -> Response<Body> {
         let started = Instant::now();
-        let method = req.method().clone();
-        let mut log_path = String::new();
-        let mut subject = None;
+        // Filled only while access lines are on: no per-request copies otherwise.
+        let mut access =
+            tracing::enabled!(target: "access", tracing::Level::INFO).then(|| AccessLine {
+                method: req.method().clone(),
+                path: String::new(),
+                subject: None,
+            });
         let result = self
-            .handle_inner(req, client, tls, upstream, &mut log_path, &mut subject)
+            .handle_inner(req, client, tls, upstream, access.as_mut())
             .await;
         let (resp, outcome) = match result {
             Ok(resp) => (resp, "ok"),
@@ -120,16 +121,18 @@ impl Proxy {
             }
         };
         self.metrics.outcome(outcome);
-        tracing::info!(
-            target: "access",
-            method = %method,
-            path = %log_path,
-            status = resp.status().as_u16(),
-            outcome,
-            subject = subject.as_deref().unwrap_or("-"),
-            duration_us = started.elapsed().as_micros() as u64,
-            "Request"
-        );
+        if let Some(a) = access {
+            tracing::info!(
+                target: "access",
+                method = %a.method,
+                path = %a.path,
+                status = resp.status().as_u16(),
+                outcome,
+                subject = a.subject.as_deref().unwrap_or("-"),
+                duration_us = started.elapsed().as_micros() as u64,
+                "Request"
+            );
+        }
         resp
     }
 
@@ -139,15 +142,18 @@ impl Proxy {
         client: SocketAddr,
         tls: bool,
         upstream: &Upstream,
-        log_path: &mut String,
-        subject: &mut Option<String>,
+        mut access: Option<&mut AccessLine>,
     ) -> Result<Response<Body>, ProxyError> {
         let path = normalize(req.uri().path())?;
-        log_path.clone_from(&path.strict);
+        if let Some(a) = access.as_deref_mut() {
+            a.path.clone_from(&path.strict);
+        }
         let rule = self.routes.find(req.method().as_str(), &path);
         let verified = if rule.auth {
             let v = self.admit(&req).await?;
-            *subject = Some(v.subject.as_text().to_string());
+            if let Some(a) = access {
+                a.subject = Some(v.subject.as_text().to_string());
+            }
             Some(v)
         } else {
             None

@@ -15,19 +15,17 @@ pub use model::{Entry, Reason};
 pub use store::{Access, Store, StoreError};
 
 use crate::claims::{ClaimValue, KeyHashes};
-use crate::config::{RevocationSettings, StoreKind, StoreMode};
+use crate::config::{RevocationSettings, StoreKind, StoreMode, DEFAULT_MAX_STALENESS};
 use parking_lot::Mutex;
 use set::RevocationSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Weak};
+use std::sync::{Arc, LazyLock, OnceLock, Weak};
 use std::time::{Duration, Instant};
 use store::Sink;
 use tokio::sync::Notify;
 
 /// Process-local origin of the health timestamps.
 static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
-
-use crate::config::DEFAULT_MAX_STALENESS;
 
 /// Per-request stores are pinged this often to keep `/readyz` honest (1 s).
 pub const HEALTH_PING_EVERY: Duration = Duration::from_secs(1);
@@ -80,7 +78,7 @@ pub struct Revocations {
     set: RevocationSet,
     store: Option<Arc<dyn Store>>,
     /// Durable journal of writes the shared store has not taken yet.
-    spool: Mutex<Option<Arc<store::file::FileStore>>>,
+    spool: OnceLock<store::file::FileStore>,
     access: Access,
     /// The store has answered (replica: loaded) at least once.
     synced: AtomicBool,
@@ -165,7 +163,9 @@ impl Revocations {
             self.pending.lock().extend(entries);
             self.wake_retry.notify_one();
         }
-        *self.spool.lock() = Some(Arc::new(spool));
+        if self.spool.set(spool).is_err() {
+            return Err(StoreError::Io(std::io::Error::other("spool already open")));
+        }
         Ok(())
     }
 
@@ -307,7 +307,7 @@ impl Revocations {
         let r = Arc::new(Revocations {
             set: RevocationSet::new(),
             store,
-            spool: Mutex::new(None),
+            spool: OnceLock::new(),
             access,
             synced: AtomicBool::new(false),
             healthy_at: AtomicU64::new(0),
@@ -416,8 +416,7 @@ impl Revocations {
                 self.store_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(kind = entry.kind(), error.reason = error.reason(), error = %error,
                     "Revocation not stored yet; enforced locally and retried");
-                let spool = self.spool.lock().clone();
-                if let Some(spool) = spool {
+                if let Some(spool) = self.spool.get() {
                     if let Err(e) = spool.write(&entry).await {
                         tracing::error!(error = %e, "Cannot journal an unshared revocation");
                     }
