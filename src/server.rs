@@ -6,7 +6,7 @@
 //! connection pool, so a request, its upstream exchange and its response are
 //! handled on one thread with no cross-thread wake-ups.
 
-use crate::proxy::Proxy;
+use crate::proxy::{h1, Proxy};
 use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -147,6 +147,13 @@ async fn accept_loop(
     // Built on this thread, so its connections live on this thread's runtime.
     // The upstream is fixed for the process (a change needs a restart).
     let upstream = Arc::new(proxy.load().upstream().fresh());
+    // Plain HTTP/1.1 in and out takes the fast path; hyper serves the rest.
+    let fast = match (&options.tls, upstream.fast_target()) {
+        (None, Some((target, address, connect))) => {
+            Some(Arc::new((target, h1::Pool::new(address, connect))))
+        }
+        _ => None,
+    };
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -171,6 +178,7 @@ async fn accept_loop(
             },
             _ = stop.wait_for(|s| *s) => break,
         };
+        let conn_stop = stop.clone();
         tokio::select! {
             handed = incoming.recv() => {
                 let Some((stream, addr)) = handed else { break };
@@ -183,6 +191,7 @@ async fn accept_loop(
                 };
                 let _ = stream.set_nodelay(true);
                 let tls = options.tls.is_some();
+                let live = proxy.clone();
                 let proxy = proxy.clone();
                 let upstream = upstream.clone();
                 let service = service_fn(move |req| {
@@ -201,15 +210,36 @@ async fn accept_loop(
                         let header_timeout = options.client_header;
                         let builder = builder.clone();
                         let watcher = graceful.watcher();
+                        let fast = fast.clone();
+                        let stop = conn_stop;
                         tokio::spawn(async move {
                             let _slot = slot;
+                            let mut stream = stream;
                             let mut probe = [0u8; 1];
                             let first_byte = tokio::time::timeout(header_timeout, stream.peek(&mut probe)).await;
                             if !matches!(first_byte, Ok(Ok(n)) if n > 0) {
                                 tracing::debug!(client.addr = %addr, "Client sent nothing; closed");
                                 return;
                             }
-                            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                            let read_ahead = match fast.as_deref() {
+                                Some((target, pool)) => {
+                                    let lane = h1::Lane {
+                                        live: &live,
+                                        pool,
+                                        target,
+                                        client: addr,
+                                        client_header: header_timeout,
+                                        stop,
+                                    };
+                                    match h1::serve(&mut stream, lane).await {
+                                        h1::Ended::Closed => return,
+                                        h1::Ended::Hyper(bytes) => bytes,
+                                    }
+                                }
+                                None => bytes::Bytes::new(),
+                            };
+                            let io = TokioIo::new(h1::Rewind::new(read_ahead, stream));
+                            let conn = builder.serve_connection_with_upgrades(io, service);
                             if let Err(e) = watcher.watch(conn.into_owned()).await {
                                 tracing::debug!(client.addr = %addr, error = %e, "Connection ended with an error");
                             }

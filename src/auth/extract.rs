@@ -10,9 +10,43 @@ use std::borrow::Cow;
 /// Longest token accepted (8 KiB); longer is a malformed request.
 pub const MAX_TOKEN_LEN: usize = 8192;
 
+/// Request header fields as extraction reads them: every value of one name
+/// (matched case-insensitively), in order. Implemented for hyper's
+/// [`HeaderMap`] and for the raw fields of the HTTP/1.1 fast path.
+pub trait Fields {
+    fn values<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a [u8]>;
+}
+
+impl Fields for HeaderMap {
+    fn values<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a [u8]> {
+        self.get_all(name).iter().map(|v| v.as_bytes())
+    }
+}
+
+impl Fields for [httparse::Header<'_>] {
+    fn values<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a [u8]> {
+        self.iter()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    }
+}
+
+/// A field value as text, under the rule of `HeaderValue::to_str`: visible
+/// ASCII, spaces and tabs only.
+fn visible_ascii(value: &[u8]) -> Option<&str> {
+    if value
+        .iter()
+        .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
+    {
+        std::str::from_utf8(value).ok()
+    } else {
+        None
+    }
+}
+
 /// Returns the first token found, `Ok(None)` when there is none.
-pub fn extract<'a>(
-    headers: &'a HeaderMap,
+pub fn extract<'a, F: Fields + ?Sized>(
+    headers: &'a F,
     query: Option<&'a str>,
     sources: &[TokenSource],
 ) -> Result<Option<Cow<'a, str>>, AuthError> {
@@ -30,17 +64,19 @@ pub fn extract<'a>(
     Ok(None)
 }
 
-fn from_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, AuthError> {
-    let mut values = headers.get_all(name).iter();
+fn from_header<'a, F: Fields + ?Sized>(
+    headers: &'a F,
+    name: &str,
+) -> Result<Option<&'a str>, AuthError> {
+    let mut values = headers.values(name);
     let Some(value) = values.next() else {
         return Ok(None);
     };
     if values.next().is_some() {
         return Err(AuthError::Malformed("more than one credentials header"));
     }
-    let text = value
-        .to_str()
-        .map_err(|_| AuthError::Malformed("credentials header is not ASCII"))?;
+    let text =
+        visible_ascii(value).ok_or(AuthError::Malformed("credentials header is not ASCII"))?;
     let is_authorization = name.eq_ignore_ascii_case(AUTHORIZATION.as_str());
     let (scheme, rest) = match text.split_once(' ') {
         Some((s, r)) => (s, Some(r)),
@@ -60,9 +96,14 @@ fn from_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>
     Ok(Some(text.trim()).filter(|t| !t.is_empty()))
 }
 
-fn from_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, AuthError> {
-    for value in headers.get_all(COOKIE) {
-        let Ok(text) = value.to_str() else { continue };
+fn from_cookie<'a, F: Fields + ?Sized>(
+    headers: &'a F,
+    name: &str,
+) -> Result<Option<&'a str>, AuthError> {
+    for value in headers.values(COOKIE.as_str()) {
+        let Some(text) = visible_ascii(value) else {
+            continue;
+        };
         for pair in text.split(';') {
             if let Some((k, v)) = pair.trim().split_once('=') {
                 if k.trim() == name {

@@ -5,6 +5,7 @@
 
 use super::error::ProxyError;
 use super::Proxy;
+use crate::auth::extract::Fields;
 use crate::auth::{extract, AuthError, Verified};
 use crate::revocation::Verdict;
 use http::Request;
@@ -18,9 +19,9 @@ impl Proxy {
     }
 
     /// [`Proxy::admit`] on plain values, for benchmarks and tests.
-    pub async fn admit_parts(
+    pub async fn admit_parts<F: Fields + ?Sized>(
         &self,
-        headers: &http::HeaderMap,
+        headers: &F,
         query: Option<&str>,
     ) -> Result<Arc<Verified>, ProxyError> {
         let started = std::time::Instant::now();

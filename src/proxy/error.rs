@@ -6,7 +6,7 @@ use crate::revocation::Reason;
 use crate::routes::PathError;
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
-use http::{HeaderValue, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
 /// Seconds a client is told to wait when the store is unavailable.
@@ -62,6 +62,15 @@ impl ProxyError {
 
     /// The synthetic response. Bodies are short JSON and never echo input.
     pub fn to_response(&self, realm: &str) -> Response<Full<Bytes>> {
+        let (status, headers, body) = self.to_parts(realm);
+        let mut resp = Response::new(Full::new(body));
+        *resp.status_mut() = status;
+        *resp.headers_mut() = headers;
+        resp
+    }
+
+    /// [`ProxyError::to_response`] as status, fields and body.
+    pub fn to_parts(&self, realm: &str) -> (StatusCode, HeaderMap, Bytes) {
         let (error, description): (&str, Option<&str>) = match self {
             ProxyError::Auth(AuthError::Missing) => ("unauthorized", None),
             ProxyError::Auth(AuthError::Malformed(d)) => ("invalid_request", Some(d)),
@@ -86,9 +95,8 @@ impl ProxyError {
             Some(d) => serde_json::json!({ "error": error, "error_description": d }),
             None => serde_json::json!({ "error": error }),
         };
-        let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
-        *resp.status_mut() = self.status();
-        let h = resp.headers_mut();
+        let mut headers = HeaderMap::new();
+        let h = &mut headers;
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         let challenge = match self {
@@ -112,7 +120,7 @@ impl ProxyError {
         ) {
             h.insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
         }
-        resp
+        (self.status(), headers, Bytes::from(body.to_string()))
     }
 }
 

@@ -133,6 +133,26 @@ impl Upstream {
         }
     }
 
+    /// For a plain `http://` upstream: where the HTTP/1.1 fast path connects
+    /// (`host:port`) and its view of the upstream.
+    pub fn fast_target(&self) -> Option<(super::h1::Target, String, Duration)> {
+        if self.scheme != "http" {
+            return None;
+        }
+        let uri: Uri = format!("http://{}/", self.authority).parse().ok()?;
+        let host = uri.host()?;
+        let address = match uri.port_u16() {
+            Some(_) => self.authority.clone(),
+            None => format!("{host}:80"),
+        };
+        let target = super::h1::Target {
+            authority: self.authority.clone(),
+            base_path: self.base_path.clone(),
+            response_timeout: self.response_timeout,
+        };
+        Some((target, address, self.connect_timeout))
+    }
+
     /// Sends the request with `path` (normalized) and its original query.
     pub async fn send(
         &self,
@@ -162,9 +182,14 @@ impl Upstream {
             .map_err(|_| ProxyError::UpstreamFailed("cannot build upstream URI".into()))?;
         *req.version_mut() = Version::HTTP_11;
         let h = req.headers_mut();
-        if let Some(host) = &host {
-            h.insert(HOST, host.clone());
-            h.insert("x-forwarded-host", host.clone());
+        match &host {
+            Some(host) => {
+                h.insert(HOST, host.clone());
+                h.insert("x-forwarded-host", host.clone());
+            }
+            None => {
+                h.remove("x-forwarded-host");
+            }
         }
         append_forwarded_for(h, client_addr);
         h.insert(

@@ -5,13 +5,15 @@
 pub mod admit;
 pub mod error;
 pub mod forward;
+pub mod h1;
 pub mod upgrade;
 
+use crate::auth::extract::Fields;
 use crate::auth::{Verified, Verifier};
 use crate::config::{Action, AuthorizationForward, Settings, TokenSource};
 use crate::metrics::Metrics;
 use crate::revocation::{Revocations, WriteStatus};
-use crate::routes::{normalize, RouteTable, Rule};
+use crate::routes::{normalize, NormalizedPath, RouteTable, Rule};
 use bytes::Bytes;
 use error::ProxyError;
 use forward::Upstream;
@@ -31,10 +33,20 @@ pub type Body = Either<Incoming, Full<Bytes>>;
 pub const REVOCATION_STATUS: &str = "revocation-status";
 
 /// What an access line reports about one request (never its query or token).
-struct AccessLine {
-    method: http::Method,
+/// Built only while access lines are on: no per-request copies otherwise.
+pub(crate) struct AccessLine {
+    method: String,
     path: String,
     subject: Option<String>,
+    started: Instant,
+}
+
+/// The route and admission decided for one request, before it goes anywhere.
+pub(crate) struct Admitted<'p> {
+    pub path: NormalizedPath,
+    pub rule: &'p Rule,
+    /// The verified token, for routes that require one.
+    pub verified: Option<Arc<Verified>>,
 }
 
 pub struct Proxy {
@@ -96,43 +108,18 @@ impl Proxy {
         tls: bool,
         upstream: &Upstream,
     ) -> Response<Body> {
-        let started = Instant::now();
-        // Filled only while access lines are on: no per-request copies otherwise.
-        let mut access =
-            tracing::enabled!(target: "access", tracing::Level::INFO).then(|| AccessLine {
-                method: req.method().clone(),
-                path: String::new(),
-                subject: None,
-            });
+        let mut access = self.access_line(req.method().as_str());
         let result = self
             .handle_inner(req, client, tls, upstream, access.as_mut())
             .await;
         let (resp, outcome) = match result {
             Ok(resp) => (resp, "ok"),
             Err(e) => {
-                let outcome = e.outcome();
-                if matches!(
-                    e,
-                    ProxyError::UpstreamFailed(_) | ProxyError::UpstreamTimeout
-                ) {
-                    tracing::warn!(error = %e, "Upstream request failed");
-                }
+                let outcome = self.failed(&e);
                 (e.to_response(&self.realm).map(Either::Right), outcome)
             }
         };
-        self.metrics.outcome(outcome);
-        if let Some(a) = access {
-            tracing::info!(
-                target: "access",
-                method = %a.method,
-                path = %a.path,
-                status = resp.status().as_u16(),
-                outcome,
-                subject = a.subject.as_deref().unwrap_or("-"),
-                duration_us = started.elapsed().as_micros() as u64,
-                "Request"
-            );
-        }
+        self.record(access, resp.status().as_u16(), outcome);
         resp
     }
 
@@ -142,22 +129,18 @@ impl Proxy {
         client: SocketAddr,
         tls: bool,
         upstream: &Upstream,
-        mut access: Option<&mut AccessLine>,
+        access: Option<&mut AccessLine>,
     ) -> Result<Response<Body>, ProxyError> {
-        let path = normalize(req.uri().path())?;
-        if let Some(a) = access.as_deref_mut() {
-            a.path.clone_from(&path.strict);
-        }
-        let rule = self.routes.find(req.method().as_str(), &path);
-        let verified = if rule.auth {
-            let v = self.admit(&req).await?;
-            if let Some(a) = access {
-                a.subject = Some(v.subject.as_text().to_string());
-            }
-            Some(v)
-        } else {
-            None
-        };
+        let admitted = self
+            .route_and_admit(
+                req.method().as_str(),
+                req.uri().path(),
+                req.headers(),
+                req.uri().query(),
+                access,
+            )
+            .await?;
+        let verified = &admitted.verified;
 
         let wants_upgrade =
             upgrade::requested(req.headers()).filter(|_| req.version() == http::Version::HTTP_11);
@@ -167,7 +150,7 @@ impl Proxy {
             upgrade::restore(headers, protocol.clone());
         }
         forward::strip_identity(headers, &self.identity_headers);
-        if let Some(v) = &verified {
+        if let Some(v) = verified {
             for (name, value) in &v.forwarded {
                 headers.insert(name.clone(), value.clone());
             }
@@ -176,18 +159,17 @@ impl Proxy {
             }
         }
 
-        if let (Some(code), Some(action), Some(v)) = (rule.respond, rule.action, &verified) {
-            let status = self.apply(action, v).await;
+        if let Some((status, written)) = self.respond_locally(&admitted).await {
             let mut resp = Response::new(Either::Right(Full::new(Bytes::new())));
-            *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::NO_CONTENT);
+            *resp.status_mut() = status;
             resp.headers_mut()
-                .insert(REVOCATION_STATUS, HeaderValue::from_static(status.label()));
+                .insert(REVOCATION_STATUS, HeaderValue::from_static(written.label()));
             return Ok(resp);
         }
 
         let client_upgrade = wants_upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let sent = Instant::now();
-        let resp = upstream.send(req, &path.strict, client, tls).await;
+        let resp = upstream.send(req, &admitted.path.strict, client, tls).await;
         self.metrics.upstream_latency.observe(sent.elapsed());
         let mut resp = resp?;
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -205,14 +187,111 @@ impl Proxy {
             );
             return Ok(resp);
         }
-        if let (Some(action), Some(v)) = (rule.action, &verified) {
-            if applies(rule, resp.status()) {
-                let status = self.apply(action, v).await;
-                resp.headers_mut()
-                    .insert(REVOCATION_STATUS, HeaderValue::from_static(status.label()));
-            }
+        if let Some(written) = self.after_upstream(&admitted, resp.status()).await {
+            resp.headers_mut()
+                .insert(REVOCATION_STATUS, HeaderValue::from_static(written.label()));
         }
         Ok(resp)
+    }
+
+    /// An access line for a request, when access lines are on.
+    pub(crate) fn access_line(&self, method: &str) -> Option<AccessLine> {
+        tracing::enabled!(target: "access", tracing::Level::INFO).then(|| AccessLine {
+            method: method.to_string(),
+            path: String::new(),
+            subject: None,
+            started: Instant::now(),
+        })
+    }
+
+    /// Normalizes the path, finds its route and, when the route wants a token,
+    /// admits the request (see [`admit`]).
+    pub(crate) async fn route_and_admit<F: Fields + ?Sized>(
+        &self,
+        method: &str,
+        raw_path: &str,
+        fields: &F,
+        query: Option<&str>,
+        mut access: Option<&mut AccessLine>,
+    ) -> Result<Admitted<'_>, ProxyError> {
+        let path = normalize(raw_path)?;
+        if let Some(a) = access.as_deref_mut() {
+            a.path.clone_from(&path.strict);
+        }
+        let rule = self.routes.find(method, &path);
+        let verified = if rule.auth {
+            let v = self.admit_parts(fields, query).await?;
+            if let Some(a) = access {
+                a.subject = Some(v.subject.as_text().to_string());
+            }
+            Some(v)
+        } else {
+            None
+        };
+        Ok(Admitted {
+            path,
+            rule,
+            verified,
+        })
+    }
+
+    /// A `respond:` route carries out its action and answers by itself.
+    pub(crate) async fn respond_locally(
+        &self,
+        a: &Admitted<'_>,
+    ) -> Option<(StatusCode, WriteStatus)> {
+        let (Some(code), Some(action), Some(v)) = (a.rule.respond, a.rule.action, &a.verified)
+        else {
+            return None;
+        };
+        let written = self.apply(action, v).await;
+        Some((
+            StatusCode::from_u16(code).unwrap_or(StatusCode::NO_CONTENT),
+            written,
+        ))
+    }
+
+    /// Once the upstream has answered: the route's action, when its status applies.
+    pub(crate) async fn after_upstream(
+        &self,
+        a: &Admitted<'_>,
+        status: StatusCode,
+    ) -> Option<WriteStatus> {
+        let (Some(action), Some(v)) = (a.rule.action, &a.verified) else {
+            return None;
+        };
+        if !applies(a.rule, status) {
+            return None;
+        }
+        Some(self.apply(action, v).await)
+    }
+
+    /// The outcome label of a failed request; upstream failures are logged here, once.
+    pub(crate) fn failed(&self, e: &ProxyError) -> &'static str {
+        if matches!(
+            e,
+            ProxyError::UpstreamFailed(_) | ProxyError::UpstreamTimeout
+        ) {
+            tracing::warn!(error = %e, "Upstream request failed");
+        }
+        e.outcome()
+    }
+
+    /// Counts the outcome and writes the access line, if any.
+    pub(crate) fn record(&self, access: Option<AccessLine>, status: u16, outcome: &'static str) {
+        self.metrics.outcome(outcome);
+        if let Some(a) = access {
+            tracing::info!(
+                target: "access",
+                method = %a.method,
+                path = %a.path,
+                status,
+                outcome,
+                subject = a.subject.as_deref().unwrap_or("-"),
+                duration_us = a.started.elapsed().as_micros() as u64,
+                "Request"
+            );
+        }
     }
 
     /// Carries out a route's action for the presented token.

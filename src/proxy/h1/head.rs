@@ -1,0 +1,594 @@
+//! Message heads on the fast path: which requests it takes, the request head
+//! the upstream receives, and the response head the client receives. Header
+//! hygiene is the same as the hyper path's (see `forward`).
+
+use super::body::Framing;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use httparse::{Header, Status};
+use std::io::Write;
+use std::mem::MaybeUninit;
+use std::net::SocketAddr;
+
+/// Most header fields in one head (100, as hyper); more goes to hyper, which answers 431.
+pub const MAX_HEADERS: usize = 100;
+
+/// Hop-by-hop fields, as `forward::HOP_BY_HOP`.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// Fields this proxy sets itself; client-sent copies are dropped.
+const FORWARDED: [&str; 3] = ["x-forwarded-for", "x-forwarded-host", "x-forwarded-proto"];
+
+pub type Fields = [MaybeUninit<Header<'static>>; MAX_HEADERS];
+
+/// Uninitialised room for a head's fields (nothing to clear).
+pub fn fields() -> Fields {
+    [const { MaybeUninit::uninit() }; MAX_HEADERS]
+}
+
+/// A request head the fast path takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plain {
+    pub head_len: usize,
+    pub content_length: u64,
+    /// The client asked to close the connection after this exchange.
+    pub close: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Check {
+    Complete(Plain),
+    Partial,
+    /// Not for the fast path: hyper takes the connection from here.
+    Hyper,
+}
+
+/// Looks at the bytes read so far for one request head.
+pub fn check(buf: &[u8]) -> Check {
+    let mut fields = fields();
+    let mut req = httparse::Request::new(&mut []);
+    match req.parse_with_uninit_headers(buf, &mut fields) {
+        Ok(Status::Complete(head_len)) => {
+            classify(&req, head_len).map_or(Check::Hyper, Check::Complete)
+        }
+        Ok(Status::Partial) => Check::Partial,
+        Err(_) => Check::Hyper,
+    }
+}
+
+/// A plain request: HTTP/1.1, origin-form target, no body or a single
+/// Content-Length one, no Transfer-Encoding, Expect, Upgrade or second Host.
+fn classify(req: &httparse::Request<'_, '_>, head_len: usize) -> Option<Plain> {
+    if req.version != Some(1) {
+        return None;
+    }
+    let target = req.path?;
+    if !target.starts_with('/') || !target.bytes().all(target_byte) {
+        return None;
+    }
+    let mut content_length = None;
+    let mut close = false;
+    let mut hosts = 0;
+    for h in req.headers.iter() {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("transfer-encoding")
+            || name.eq_ignore_ascii_case("expect")
+            || name.eq_ignore_ascii_case("upgrade")
+        {
+            return None;
+        } else if name.eq_ignore_ascii_case("content-length") {
+            if content_length.is_some() {
+                return None;
+            }
+            content_length = Some(decimal(h.value)?);
+        } else if name.eq_ignore_ascii_case("host") {
+            hosts += 1;
+            if hosts > 1 {
+                return None;
+            }
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in tokens(h.value) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if token.eq_ignore_ascii_case(b"upgrade") {
+                    return None;
+                }
+            }
+        }
+    }
+    Some(Plain {
+        head_len,
+        content_length: content_length.unwrap_or(0),
+        close,
+    })
+}
+
+/// Bytes a request target may carry on the fast path (RFC 3986 pchar, `/`,
+/// `?`, `%`); anything else goes to hyper, which decides.
+pub fn target_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b)
+}
+
+fn decimal(value: &[u8]) -> Option<u64> {
+    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(value).ok()?.parse().ok()
+}
+
+/// The comma-separated tokens of a field value, trimmed.
+fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+}
+
+fn is_any(name: &str, list: &[&str]) -> bool {
+    list.iter().any(|n| name.eq_ignore_ascii_case(n))
+}
+
+/// Named in a `Connection` field (and so hop-by-hop), framing and Host aside.
+fn named_in_connection(headers: &[Header<'_>], name: &str) -> bool {
+    if name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("host") {
+        return false;
+    }
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .flat_map(|h| tokens(h.value))
+        .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
+}
+
+/// An identity header in any case, `_` standing for `-`.
+fn is_identity(name: &str, identity: &[HeaderName]) -> bool {
+    identity.iter().any(|i| {
+        let i = i.as_str().as_bytes();
+        i.len() == name.len()
+            && name.bytes().zip(i).all(|(a, &b)| {
+                let a = if a == b'_' {
+                    b'-'
+                } else {
+                    a.to_ascii_lowercase()
+                };
+                a == b
+            })
+    })
+}
+
+/// What the upstream request head is built from.
+pub struct Outgoing<'a> {
+    pub method: &'a str,
+    /// Upstream base path + normalized path.
+    pub base_path: &'a str,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub headers: &'a [Header<'a>],
+    pub identity: &'a [HeaderName],
+    pub strip_authorization: bool,
+    pub forwarded: &'a [(HeaderName, HeaderValue)],
+    /// `Host` to send when the client sent none.
+    pub authority: &'a str,
+    pub client: SocketAddr,
+    pub tls: bool,
+}
+
+/// The normalized path or query holds bytes a request target cannot carry.
+#[derive(Debug)]
+pub struct BadTarget;
+
+/// Writes the upstream request head.
+pub fn write_request(out: &mut Vec<u8>, o: &Outgoing<'_>) -> Result<(), BadTarget> {
+    let target_ok = o.base_path.bytes().chain(o.path.bytes()).all(target_byte)
+        && o.query.is_none_or(|q| q.bytes().all(target_byte));
+    if !target_ok {
+        return Err(BadTarget);
+    }
+    out.extend_from_slice(o.method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(o.base_path.as_bytes());
+    out.extend_from_slice(o.path.as_bytes());
+    if let Some(q) = o.query {
+        out.push(b'?');
+        out.extend_from_slice(q.as_bytes());
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let has_connection = o
+        .headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("connection"));
+    let mut host = None;
+    let mut forwarded_for = None;
+    for h in o.headers {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("host") {
+            host = Some(h.value);
+        } else if name.eq_ignore_ascii_case("x-forwarded-for") && forwarded_for.is_none() {
+            forwarded_for = Some(h.value);
+        }
+        let drop = is_any(name, &HOP_BY_HOP)
+            || is_any(name, &FORWARDED)
+            || is_identity(name, o.identity)
+            || (o.strip_authorization && name.eq_ignore_ascii_case("authorization"))
+            || (has_connection && named_in_connection(o.headers, name));
+        if !drop {
+            field(out, name.as_bytes(), h.value);
+        }
+    }
+    for (name, value) in o.forwarded {
+        field(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    match host {
+        Some(host) => field(out, b"x-forwarded-host", host),
+        None => field(out, b"host", o.authority.as_bytes()),
+    }
+    out.extend_from_slice(b"x-forwarded-for: ");
+    if let Some(prev) = forwarded_for
+        .filter(|v| v.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b)))
+        .map(<[u8]>::trim_ascii)
+        .filter(|v| !v.is_empty())
+    {
+        out.extend_from_slice(prev);
+        out.extend_from_slice(b", ");
+    }
+    let _ = write!(out, "{}\r\n", o.client.ip());
+    out.extend_from_slice(if o.tls {
+        b"x-forwarded-proto: https\r\n\r\n"
+    } else {
+        b"x-forwarded-proto: http\r\n\r\n"
+    });
+    Ok(())
+}
+
+fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// An upstream response head, parsed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// A final response; its head (without the closing blank line) is in the output.
+    Final(Final),
+    /// A 1xx other than 101: consumed and skipped, as hyper's client does.
+    Interim(usize),
+    Partial,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct Final {
+    pub head_len: usize,
+    pub status: u16,
+    pub framing: Framing,
+    /// The upstream lets the connection be used again.
+    pub reusable: bool,
+}
+
+/// Parses an upstream response head from `buf` and writes the client's copy
+/// (status line and end-to-end fields, no final blank line) to `out`.
+pub fn read_response(buf: &[u8], head_request: bool, out: &mut Vec<u8>) -> Result<Reply, String> {
+    let mut fields = fields();
+    let mut resp = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut resp,
+        buf,
+        &mut fields,
+    );
+    let head_len = match parsed {
+        Ok(Status::Complete(n)) => n,
+        Ok(Status::Partial) => return Ok(Reply::Partial),
+        Err(e) => return Err(format!("invalid response head: {e}")),
+    };
+    let status = resp.code.ok_or("no status")?;
+    if status == 101 {
+        return Err("upstream switched protocols without being asked".into());
+    }
+    if (100..200).contains(&status) {
+        return Ok(Reply::Interim(head_len));
+    }
+    let headers: &[Header<'_>] = resp.headers;
+    let mut chunked = None;
+    let mut length = None;
+    let mut close = false;
+    let mut keep_alive = false;
+    for h in headers {
+        if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            // The last coding decides; only chunked frames the body.
+            chunked = tokens(h.value)
+                .last()
+                .map(|t| t.eq_ignore_ascii_case(b"chunked"));
+        } else if h.name.eq_ignore_ascii_case("content-length") {
+            let n = decimal(h.value).ok_or("invalid Content-Length")?;
+            if length.is_some_and(|l| l != n) {
+                return Err("conflicting Content-Length".into());
+            }
+            length = Some(n);
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            for t in tokens(h.value) {
+                close |= t.eq_ignore_ascii_case(b"close");
+                keep_alive |= t.eq_ignore_ascii_case(b"keep-alive");
+            }
+        }
+    }
+    let framing = if head_request || status == 204 || status == 304 {
+        Framing::Empty
+    } else {
+        match (chunked, length) {
+            (Some(true), _) => Framing::Chunked,
+            (Some(false), _) | (None, None) => Framing::UntilClose,
+            (None, Some(0)) => Framing::Empty,
+            (None, Some(n)) => Framing::Length(n),
+        }
+    };
+    let reusable =
+        !close && framing != Framing::UntilClose && (resp.version == Some(1) || keep_alive);
+
+    let reason = resp.reason.unwrap_or("");
+    let _ = write!(out, "HTTP/1.1 {status:03} {reason}\r\n");
+    let has_connection = headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("connection"));
+    for h in headers {
+        let name = h.name;
+        let drop = is_any(name, &HOP_BY_HOP)
+            // Transfer-Encoding wins over Content-Length (RFC 9112 §6.3).
+            || (chunked.is_some() && name.eq_ignore_ascii_case("content-length"))
+            || (has_connection && named_in_connection(headers, name));
+        if !drop {
+            field(out, name.as_bytes(), h.value);
+        }
+    }
+    Ok(Reply::Final(Final {
+        head_len,
+        status,
+        framing,
+        reusable,
+    }))
+}
+
+/// Ends a response head: the revocation status, `Connection: close`, blank line.
+pub fn end_response(out: &mut Vec<u8>, revocation: Option<&'static str>, close: bool) {
+    if let Some(label) = revocation {
+        field(
+            out,
+            super::super::REVOCATION_STATUS.as_bytes(),
+            label.as_bytes(),
+        );
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A response made here (an error, or a `respond:` route), complete with body.
+pub fn write_local(
+    out: &mut Vec<u8>,
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+    head_request: bool,
+    close: bool,
+) {
+    let _ = write!(
+        out,
+        "HTTP/1.1 {} {}\r\n",
+        status.as_str(),
+        status.canonical_reason().unwrap_or("")
+    );
+    for (name, value) in headers {
+        field(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    let _ = write!(out, "content-length: {}\r\n", body.len());
+    date(out);
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if !head_request {
+        out.extend_from_slice(body);
+    }
+}
+
+/// `date: <IMF-fixdate>`, formatted once a second per thread.
+fn date(out: &mut Vec<u8>) {
+    use std::cell::RefCell;
+    use std::time::{SystemTime, UNIX_EPOCH};
+    thread_local! {
+        static CACHED: RefCell<(u64, String)> = const { RefCell::new((0, String::new())) };
+    }
+    let now = SystemTime::now();
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    CACHED.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.0 != secs || c.1.is_empty() {
+            *c = (secs, httpdate::fmt_http_date(now));
+        }
+        field(out, b"date", c.1.as_bytes());
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plain(head: &str) -> Check {
+        check(head.as_bytes())
+    }
+
+    #[test]
+    fn plain_requests_are_taken_and_the_rest_goes_to_hyper() {
+        assert_eq!(
+            plain("GET /a?b=1 HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Check::Complete(Plain {
+                head_len: 32,
+                content_length: 0,
+                close: false
+            })
+        );
+        assert!(matches!(
+            plain("POST / HTTP/1.1\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"),
+            Check::Complete(Plain {
+                content_length: 5,
+                close: true,
+                ..
+            })
+        ));
+        assert_eq!(plain("GET / HTTP/1.1\r\nHost: x\r\n"), Check::Partial);
+        for hyper in [
+            "GET / HTTP/1.0\r\n\r\n",
+            "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            "GET http://x/ HTTP/1.1\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: +1\r\n\r\n",
+            "POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
+            "GET / HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            "GET /a#b HTTP/1.1\r\n\r\n",
+            "GET /a\"b HTTP/1.1\r\n\r\n",
+            "GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
+        ] {
+            assert_eq!(plain(hyper), Check::Hyper, "{hyper:?}");
+        }
+    }
+
+    fn outgoing(head: &str, f: impl FnOnce(&mut Outgoing<'_>)) -> String {
+        let mut fields = [httparse::EMPTY_HEADER; 16];
+        let mut req = httparse::Request::new(&mut fields);
+        req.parse(head.as_bytes()).unwrap();
+        let identity = [HeaderName::from_static("x-user")];
+        let forwarded = [(
+            HeaderName::from_static("x-user"),
+            HeaderValue::from_static("alice"),
+        )];
+        let mut o = Outgoing {
+            method: req.method.unwrap(),
+            base_path: "/base",
+            path: "/p",
+            query: Some("q=1"),
+            headers: req.headers,
+            identity: &identity,
+            strip_authorization: false,
+            forwarded: &forwarded,
+            authority: "up:80",
+            client: "10.0.0.9:5000".parse().unwrap(),
+            tls: false,
+        };
+        f(&mut o);
+        let mut out = Vec::new();
+        write_request(&mut out, &o).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn upstream_heads_carry_no_hop_by_hop_spoofed_or_forged_fields() {
+        let sent = outgoing(
+            "GET /x HTTP/1.1\r\nHost: app\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\n\
+             Keep-Alive: 5\r\nTE: trailers\r\nX_USER: mallory\r\nx-user: eve\r\n\
+             X-Forwarded-For: 1.2.3.4\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: evil\r\n\
+             Authorization: Bearer t\r\nAccept: */*\r\n\r\n",
+            |_| {},
+        );
+        assert_eq!(
+            sent,
+            "GET /base/p?q=1 HTTP/1.1\r\nHost: app\r\nAuthorization: Bearer t\r\nAccept: */*\r\n\
+             x-user: alice\r\nx-forwarded-host: app\r\nx-forwarded-for: 1.2.3.4, 10.0.0.9\r\n\
+             x-forwarded-proto: http\r\n\r\n"
+        );
+        let stripped = outgoing("GET / HTTP/1.1\r\nauthorization: Bearer t\r\n\r\n", |o| {
+            o.strip_authorization = true;
+            o.query = None;
+        });
+        assert_eq!(
+            stripped,
+            "GET /base/p HTTP/1.1\r\nx-user: alice\r\nhost: up:80\r\nx-forwarded-for: 10.0.0.9\r\n\
+             x-forwarded-proto: http\r\n\r\n"
+        );
+    }
+
+    fn reply(head: &str, head_request: bool) -> (Result<Reply, String>, String) {
+        let mut out = Vec::new();
+        let r = read_response(head.as_bytes(), head_request, &mut out);
+        (r, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn response_framing_follows_rfc_9112() {
+        let framing = |head: &str, head_request| match reply(head, head_request).0 {
+            Ok(Reply::Final(f)) => (f.framing, f.reusable),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", false),
+            (Framing::Length(3), true)
+        );
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", true),
+            (Framing::Empty, true)
+        );
+        assert_eq!(
+            framing(
+                "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+                false
+            ),
+            (Framing::Chunked, true)
+        );
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\n\r\n", false),
+            (Framing::UntilClose, false)
+        );
+        assert_eq!(
+            framing("HTTP/1.1 204 No Content\r\n\r\n", false),
+            (Framing::Empty, true)
+        );
+        assert_eq!(
+            framing(
+                "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                false
+            ),
+            (Framing::Empty, false)
+        );
+        assert_eq!(
+            framing("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false),
+            (Framing::Length(1), false)
+        );
+        assert_eq!(
+            reply("HTTP/1.1 100 Continue\r\n\r\n", false).0,
+            Ok(Reply::Interim(25))
+        );
+        assert!(reply(
+            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            false
+        )
+        .0
+        .is_err());
+        assert!(reply("HTTP/1.1 101 Switching Protocols\r\n\r\n", false)
+            .0
+            .is_err());
+        assert_eq!(
+            reply("HTTP/1.1 200 OK\r\nServer: x", false).0,
+            Ok(Reply::Partial)
+        );
+    }
+
+    #[test]
+    fn client_response_heads_drop_hop_by_hop_fields() {
+        let (_, out) = reply(
+            "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\n\
+             Content-Length: 2\r\nX-App: 1\r\n\r\n",
+            false,
+        );
+        assert_eq!(out, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-App: 1\r\n");
+    }
+}

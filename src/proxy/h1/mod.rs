@@ -1,0 +1,404 @@
+//! The HTTP/1.1 fast path. Plain requests (HTTP/1.1, origin-form target, no
+//! body or a Content-Length one, no Upgrade or Expect) are parsed in place
+//! with httparse and forwarded over a per-worker pool of raw upstream
+//! connections, bodies relayed verbatim as they arrive. Everything else (h2c,
+//! HTTP/1.0, chunked request bodies, upgrades, absolute-form targets, odd or
+//! oversized heads) is handed to hyper with the bytes already read, for the
+//! rest of that connection. Routes, admission (where every 401 is decided)
+//! and revocations are the same [`Proxy`] methods on either path.
+
+pub mod body;
+pub mod head;
+pub mod pool;
+mod rewind;
+
+pub use pool::Pool;
+pub use rewind::Rewind;
+
+use super::error::ProxyError;
+use super::{Proxy, REVOCATION_STATUS};
+use crate::server::{LiveProxy, MAX_HEADER_BYTES};
+use body::{relay, Framing, READ_SIZE};
+use bytes::{Buf, Bytes, BytesMut};
+use head::{Check, Final, Outgoing, Plain, Reply};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use httparse::{Header, Status};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+/// The upstream as the fast path sees it: a plain `http://` address.
+pub struct Target {
+    /// `host:port`, also the `Host` sent when the client sent none.
+    pub authority: String,
+    pub base_path: String,
+    pub response_timeout: Duration,
+}
+
+/// What a fast-path connection works with.
+pub struct Lane<'a> {
+    pub live: &'a LiveProxy,
+    pub pool: &'a Pool,
+    pub target: &'a Target,
+    pub client: SocketAddr,
+    pub client_header: Duration,
+    pub stop: watch::Receiver<bool>,
+}
+
+/// How a fast-path connection ended.
+pub enum Ended {
+    Closed,
+    /// Not for the fast path: hyper serves the rest, these bytes first.
+    Hyper(Bytes),
+}
+
+/// Serves requests on `stream` until it closes or one needs hyper.
+pub async fn serve(stream: &mut TcpStream, mut lane: Lane<'_>) -> Ended {
+    let mut buf = BytesMut::with_capacity(READ_SIZE);
+    let mut out = Vec::with_capacity(1024);
+    let mut back = Vec::with_capacity(1024);
+    loop {
+        let plain = match read_head(stream, &mut buf, &mut lane).await {
+            Head::Plain(p) => p,
+            Head::Hyper => return Ended::Hyper(buf.freeze()),
+            Head::Gone => return Ended::Closed,
+        };
+        let head = buf.split_to(plain.head_len).freeze();
+        let proxy = lane.live.load_full();
+        let mut conn = Conn {
+            stream: &mut *stream,
+            buf: &mut buf,
+            out: &mut out,
+            back: &mut back,
+        };
+        if !exchange(&proxy, &head, plain, &mut conn, &lane).await {
+            return Ended::Closed;
+        }
+    }
+}
+
+enum Head {
+    Plain(Plain),
+    Hyper,
+    Gone,
+}
+
+/// Reads one request head within `client_header` (idle time included, as
+/// hyper); an idle connection also ends when shutdown begins.
+async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut, lane: &mut Lane<'_>) -> Head {
+    let deadline = tokio::time::Instant::now() + lane.client_header;
+    loop {
+        if !buf.is_empty() {
+            match head::check(buf) {
+                Check::Complete(p) => return Head::Plain(p),
+                Check::Hyper => return Head::Hyper,
+                // hyper answers 431.
+                Check::Partial if buf.len() >= MAX_HEADER_BYTES => return Head::Hyper,
+                Check::Partial => {}
+            }
+        }
+        buf.reserve(READ_SIZE);
+        let idle = buf.is_empty();
+        let read = tokio::select! {
+            biased;
+            r = tokio::time::timeout_at(deadline, stream.read_buf(buf)) => r,
+            _ = lane.stop.wait_for(|s| *s), if idle => return Head::Gone,
+        };
+        if !matches!(read, Ok(Ok(n)) if n > 0) {
+            return Head::Gone;
+        }
+    }
+}
+
+/// One client connection's stream and buffers.
+struct Conn<'c> {
+    stream: &'c mut TcpStream,
+    /// Bytes read from the client and not used yet (a body, the next request).
+    buf: &'c mut BytesMut,
+    /// The upstream request head (kept for a retry).
+    out: &'c mut Vec<u8>,
+    /// The client response head.
+    back: &'c mut Vec<u8>,
+}
+
+/// Where the request body stands.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BodyState {
+    Unread,
+    Consumed,
+    /// Partly read: the connection is out of step.
+    Broken,
+}
+
+enum Failure {
+    /// Answer the client with this error.
+    Answer(ProxyError),
+    /// Nothing sensible can be sent any more: close the connection.
+    Abort(&'static str),
+}
+
+impl From<ProxyError> for Failure {
+    fn from(e: ProxyError) -> Failure {
+        Failure::Answer(e)
+    }
+}
+
+/// One request's parsed head, borrowed from its bytes.
+struct Request<'h> {
+    method: &'h str,
+    path: &'h str,
+    query: Option<&'h str>,
+    headers: &'h [Header<'h>],
+    plain: Plain,
+    head_request: bool,
+    /// Close the connection after this exchange.
+    close: bool,
+}
+
+/// One request on the fast path; returns whether the connection stays open.
+async fn exchange(
+    proxy: &Proxy,
+    head: &[u8],
+    plain: Plain,
+    conn: &mut Conn<'_>,
+    lane: &Lane<'_>,
+) -> bool {
+    let mut fields = head::fields();
+    let mut parsed = httparse::Request::new(&mut []);
+    if !matches!(
+        parsed.parse_with_uninit_headers(head, &mut fields),
+        Ok(Status::Complete(_))
+    ) {
+        return false; // checked before: cannot happen
+    }
+    let method = parsed.method.unwrap_or_default();
+    let target = parsed.path.unwrap_or_default();
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+    let req = Request {
+        method,
+        path,
+        query,
+        headers: parsed.headers,
+        plain,
+        head_request: method == "HEAD",
+        close: plain.close || *lane.stop.borrow(),
+    };
+    let mut access = proxy.access_line(method);
+    let mut body = if plain.content_length == 0 {
+        BodyState::Consumed
+    } else {
+        BodyState::Unread
+    };
+    match forward(proxy, &req, conn, lane, access.as_mut(), &mut body).await {
+        Ok((status, keep)) => {
+            proxy.record(access, status, "ok");
+            keep
+        }
+        Err(Failure::Answer(e)) => {
+            let outcome = proxy.failed(&e);
+            let status = e.status().as_u16();
+            let keep = skip_body(&req, conn.buf, body) && !req.close;
+            let (status_code, headers, text) = e.to_parts(&proxy.realm);
+            conn.back.clear();
+            head::write_local(
+                conn.back,
+                status_code,
+                &headers,
+                &text,
+                req.head_request,
+                !keep,
+            );
+            let written = conn.stream.write_all(conn.back).await.is_ok();
+            proxy.record(access, status, outcome);
+            written && keep
+        }
+        Err(Failure::Abort(outcome)) => {
+            proxy.metrics.outcome(outcome);
+            false
+        }
+    }
+}
+
+/// Drops an unread request body that is already here; `false` when the
+/// connection cannot be used again because of it.
+fn skip_body(req: &Request<'_>, buf: &mut BytesMut, body: BodyState) -> bool {
+    match body {
+        BodyState::Consumed => true,
+        BodyState::Broken => false,
+        BodyState::Unread => match usize::try_from(req.plain.content_length) {
+            Ok(n) if n <= buf.len() => {
+                buf.advance(n);
+                true
+            }
+            _ => false,
+        },
+    }
+}
+
+/// Routes, admits and forwards one request; `Ok((status, keep_open))`.
+async fn forward(
+    proxy: &Proxy,
+    req: &Request<'_>,
+    conn: &mut Conn<'_>,
+    lane: &Lane<'_>,
+    access: Option<&mut super::AccessLine>,
+    body: &mut BodyState,
+) -> Result<(u16, bool), Failure> {
+    let admitted = proxy
+        .route_and_admit(req.method, req.path, req.headers, req.query, access)
+        .await?;
+    if let Some((status, written)) = proxy.respond_locally(&admitted).await {
+        let keep = skip_body(req, conn.buf, *body) && !req.close;
+        let mut fields = HeaderMap::new();
+        fields.insert(REVOCATION_STATUS, HeaderValue::from_static(written.label()));
+        conn.back.clear();
+        head::write_local(conn.back, status, &fields, b"", req.head_request, !keep);
+        conn.stream
+            .write_all(conn.back)
+            .await
+            .map_err(|_| Failure::Abort("ok"))?;
+        return Ok((status.as_u16(), keep));
+    }
+
+    let verified = admitted.verified.as_deref();
+    conn.out.clear();
+    let outgoing = Outgoing {
+        method: req.method,
+        base_path: &lane.target.base_path,
+        path: &admitted.path.strict,
+        query: req.query,
+        headers: req.headers,
+        identity: &proxy.identity_headers,
+        strip_authorization: proxy.strip_authorization && verified.is_some(),
+        forwarded: verified.map_or(&[], |v| &v.forwarded),
+        authority: &lane.target.authority,
+        client: lane.client,
+        tls: false,
+    };
+    head::write_request(conn.out, &outgoing)
+        .map_err(|_| ProxyError::UpstreamFailed("cannot build upstream URI".into()))?;
+    // A body already here goes out with the head, and can be sent again.
+    let mut left = req.plain.content_length;
+    if let Ok(n) = usize::try_from(left) {
+        if n > 0 && n <= conn.buf.len() {
+            conn.out.extend_from_slice(&conn.buf[..n]);
+            conn.buf.advance(n);
+            *body = BodyState::Consumed;
+            left = 0;
+        }
+    }
+
+    let sent = Instant::now();
+    let exchanged = tokio::time::timeout(
+        lane.target.response_timeout,
+        send(lane.pool, conn, left, req.head_request, body),
+    )
+    .await;
+    proxy.metrics.upstream_latency.observe(sent.elapsed());
+    let (mut up, reply) = match exchanged {
+        Err(_) => return Err(ProxyError::UpstreamTimeout.into()),
+        Ok(Err(message)) => return Err(ProxyError::UpstreamFailed(message).into()),
+        Ok(Ok(r)) => r,
+    };
+    let status = StatusCode::from_u16(reply.status)
+        .map_err(|_| Failure::Answer(ProxyError::UpstreamFailed("invalid status code".into())))?;
+    let written = proxy.after_upstream(&admitted, status).await;
+    let close = req.close || reply.framing == Framing::UntilClose;
+    head::end_response(conn.back, written.map(|w| w.label()), close);
+    if relay(
+        reply.framing,
+        conn.back,
+        &mut up.stream,
+        &mut up.buf,
+        conn.stream,
+    )
+    .await
+    .is_err()
+    {
+        return Err(Failure::Abort("upstream_error"));
+    }
+    if reply.reusable {
+        lane.pool.put(up);
+    }
+    Ok((reply.status, !close))
+}
+
+/// Sends the request head in `conn.out` (and `left` body bytes still to come
+/// from the client) and reads the response head into `conn.back`. A pooled
+/// connection the upstream had closed is replaced once, when the whole
+/// request is in `conn.out`.
+async fn send(
+    pool: &Pool,
+    conn: &mut Conn<'_>,
+    left: u64,
+    head_request: bool,
+    body: &mut BodyState,
+) -> Result<(pool::Upstream, Final), String> {
+    let mut up = pool.get().await?;
+    loop {
+        match send_once(&mut up, conn, left, head_request, body).await {
+            Ok(reply) => return Ok((up, reply)),
+            Err((_, true)) if up.reused && left == 0 => up = pool.connect().await?,
+            Err((message, _)) => return Err(message),
+        }
+    }
+}
+
+/// `Err((message, nothing_received))`.
+async fn send_once(
+    up: &mut pool::Upstream,
+    conn: &mut Conn<'_>,
+    left: u64,
+    head_request: bool,
+    body: &mut BodyState,
+) -> Result<Final, (String, bool)> {
+    let fresh = |e: std::io::Error| (format!("upstream connection: {e}"), true);
+    up.stream.write_all(conn.out).await.map_err(fresh)?;
+    if left > 0 {
+        *body = BodyState::Broken;
+        relay(
+            Framing::Length(left),
+            &mut Vec::new(),
+            conn.stream,
+            conn.buf,
+            &mut up.stream,
+        )
+        .await
+        .map_err(|e| (format!("request body: {e}"), false))?;
+        *body = BodyState::Consumed;
+    }
+    let mut interim = false;
+    loop {
+        if !up.buf.is_empty() {
+            conn.back.clear();
+            match head::read_response(&up.buf, head_request, conn.back) {
+                Ok(Reply::Final(f)) => {
+                    up.buf.advance(f.head_len);
+                    return Ok(f);
+                }
+                Ok(Reply::Interim(n)) => {
+                    up.buf.advance(n);
+                    interim = true;
+                    continue;
+                }
+                Ok(Reply::Partial) if up.buf.len() >= MAX_HEADER_BYTES => {
+                    return Err(("response head too large".into(), false));
+                }
+                Ok(Reply::Partial) => {}
+                Err(e) => return Err((e, false)),
+            }
+        }
+        up.buf.reserve(READ_SIZE);
+        let nothing = up.buf.is_empty() && !interim;
+        match up.stream.read_buf(&mut up.buf).await {
+            Ok(0) => return Err(("upstream closed the connection".into(), nothing)),
+            Ok(_) => {}
+            Err(e) => return Err((format!("upstream connection: {e}"), nothing)),
+        }
+    }
+}

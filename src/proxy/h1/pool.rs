@@ -1,0 +1,89 @@
+//! The fast path's upstream connections: one pool per worker thread, most
+//! recently used first, so a few warm connections carry the load.
+
+use super::super::forward::POOL_IDLE;
+use bytes::BytesMut;
+use parking_lot::Mutex;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+
+/// Idle connections kept per worker (256); more are closed when returned.
+pub const MAX_IDLE: usize = 256;
+/// A connection idle longer than this (1 s) is checked for a close from the
+/// upstream before it is used again.
+const PROBE_AFTER: Duration = Duration::from_secs(1);
+
+/// One upstream connection and the bytes read from it but not yet used.
+pub struct Upstream {
+    pub stream: TcpStream,
+    pub buf: BytesMut,
+    /// Taken from the pool rather than freshly connected.
+    pub reused: bool,
+    idle_since: Instant,
+}
+
+pub struct Pool {
+    /// `host:port` to connect to.
+    address: String,
+    connect_timeout: Duration,
+    idle: Mutex<Vec<Upstream>>,
+}
+
+impl Pool {
+    pub fn new(address: String, connect_timeout: Duration) -> Pool {
+        Pool {
+            address,
+            connect_timeout,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A pooled connection still open, or a new one.
+    pub async fn get(&self) -> Result<Upstream, String> {
+        loop {
+            let Some(mut conn) = self.idle.lock().pop() else {
+                break;
+            };
+            let idle = conn.idle_since.elapsed();
+            if idle < POOL_IDLE && (idle < PROBE_AFTER || still_open(&conn.stream)) {
+                conn.reused = true;
+                return Ok(conn);
+            }
+        }
+        self.connect().await
+    }
+
+    /// A new connection, bypassing the pool.
+    pub async fn connect(&self) -> Result<Upstream, String> {
+        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.address))
+            .await
+            .map_err(|_| format!("connect to {} timed out", self.address))?
+            .map_err(|e| format!("connect to {}: {e}", self.address))?;
+        let _ = stream.set_nodelay(true);
+        Ok(Upstream {
+            stream,
+            buf: BytesMut::with_capacity(super::body::READ_SIZE),
+            reused: false,
+            idle_since: Instant::now(),
+        })
+    }
+
+    /// Returns a connection whose last exchange ended cleanly.
+    pub fn put(&self, mut conn: Upstream) {
+        if !conn.buf.is_empty() {
+            return; // bytes nobody asked for: the connection is out of step
+        }
+        conn.idle_since = Instant::now();
+        let mut idle = self.idle.lock();
+        if idle.len() < MAX_IDLE {
+            idle.push(conn);
+        }
+    }
+}
+
+/// An idle connection is open when reading it would block; end of stream or
+/// unexpected bytes mean it is not usable.
+fn still_open(stream: &TcpStream) -> bool {
+    let mut probe = [0u8; 1];
+    matches!(stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
