@@ -1,0 +1,417 @@
+//! HTTP/1.1 on the wire through the fast path, against a scripted raw
+//! upstream: keep-alive and pipelining, every body framing, interim
+//! responses, hop-by-hop fields, a pooled connection the upstream closed,
+//! answers that leave a request body unread, and hyper taking a connection
+//! over mid-way for requests the fast path does not handle.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A raw upstream on 127.0.0.1:0 answering by path:
+/// `/chunked`, `/close` (body until close), `/once` (closes after answering),
+/// `/continue` (100 first), `/hop` (hop-by-hop fields), else a Content-Length
+/// body naming the connection and its request count.
+struct RawUpstream {
+    url: String,
+    accepted: Arc<AtomicUsize>,
+}
+
+impl RawUpstream {
+    async fn start() -> RawUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((s, _)) = listener.accept().await else {
+                    continue;
+                };
+                let id = count.fetch_add(1, Ordering::SeqCst) + 1;
+                tokio::spawn(serve_raw(s, id));
+            }
+        });
+        RawUpstream { url, accepted }
+    }
+}
+
+async fn serve_raw(mut s: TcpStream, id: usize) {
+    let mut buf = Vec::new();
+    for n in 1..=1000 {
+        let Some((head, _body)) = read_request(&mut s, &mut buf).await else {
+            return;
+        };
+        let path = head.split(' ').nth(1).unwrap_or("/").to_string();
+        let reply: Vec<u8> = match path.as_str() {
+            "/chunked" => {
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\nX-Trailer: 1\r\n\r\n".to_vec()
+            }
+            "/close" => b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil close".to_vec(),
+            "/once" => b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nonce".to_vec(),
+            "/continue" => {
+                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec()
+            }
+            "/hop" => b"HTTP/1.1 200 OK\r\nConnection: X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nX-App: 1\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+            _ => {
+                let body = format!("conn={id} n={n}");
+                let mut r = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+                if !head.starts_with("HEAD ") {
+                    r.push_str(&body);
+                }
+                r.into_bytes()
+            }
+        };
+        if s.write_all(&reply).await.is_err() || path == "/close" || path == "/once" {
+            return;
+        }
+    }
+}
+
+/// Reads one request (head and Content-Length body) from a raw connection.
+async fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(String, Vec<u8>)> {
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_string();
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().to_string())
+                })
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            while buf.len() < end + 4 + len {
+                let mut chunk = [0u8; 4096];
+                let n = s.read(&mut chunk).await.ok()?;
+                if n == 0 {
+                    return None;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let body = buf[end + 4..end + 4 + len].to_vec();
+            buf.drain(..end + 4 + len);
+            return Some((head, body));
+        }
+        let mut chunk = [0u8; 4096];
+        let n = s.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// One response as a client sees it.
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+}
+
+/// A raw client connection that keeps what it has read ahead.
+struct Client {
+    s: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    async fn connect(p: &TestProxy) -> Client {
+        Client {
+            s: TcpStream::connect(p.addr).await.unwrap(),
+            buf: Vec::new(),
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        self.s.write_all(bytes).await.unwrap();
+    }
+
+    async fn more(&mut self) -> usize {
+        let mut chunk = [0u8; 8192];
+        let n = tokio::time::timeout(Duration::from_secs(10), self.s.read(&mut chunk))
+            .await
+            .expect("proxy answered within 10 s")
+            .unwrap_or(0);
+        self.buf.extend_from_slice(&chunk[..n]);
+        n
+    }
+
+    /// Reads one response, framed as RFC 9112 §6.3 says.
+    async fn reply(&mut self, head_request: bool) -> Reply {
+        let end = loop {
+            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end;
+            }
+            assert!(self.more().await > 0, "closed before a response head");
+        };
+        let head = String::from_utf8_lossy(&self.buf[..end]).to_string();
+        self.buf.drain(..end + 4);
+        let mut r = Reply {
+            status: head
+                .split(' ')
+                .nth(1)
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0),
+            head,
+            body: Vec::new(),
+        };
+        if head_request || r.status == 204 || r.status == 304 {
+            return r;
+        }
+        if r.header("transfer-encoding").is_some() {
+            loop {
+                let Some(line_end) = self.buf.windows(2).position(|w| w == b"\r\n") else {
+                    assert!(self.more().await > 0, "closed inside a chunked body");
+                    continue;
+                };
+                let line = String::from_utf8_lossy(&self.buf[..line_end]).to_string();
+                let size =
+                    usize::from_str_radix(line.split(';').next().unwrap().trim(), 16).unwrap();
+                if size == 0 {
+                    // Trailers end with an empty line.
+                    while !self.buf[line_end..].windows(4).any(|w| w == b"\r\n\r\n") {
+                        assert!(self.more().await > 0);
+                    }
+                    let at = self.buf[line_end..]
+                        .windows(4)
+                        .position(|w| w == b"\r\n\r\n")
+                        .unwrap();
+                    self.buf.drain(..line_end + at + 4);
+                    return r;
+                }
+                while self.buf.len() < line_end + 2 + size + 2 {
+                    assert!(self.more().await > 0);
+                }
+                r.body
+                    .extend_from_slice(&self.buf[line_end + 2..line_end + 2 + size]);
+                self.buf.drain(..line_end + 2 + size + 2);
+            }
+        }
+        match r.header("content-length") {
+            Some(len) => {
+                let len: usize = len.parse().unwrap();
+                while self.buf.len() < len {
+                    assert!(self.more().await > 0, "closed inside a body");
+                }
+                r.body = self.buf.drain(..len).collect();
+            }
+            None => {
+                while self.more().await > 0 {}
+                r.body = std::mem::take(&mut self.buf);
+            }
+        }
+        r
+    }
+
+    /// True once the proxy has closed the connection.
+    async fn closed(&mut self) -> bool {
+        self.more().await == 0
+    }
+}
+
+fn get(path: &str, token: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: app\r\nAuthorization: Bearer {token}\r\n\r\n")
+        .into_bytes()
+}
+
+async fn setup() -> (RawUpstream, TestProxy, String) {
+    let up = RawUpstream::start().await;
+    let proxy = TestProxy::start(BASIC, &up.url, &[]).await;
+    (up, proxy, hs256(&claims("alice")))
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order_over_one_upstream_connection() {
+    let (_up, proxy, token) = setup().await;
+    let mut c = Client::connect(&proxy).await;
+    let mut both = get("/a", &token);
+    both.extend_from_slice(&get("/b", &token));
+    c.send(&both).await;
+    let first = c.reply(false).await;
+    let second = c.reply(false).await;
+    assert_eq!((first.status, second.status), (200, 200));
+    let first = String::from_utf8(first.body).unwrap();
+    let second = String::from_utf8(second.body).unwrap();
+    let conn = first.split(' ').next().unwrap();
+    assert_eq!(second, format!("{conn} n=2"), "first: {first}");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_pooled_connection_the_upstream_closed_is_replaced() {
+    let (up, proxy, token) = setup().await;
+    let mut c = Client::connect(&proxy).await;
+    for _ in 0..3 {
+        c.send(&get("/once", &token)).await;
+        let r = c.reply(false).await;
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"once"[..]));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 3);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn chunked_bodies_pass_through_and_close_delimited_ones_end_the_connection() {
+    let (_up, proxy, token) = setup().await;
+    let mut c = Client::connect(&proxy).await;
+    c.send(&get("/chunked", &token)).await;
+    let r = c.reply(false).await;
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"abcde"[..]));
+    assert_eq!(r.header("transfer-encoding").as_deref(), Some("chunked"));
+    // Still usable afterwards.
+    c.send(&get("/continue", &token)).await;
+    let r = c.reply(false).await;
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (200, &b"ok"[..]),
+        "interim 100 skipped"
+    );
+    c.send(&get("/close", &token)).await;
+    let r = c.reply(false).await;
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"until close"[..]));
+    assert_eq!(r.header("connection").as_deref(), Some("close"));
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn hop_by_hop_response_fields_are_dropped() {
+    let (_up, proxy, token) = setup().await;
+    let mut c = Client::connect(&proxy).await;
+    c.send(&get("/hop", &token)).await;
+    let r = c.reply(false).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-app").as_deref(), Some("1"));
+    for gone in ["x-hop", "keep-alive", "connection"] {
+        assert_eq!(r.header(gone), None, "{gone} in {}", r.head);
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn head_responses_carry_no_body_and_the_connection_goes_on() {
+    let (_up, proxy, token) = setup().await;
+    let mut c = Client::connect(&proxy).await;
+    c.send(
+        format!("HEAD /x HTTP/1.1\r\nHost: app\r\nAuthorization: Bearer {token}\r\n\r\n")
+            .as_bytes(),
+    )
+    .await;
+    let r = c.reply(true).await;
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-length").is_some());
+    // A 401 to HEAD has no body either.
+    c.send(b"HEAD /x HTTP/1.1\r\nHost: app\r\n\r\n").await;
+    assert_eq!(c.reply(true).await.status, 401);
+    c.send(&get("/y", &token)).await;
+    let r = c.reply(false).await;
+    assert_eq!(r.status, 200);
+    assert!(String::from_utf8(r.body).unwrap().ends_with("n=2"));
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn rejected_requests_with_bodies_keep_the_connection_in_step() {
+    let upstream = TestUpstream::start().await;
+    let proxy = TestProxy::start(BASIC, &upstream.url(), &[]).await;
+    let token = hs256(&claims("alice"));
+    let mut c = Client::connect(&proxy).await;
+    c.send(b"POST /x HTTP/1.1\r\nHost: app\r\nContent-Length: 5\r\n\r\nhello")
+        .await;
+    let r = c.reply(false).await;
+    assert_eq!(r.status, 401);
+    assert!(r.header("www-authenticate").unwrap().starts_with("Bearer"));
+    c.send(format!("POST /x HTTP/1.1\r\nHost: app\r\nAuthorization: Bearer {token}\r\nContent-Length: 3\r\n\r\nabc").as_bytes())
+        .await;
+    let r = c.reply(false).await;
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (200, &b"upstream saw 3 bytes"[..])
+    );
+    assert_eq!(upstream.last().body.as_ref(), b"abc");
+    // A rejected body still on its way cannot be skipped: answer, then close.
+    c.send(b"POST /x HTTP/1.1\r\nHost: app\r\nContent-Length: 100000\r\n\r\npartial")
+        .await;
+    let r = c.reply(false).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("connection").as_deref(), Some("close"));
+    assert!(c.closed().await);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn large_bodies_are_streamed_both_ways() {
+    let upstream = TestUpstream::start().await;
+    let proxy = TestProxy::start(BASIC, &upstream.url(), &[]).await;
+    let token = hs256(&claims("alice"));
+    let mut c = Client::connect(&proxy).await;
+    let body = vec![b'x'; 3 * 1024 * 1024];
+    c.send(format!("PUT /big HTTP/1.1\r\nHost: app\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes())
+        .await;
+    c.send(&body).await;
+    let r = c.reply(false).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.body,
+        format!("upstream saw {} bytes", body.len()).into_bytes()
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn hyper_takes_over_requests_the_fast_path_does_not_handle() {
+    let upstream = TestUpstream::start().await;
+    let proxy = TestProxy::start(BASIC, &upstream.url(), &[]).await;
+    let token = hs256(&claims("alice"));
+    let mut c = Client::connect(&proxy).await;
+    c.send(&get("/plain", &token)).await;
+    assert_eq!(c.reply(false).await.status, 200);
+    // A chunked request body on the same connection: hyper from here on.
+    c.send(format!("POST /chunked HTTP/1.1\r\nHost: app\r\nAuthorization: Bearer {token}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n").as_bytes())
+        .await;
+    let r = c.reply(false).await;
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (200, &b"upstream saw 5 bytes"[..])
+    );
+    assert_eq!(upstream.last().body.as_ref(), b"hello");
+    c.send(&get("/after", &token)).await;
+    assert_eq!(c.reply(false).await.status, 200);
+    // HTTP/1.0 and a revoked-token check work on a hyper-served connection too.
+    let mut old = Client::connect(&proxy).await;
+    old.send(format!("GET /old HTTP/1.0\r\nAuthorization: Bearer {token}\r\n\r\n").as_bytes())
+        .await;
+    assert_eq!(old.reply(false).await.status, 200);
+    assert_eq!(upstream.last().target, "/old");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_asking_to_close_gets_its_answer_then_the_close() {
+    let (_up, proxy, token) = setup().await;
+    let mut c = Client::connect(&proxy).await;
+    c.send(format!("GET /x HTTP/1.1\r\nHost: app\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n\r\n").as_bytes())
+        .await;
+    let r = c.reply(false).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("connection").as_deref(), Some("close"));
+    assert!(c.closed().await);
+    proxy.stop().await;
+}
