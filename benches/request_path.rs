@@ -136,5 +136,52 @@ fn admission(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, admission);
+/// The fast path's own per-request work on a typical head: check the request
+/// head, write the upstream head, parse the reply head into the client's.
+fn fast_path_heads(c: &mut Criterion) {
+    use revoke_proxy::proxy::h1::head;
+    let token = token(Algorithm::HS256, 1);
+    let request = format!(
+        "GET /api/v1/users/42/orders?page=2 HTTP/1.1\r\nHost: app.internal\r\n\
+         User-Agent: bench/1.0\r\nAccept: application/json\r\n\
+         Authorization: Bearer {token}\r\nX-Request-Id: 0123456789abcdef\r\n\r\n"
+    );
+    c.bench_function("h1/request-head/check", |b| {
+        b.iter(|| matches!(head::check(request.as_bytes()), head::Check::Complete(_)))
+    });
+    let mut fields = [httparse::EMPTY_HEADER; 16];
+    let mut req = httparse::Request::new(&mut fields);
+    let _ = req.parse(request.as_bytes());
+    let headers: &[httparse::Header<'_>] = req.headers;
+    let mut out = Vec::with_capacity(1024);
+    c.bench_function("h1/request-head/write-upstream", |b| {
+        b.iter(|| {
+            out.clear();
+            let o = head::Outgoing {
+                method: "GET",
+                base_path: "",
+                path: "/api/v1/users/42/orders",
+                query: Some("page=2"),
+                headers,
+                identity: &[],
+                strip_authorization: false,
+                forwarded: &[],
+                authority: "127.0.0.1:8081",
+                client: "127.0.0.1:40000".parse().expect("address"),
+                tls: false,
+            };
+            head::write_request(&mut out, &o).is_ok()
+        })
+    });
+    let reply = b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Sun, 22 Nov 2026 19:00:00 GMT\r\n\
+        Content-Type: application/json\r\nContent-Length: 42\r\nConnection: keep-alive\r\n\r\n";
+    c.bench_function("h1/response-head/read", |b| {
+        b.iter(|| {
+            out.clear();
+            head::read_response(reply, false, &mut out).is_ok()
+        })
+    });
+}
+
+criterion_group!(benches, admission, fast_path_heads);
 criterion_main!(benches);

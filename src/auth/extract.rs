@@ -134,16 +134,26 @@ fn from_query<'a>(query: Option<&'a str>, name: &str) -> Result<Option<Cow<'a, s
     Ok(None)
 }
 
+/// Bytes of an RFC 6750 `b64token` body: `[A-Za-z0-9-._~+/]`.
+const B64TOKEN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] =
+            c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+        b += 1;
+    }
+    table
+};
+
 /// RFC 6750 `b64token`: `[A-Za-z0-9-._~+/]+ "="*`, and not absurdly long.
 fn check_syntax(token: &str) -> Result<(), AuthError> {
     if token.len() > MAX_TOKEN_LEN {
         return Err(AuthError::Malformed("token too long"));
     }
     let body = token.trim_end_matches('=');
-    let ok = !body.is_empty()
-        && body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b));
+    let ok = !body.is_empty() && body.bytes().all(|b| B64TOKEN[usize::from(b)]);
     if ok {
         Ok(())
     } else {
