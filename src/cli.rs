@@ -4,7 +4,7 @@
 
 use crate::admin::client::{self, Call, Connection, TokenOrClaims};
 use crate::app::{App, StartError};
-use crate::config::{LogFormat, Settings, EXIT_CONFIG};
+use crate::config::{Settings, EXIT_CONFIG};
 use crate::revocation::Clock;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -187,45 +187,12 @@ fn check(path: &std::path::Path) -> i32 {
     0
 }
 
-/// Installs the log subscriber for `settings.log`.
-pub fn init_logging(settings: &Settings) {
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    let filter = tracing_subscriber::EnvFilter::new(&settings.log.level);
-    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
-    let fmt = tracing_subscriber::fmt::layer().with_target(false);
-    let registry = tracing_subscriber::registry().with(filter);
-    let installed = match settings.log.format {
-        LogFormat::Json => registry.with(fmt.json().flatten_event(true)).try_init(),
-        LogFormat::Text => registry.with(fmt).try_init(),
-    };
-    if installed.is_ok() {
-        let _ = LOG_FILTER.set(handle);
-    }
-}
-
-type FilterHandle =
-    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
-
-/// The live log filter, swapped by a configuration reload.
-static LOG_FILTER: std::sync::OnceLock<FilterHandle> = std::sync::OnceLock::new();
-
-/// Changes the log level (`log.level`) of a running process.
-pub fn set_log_level(level: &str) -> Result<(), String> {
-    let Some(handle) = LOG_FILTER.get() else {
-        return Ok(());
-    };
-    handle
-        .reload(tracing_subscriber::EnvFilter::new(level))
-        .map_err(|e| e.to_string())
-}
-
 async fn run(path: &std::path::Path) -> i32 {
     let settings = match load(path) {
         Ok(s) => s,
         Err(code) => return code,
     };
-    init_logging(&settings);
+    crate::logging::init(&settings);
     serve_from(settings, Some(path.to_path_buf())).await
 }
 
@@ -265,6 +232,7 @@ pub async fn serve_from(settings: Settings, config: Option<PathBuf>) -> i32 {
         r
     });
     app.run(listener, admin, shutdown_signal()).await;
+    tracing::info!("Stopped: connections drained");
     0
 }
 

@@ -141,7 +141,7 @@ pub async fn run(mut listen: SocketAddr) -> i32 {
             return crate::config::EXIT_CONFIG;
         }
     };
-    crate::cli::init_logging(&settings);
+    crate::logging::init(&settings);
     let now = crate::revocation::clock::unix_now();
     let (alice, alice2, bob) = match (
         mint(&secret, "alice", now),

@@ -14,6 +14,7 @@ pub mod claims;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod logging;
 pub mod metrics;
 pub mod proxy;
 pub mod reload;

@@ -7,5 +7,6 @@ use clap::Parser;
 async fn main() {
     let cli = revoke_proxy::cli::Cli::parse();
     let code = revoke_proxy::cli::main(cli).await;
+    revoke_proxy::logging::flush();
     std::process::exit(code);
 }

@@ -119,7 +119,7 @@ impl Reloader {
             tracing::warn!(trigger = why, needs_restart = ?needs_restart,
                 "Configuration reloaded; these settings changed but only take effect after a restart");
         }
-        if let Err(e) = crate::cli::set_log_level(&new.log.level) {
+        if let Err(e) = crate::logging::set_level(&new.log.level) {
             tracing::warn!(error = %e, "Log level not changed");
         }
         *self.current.lock() = new;

@@ -524,6 +524,67 @@ async fn sigterm_turns_unready_stops_accepting_drains_and_exits_0() {
         started.elapsed() < Duration::from_secs(10),
         "within the grace period"
     );
+    // Logs are written by a background thread; what was logged up to the
+    // exit must still reach the file.
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.lines().last().unwrap_or("").contains("Stopped"),
+        "last line logged before exit is written: {text}"
+    );
+}
+
+#[tokio::test]
+async fn text_logs_to_a_file_are_plain_lines() {
+    let up = TestUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("proxy.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:0\nupstream: {}\njwt:\n  secret: {SECRET}\nlog:\n  format: text\n  level: info\n",
+            up.url()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("proxy.log");
+    let _proxy = Running(
+        Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&config)
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let started = wait_for_log(&log, "Proxy started");
+    let addr: SocketAddr = started
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("listen="))
+        .expect("listen= on the start line")
+        .parse()
+        .unwrap();
+    let token = hs256(&claims("alice"));
+    for i in 0..200 {
+        let path = format!("/api/{i}");
+        assert_eq!(get(addr, &path, Some(&token)).await.status, 200);
+    }
+    let last = wait_for_log(&log, "path=/api/199 ");
+    assert!(
+        last.contains("INFO Request method=GET path=/api/199 status=200 outcome=\"ok\" subject=\"alice\" duration_us="),
+        "{last}"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !text.contains('\u{1b}'),
+        "no terminal colour codes in a file"
+    );
+    let paths: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().find(|f| f.starts_with("path=")))
+        .collect();
+    let want: Vec<String> = (0..200).map(|i| format!("path=/api/{i}")).collect();
+    assert_eq!(paths, want, "one whole line per request, in order");
+    assert!(!text.contains(&token), "no token in the log");
 }
 
 #[tokio::test]

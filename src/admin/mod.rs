@@ -90,6 +90,11 @@ impl Admin {
                         r.sync_lag().as_millis() as u64,
                     ),
                     (
+                        "revoke_proxy_log_lines_dropped",
+                        "Log lines dropped because stdout could not keep up.",
+                        crate::logging::dropped_lines(),
+                    ),
+                    (
                         "revoke_proxy_store_available",
                         "1 while the revocation store is usable, else 0.",
                         u64::from(r.available()),

@@ -1,0 +1,271 @@
+//! Log output: `log.format` and `log.level` on a subscriber whose lines are
+//! written to stdout by a background thread, so a request never waits on
+//! stdout and never makes a system call to log.
+//!
+//! Formatting happens on the thread that logs; the finished line is appended
+//! to one shared buffer (a short uncontended lock, no wake-up). The writer
+//! thread swaps the buffer out every [`WRITE_INTERVAL`], or as soon as it
+//! holds [`WAKE_BYTES`], and hands it to stdout in one write. A stalled reader
+//! of stdout (a full pipe) costs the proxy nothing: past [`MAX_BYTES`]
+//! waiting, new lines are dropped and counted ([`dropped_lines`]).
+
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, OnceLock};
+use std::time::Duration;
+
+use crate::config::{LogFormat, Settings};
+
+/// Longest time a line waits in the buffer.
+pub const WRITE_INTERVAL: Duration = Duration::from_millis(20);
+/// A buffer this full wakes the writer at once.
+const WAKE_BYTES: usize = 64 * 1024;
+/// Bytes that may wait for the writer before new lines are dropped.
+pub const MAX_BYTES: usize = 8 * 1024 * 1024;
+
+/// Lines waiting for the writer thread.
+struct Sink {
+    buf: Mutex<Vec<u8>>,
+    wake: Condvar,
+    /// Held while a batch is taken and written, so batches keep their order.
+    out: Mutex<()>,
+    dropped: AtomicU64,
+}
+
+impl Sink {
+    fn new() -> Self {
+        Sink {
+            buf: Mutex::new(Vec::with_capacity(WAKE_BYTES)),
+            wake: Condvar::new(),
+            out: Mutex::new(()),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// Queues one whole line, or counts it as dropped.
+    fn push(&self, line: &[u8]) {
+        let Ok(mut buf) = self.buf.lock() else {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let before = buf.len();
+        if before + line.len() > MAX_BYTES {
+            drop(buf);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        buf.extend_from_slice(line);
+        if before < WAKE_BYTES && buf.len() >= WAKE_BYTES {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Takes what is queued (after waiting up to `wait` for it to fill) and
+    /// writes it to `out`; `spare` is the buffer swapped in.
+    fn write_batch(&self, out: &mut impl Write, spare: &mut Vec<u8>, wait: Duration) {
+        let Ok(_order) = self.out.lock() else {
+            return;
+        };
+        {
+            let Ok(mut buf) = self.buf.lock() else {
+                return;
+            };
+            if buf.len() < WAKE_BYTES && !wait.is_zero() {
+                buf = match self.wake.wait_timeout(buf, wait) {
+                    Ok((buf, _)) => buf,
+                    Err(_) => return,
+                };
+            }
+            std::mem::swap(&mut *buf, spare);
+        }
+        if !spare.is_empty() {
+            // A failed write (stdout closed) loses this batch; logging goes on.
+            let _ = out.write_all(spare).and_then(|()| out.flush());
+        }
+        spare.clear();
+        if spare.capacity() > 4 * WAKE_BYTES {
+            spare.shrink_to(WAKE_BYTES);
+        }
+    }
+}
+
+static SINK: OnceLock<Sink> = OnceLock::new();
+
+/// Lines dropped because stdout could not keep up.
+pub fn dropped_lines() -> u64 {
+    SINK.get().map_or(0, |s| s.dropped.load(Ordering::Relaxed))
+}
+
+/// Writes out every line logged so far; call before exiting.
+pub fn flush() {
+    if let Some(sink) = SINK.get() {
+        sink.write_batch(&mut std::io::stdout(), &mut Vec::new(), Duration::ZERO);
+    }
+}
+
+/// One formatted event, made by the fmt layer for each event and queued when
+/// it is dropped (written straight to stdout if there is no writer thread).
+struct Line(Vec<u8>);
+
+impl Write for Line {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for Line {
+    fn drop(&mut self) {
+        if self.0.is_empty() {
+            return;
+        }
+        match SINK.get() {
+            Some(sink) => sink.push(&self.0),
+            None => {
+                let _ = std::io::stdout().write_all(&self.0);
+            }
+        }
+    }
+}
+
+/// Starts the writer thread once.
+fn start_sink() {
+    if SINK.get().is_some() || SINK.set(Sink::new()).is_err() {
+        return;
+    }
+    let _ = std::thread::Builder::new()
+        .name("log-writer".into())
+        .spawn(|| {
+            let Some(sink) = SINK.get() else {
+                return;
+            };
+            let mut spare = Vec::with_capacity(WAKE_BYTES);
+            let mut out = std::io::stdout();
+            loop {
+                sink.write_batch(&mut out, &mut spare, WRITE_INTERVAL);
+            }
+        });
+}
+
+/// Installs the log subscriber for `settings.log`.
+pub fn init(settings: &Settings) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = tracing_subscriber::EnvFilter::new(&settings.log.level);
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    start_sink();
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_target(false)
+        .with_ansi(std::io::stdout().is_terminal())
+        .with_writer(|| Line(Vec::new()));
+    let registry = tracing_subscriber::registry().with(filter);
+    let installed = match settings.log.format {
+        LogFormat::Json => registry.with(fmt.json().flatten_event(true)).try_init(),
+        LogFormat::Text => registry.with(fmt).try_init(),
+    };
+    if installed.is_ok() {
+        let _ = LOG_FILTER.set(handle);
+    }
+}
+
+type FilterHandle =
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+
+/// The live log filter, swapped by a configuration reload.
+static LOG_FILTER: OnceLock<FilterHandle> = OnceLock::new();
+
+/// Changes the log level (`log.level`) of a running process.
+pub fn set_level(level: &str) -> Result<(), String> {
+    let Some(handle) = LOG_FILTER.get() else {
+        return Ok(());
+    };
+    handle
+        .reload(tracing_subscriber::EnvFilter::new(level))
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Collects what is written, and how many writes it took.
+    #[derive(Default)]
+    struct Recorder(Vec<u8>, usize);
+
+    impl Write for Recorder {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.extend_from_slice(buf);
+            self.1 += 1;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn queued_lines_come_out_in_order_in_one_write() {
+        let sink = Sink::new();
+        for i in 0..1000 {
+            sink.push(format!("line {i}\n").as_bytes());
+        }
+        let mut out = Recorder::default();
+        sink.write_batch(&mut out, &mut Vec::new(), Duration::ZERO);
+        let text = String::from_utf8_lossy(&out.0).into_owned();
+        let want: String = (0..1000).map(|i| format!("line {i}\n")).collect();
+        assert_eq!(text, want);
+        assert_eq!(out.1, 1, "one write for the whole backlog");
+        sink.write_batch(&mut out, &mut Vec::new(), Duration::ZERO);
+        assert_eq!(out.1, 1, "nothing left, nothing written");
+    }
+
+    #[test]
+    fn a_full_buffer_drops_and_counts_new_lines() {
+        let sink = Sink::new();
+        let line = vec![b'x'; 1023];
+        let fits = MAX_BYTES / line.len();
+        for _ in 0..fits + 10 {
+            sink.push(&line);
+        }
+        assert_eq!(sink.dropped.load(Ordering::Relaxed), 10);
+        let mut out = Recorder::default();
+        sink.write_batch(&mut out, &mut Vec::new(), Duration::ZERO);
+        assert_eq!(out.0.len(), fits * line.len());
+        sink.push(b"after\n");
+        sink.write_batch(&mut out, &mut Vec::new(), Duration::ZERO);
+        assert!(out.0.ends_with(b"after\n"), "room again once written");
+    }
+
+    #[test]
+    fn a_filling_buffer_wakes_the_writer_before_the_interval() {
+        let sink = std::sync::Arc::new(Sink::new());
+        let writer = {
+            let sink = sink.clone();
+            std::thread::spawn(move || {
+                let mut out = Recorder::default();
+                let started = std::time::Instant::now();
+                // Bounded: a spurious wake-up may end one wait early.
+                for _ in 0..100 {
+                    if out.0.len() >= WAKE_BYTES {
+                        break;
+                    }
+                    sink.write_batch(&mut out, &mut Vec::new(), Duration::from_secs(30));
+                }
+                (out.0.len(), started.elapsed())
+            })
+        };
+        let line = vec![b'y'; 1024];
+        for _ in 0..(WAKE_BYTES / line.len()) {
+            sink.push(&line);
+        }
+        let (written, waited) = writer.join().unwrap_or_default();
+        assert_eq!(written, WAKE_BYTES);
+        assert!(
+            waited < Duration::from_secs(20),
+            "woken by the fill, not by the 30 s interval"
+        );
+    }
+}
