@@ -4,6 +4,8 @@
 #   nginx       wrk → nginx proxy_pass (no auth at all) → upstream
 #   rp-hs256    wrk → revoke-proxy (HS256 + revocation check, memory store) → upstream
 #   rp-rs256    wrk → revoke-proxy (RS256, same) → upstream
+#   rp-info     HS256 as rp-hs256, at log.level info: one access line per
+#               request, written to a file
 #   rp-redis    HS256, redis store, replica mode (local copy + change feed)
 #   rp-redis-pr HS256, redis store, per_request mode (3 GETs per request)
 #   rp-memcd    HS256, memcached store (one multi-get per request)
@@ -43,7 +45,7 @@ cleanup() {
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-UP=$(free_port); NGX=$(free_port); HS=$(free_port); RS=$(free_port)
+UP=$(free_port); NGX=$(free_port); HS=$(free_port); RS=$(free_port); IN=$(free_port)
 RD=$(free_port); MC=$(free_port); RR=$(free_port); RP=$(free_port); MP=$(free_port)
 
 write_nginx() { # name port workers body
@@ -82,6 +84,7 @@ log:
 CONF
 sed -e "s/127.0.0.1:$HS/127.0.0.1:$RS/" -e "s/\[HS256\]/[RS256]/" \
     -e "s|secret: $SECRET|public_key_file: $PWD/tests/fixtures/keys/rsa.pub|" "$work/hs.yaml" > "$work/rs.yaml"
+sed -e "s/127.0.0.1:$HS/127.0.0.1:$IN/" -e "s/level: warn/level: info/" "$work/hs.yaml" > "$work/in.yaml"
 redis-server --port "$RD" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" > "$work/redis.log" 2>&1 & pids+=($!)
 MC_USER=(); [ "$(id -u)" = 0 ] && MC_USER=(-u root)
 memcached -l 127.0.0.1 -p "$MC" -U 0 "${MC_USER[@]}" > "$work/memcached.log" 2>&1 & pids+=($!)
@@ -95,7 +98,7 @@ with_store() { # port yaml-store-lines
 with_store "$RR" "    type: redis\n    url: redis://127.0.0.1:$RD\n" > "$work/rr.yaml"
 with_store "$RP" "    type: redis\n    url: redis://127.0.0.1:$RD\n    mode: per_request\n" > "$work/rp.yaml"
 with_store "$MP" "    type: memcached\n    url: memcache://127.0.0.1:$MC\n" > "$work/mp.yaml"
-for name in hs rs rr rp mp; do
+for name in hs rs in rr rp mp; do
   "$BIN" run --config "$work/$name.yaml" > "$work/$name.log" 2>&1 & pids+=($!)
 done
 
@@ -111,7 +114,7 @@ request = function()
 end
 LUA
 
-for port in "$UP" "$NGX" "$HS" "$RS" "$RR" "$RP" "$MP"; do
+for port in "$UP" "$NGX" "$HS" "$RS" "$IN" "$RR" "$RP" "$MP"; do
   for _ in $(seq 1 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
     sleep 0.05
@@ -119,7 +122,7 @@ for port in "$UP" "$NGX" "$HS" "$RS" "$RR" "$RP" "$MP"; do
 done
 # Every proxy must answer 200 before it is measured.
 tok=$(head -1 "$work/hs.tokens")
-for url in "http://127.0.0.1:$NGX/" "http://127.0.0.1:$HS/" "http://127.0.0.1:$RR/" \
+for url in "http://127.0.0.1:$NGX/" "http://127.0.0.1:$HS/" "http://127.0.0.1:$IN/" "http://127.0.0.1:$RR/" \
            "http://127.0.0.1:$RP/" "http://127.0.0.1:$MP/"; do
   code=$(python3 - "$url" "$tok" <<'PY'
 import sys, time, urllib.error, urllib.request
@@ -154,7 +157,7 @@ run() { # name url [tokens]
   p99=$(awk '$1=="99%" {print $2}' "$work/$1.wrk")
   errs=$(awk '/Non-2xx/ {print $NF}' "$work/$1.wrk")
   printf '%-12s %12s %10s %10s %s\n' "$1" "$rps" "$p50" "$p99" "${errs:+non-2xx=$errs}"
-  echo "$1 $rps" >> "$work/results"
+  echo "$1 $rps $p99" >> "$work/results"
 }
 
 echo "wrk: $THREADS thread(s), $CONNS connections, $DURATION per run, $ROUNDS rounds, $TOKENS distinct tokens"
@@ -168,6 +171,7 @@ for round in $(seq 1 "$ROUNDS"); do
   run nginx "http://127.0.0.1:$NGX/" "$work/hs.tokens"
   run rp-hs256 "http://127.0.0.1:$HS/" "$work/hs.tokens"
   run rp-rs256 "http://127.0.0.1:$RS/" "$work/rs.tokens"
+  run rp-info "http://127.0.0.1:$IN/" "$work/hs.tokens"
   run rp-redis "http://127.0.0.1:$RR/" "$work/hs.tokens"
   run rp-redis-pr "http://127.0.0.1:$RP/" "$work/hs.tokens"
   run rp-memcd "http://127.0.0.1:$MP/" "$work/hs.tokens"
@@ -175,18 +179,29 @@ done
 
 python3 - "$work/results" <<'PY'
 import statistics, sys
-runs = {}
+def ms(text):  # wrk prints 417.00us, 1.38ms, 1.02s
+    for unit, scale in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * scale
+    return float("nan")
+runs, tails = {}, {}
 for line in open(sys.argv[1]):
-    name, rps = line.split()
+    name, rps, p99 = line.split()
     runs.setdefault(name, []).append(float(rps))
+    tails.setdefault(name, []).append(ms(p99))
 r = {k: statistics.median(v) for k, v in runs.items()}
+t = {k: statistics.median(v) for k, v in tails.items()}
 print()
 for k, v in r.items():
-    print(f"median {k:<10} {v:10.0f} req/s")
+    print(f"median {k:<11} {v:10.0f} req/s   p99 {t[k]:5.2f} ms")
 print(f"rp-hs256 / direct : {r['rp-hs256'] / r['direct']:.2f}")
 print(f"rp-hs256 / nginx  : {r['rp-hs256'] / r['nginx']:.2f}   (SPEC target >= 1.0)")
 print(f"rp-rs256 / hs256  : {r['rp-rs256'] / r['rp-hs256']:.2f}   (SPEC target >= 0.9)")
+print(f"rp-info / nginx   : {r['rp-info'] / r['nginx']:.2f}   (access line per request)")
 print(f"nginx / direct    : {r['nginx'] / r['direct']:.2f}")
+print(f"p99 added over direct, rp-hs256 : {t['rp-hs256'] - t['direct']:.2f} ms   (SPEC target <= 1 ms)")
+print(f"p99 added over direct, rp-info  : {t['rp-info'] - t['direct']:.2f} ms")
+print(f"p99 added over direct, nginx    : {t['nginx'] - t['direct']:.2f} ms")
 print(f"redis replica / memory     : {r['rp-redis'] / r['rp-hs256']:.2f}   (SPEC target >= 0.95)")
 print(f"redis per_request / memory : {r['rp-redis-pr'] / r['rp-hs256']:.2f}")
 print(f"memcached / memory         : {r['rp-memcd'] / r['rp-hs256']:.2f}")
