@@ -293,30 +293,13 @@ fn admin_cli(args: &[&str], admin_token: Option<&str>) -> (i32, String, String) 
 async fn revoke_purge_and_status_commands_talk_to_the_admin_api_and_are_audited() {
     let up = TestUpstream::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("proxy.yaml");
     let admin_token = "cli-admin-token-0123456789";
-    std::fs::write(
-        &config,
-        format!(
-            "listen: 127.0.0.1:0\nupstream: {}\njwt:\n  secret: {SECRET}\nadmin:\n  listen: 127.0.0.1:0\n  token: {admin_token}\nlog:\n  format: json\n  level: info\n",
-            up.url()
-        ),
-    )
-    .unwrap();
-    let log = dir.path().join("proxy.log");
-    let _proxy = Running(
-        Command::new(BIN)
-            .args(["run", "--config"])
-            .arg(&config)
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nupstream: {}\njwt:\n  secret: {SECRET}\nadmin:\n  listen: 127.0.0.1:0\n  token: {admin_token}\nlog:\n  format: json\n  level: info\n",
+        up.url()
     );
-    let started = wait_for_log(&log, "Proxy started");
-    let v: serde_json::Value = serde_json::from_str(&started).unwrap();
-    let addr: SocketAddr = v["listen"].as_str().unwrap().parse().unwrap();
-    let admin_url = format!("http://{}", v["admin"].as_str().unwrap());
+    let (_proxy, log, addr, admin) = start_logged(dir.path(), &yaml);
+    let admin_url = format!("http://{admin}");
     let admin = admin_url.as_str();
 
     let c = claims("alice");
@@ -463,9 +446,9 @@ fn wait_for_log_all(path: &Path, needles: &[&str]) -> String {
     }
 }
 
-/// Starts the binary with `yaml` (logs as JSON lines to a file); returns the
-/// process, the log path, the proxy address and the admin address.
-fn start_logged(dir: &Path, yaml: &str) -> (Running, PathBuf, SocketAddr, SocketAddr) {
+/// Starts the binary with `yaml`, its stdout going to a log file; returns the
+/// process, the log path and the "Proxy started" line.
+fn spawn_logged(dir: &Path, yaml: &str) -> (Running, PathBuf, String) {
     let config = dir.join("proxy.yaml");
     std::fs::write(&config, yaml).unwrap();
     let log = dir.join("proxy.log");
@@ -476,10 +459,18 @@ fn start_logged(dir: &Path, yaml: &str) -> (Running, PathBuf, SocketAddr, Socket
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
+    let running = Running(child);
     let started = wait_for_log(&log, "Proxy started");
+    (running, log, started)
+}
+
+/// [`spawn_logged`] for a config that logs JSON lines; returns the process,
+/// the log path, the proxy address and the admin address.
+fn start_logged(dir: &Path, yaml: &str) -> (Running, PathBuf, SocketAddr, SocketAddr) {
+    let (running, log, started) = spawn_logged(dir, yaml);
     let v: serde_json::Value = serde_json::from_str(&started).unwrap();
     (
-        Running(child),
+        running,
         log,
         v["listen"].as_str().unwrap().parse().unwrap(),
         v["admin"].as_str().unwrap().parse().unwrap(),
@@ -537,26 +528,11 @@ async fn sigterm_turns_unready_stops_accepting_drains_and_exits_0() {
 async fn text_logs_to_a_file_are_plain_lines() {
     let up = TestUpstream::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("proxy.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen: 127.0.0.1:0\nupstream: {}\njwt:\n  secret: {SECRET}\nlog:\n  format: text\n  level: info\n",
-            up.url()
-        ),
-    )
-    .unwrap();
-    let log = dir.path().join("proxy.log");
-    let _proxy = Running(
-        Command::new(BIN)
-            .args(["run", "--config"])
-            .arg(&config)
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nupstream: {}\njwt:\n  secret: {SECRET}\nlog:\n  format: text\n  level: info\n",
+        up.url()
     );
-    let started = wait_for_log(&log, "Proxy started");
+    let (_proxy, log, started) = spawn_logged(dir.path(), &yaml);
     let addr: SocketAddr = started
         .split_whitespace()
         .find_map(|f| f.strip_prefix("listen="))

@@ -21,7 +21,7 @@ pub const POOL_IDLE: Duration = Duration::from_secs(90);
 
 /// Hop-by-hop fields (RFC 9110 §7.6.1, plus the legacy `Keep-Alive` and
 /// `Proxy-Connection`): meaningful for one connection only, never forwarded.
-const HOP_BY_HOP: [&str; 8] = [
+pub(crate) const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",
     "proxy-connection",

@@ -3,6 +3,7 @@
 //! hygiene is the same as the hyper path's (see `forward`).
 
 use super::body::Framing;
+use crate::proxy::forward::HOP_BY_HOP;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use httparse::{Header, Status};
 use std::io::Write;
@@ -11,18 +12,6 @@ use std::net::SocketAddr;
 
 /// Most header fields in one head (100, as hyper); more goes to hyper, which answers 431.
 pub const MAX_HEADERS: usize = 100;
-
-/// Hop-by-hop fields, as `forward::HOP_BY_HOP`.
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "upgrade",
-];
 
 /// Fields this proxy sets itself; client-sent copies are dropped.
 const FORWARDED: [&str; 3] = ["x-forwarded-for", "x-forwarded-host", "x-forwarded-proto"];
