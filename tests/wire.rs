@@ -1,7 +1,8 @@
 //! HTTP/1.1 on the wire through the fast path, against a scripted raw
 //! upstream: keep-alive and pipelining, every body framing, interim
 //! responses, hop-by-hop fields, a pooled connection the upstream closed,
-//! answers that leave a request body unread, and hyper taking a connection
+//! answers that leave a request body unread (the proxy's own and an upstream's
+//! early answer, with a lingering close), and hyper taking a connection
 //! over mid-way for requests the fast path does not handle.
 
 mod support;
@@ -15,8 +16,10 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// A raw upstream on 127.0.0.1:0 answering by path:
 /// `/chunked`, `/close` (body until close), `/once` (closes after answering),
-/// `/continue` (100 first), `/hop` (hop-by-hop fields), else a Content-Length
-/// body naming the connection and its request count.
+/// `/continue` (100 first), `/hop` (hop-by-hop fields), `/early` (413 to a
+/// request whose body it never reads, then closes), `/early-open` (the same,
+/// but the connection stays open, unread), else a Content-Length body naming
+/// the connection and its request count.
 struct RawUpstream {
     url: String,
     accepted: Arc<AtomicUsize>,
@@ -48,6 +51,14 @@ async fn serve_raw(mut s: TcpStream, id: usize) {
             return;
         };
         let path = head.split(' ').nth(1).unwrap_or("/").to_string();
+        if path.starts_with("/early") {
+            let _ = s
+                .write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\n\r\ntoo big!")
+                .await;
+            let hold = if path == "/early" { 100 } else { 3000 };
+            tokio::time::sleep(Duration::from_millis(hold)).await;
+            return;
+        }
         let reply: Vec<u8> = match path.as_str() {
             "/chunked" => {
                 b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\nX-Trailer: 1\r\n\r\n".to_vec()
@@ -78,6 +89,13 @@ async fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(String, V
     loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&buf[..end]).to_string();
+            if head
+                .split(' ')
+                .nth(1)
+                .is_some_and(|p| p.starts_with("/early"))
+            {
+                return Some((head, Vec::new())); // answered without the body
+            }
             let len: usize = head
                 .lines()
                 .find_map(|l| {
@@ -353,6 +371,62 @@ async fn rejected_requests_with_bodies_keep_the_connection_in_step() {
     assert_eq!(r.status, 401);
     assert_eq!(r.header("connection").as_deref(), Some("close"));
     assert!(c.closed().await);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn an_upstream_answering_before_the_body_is_sent_is_relayed_then_the_connection_closes() {
+    let (up, proxy, token) = setup().await;
+    for path in ["/early-open", "/early"] {
+        // The client holds the rest of its body back until it has an answer:
+        // only an answer relayed before the body is complete can reach it.
+        let mut c = Client::connect(&proxy).await;
+        c.send(
+            format!("POST {path} HTTP/1.1\r\nHost: app\r\nAuthorization: Bearer {token}\r\nContent-Length: 1000000\r\n\r\nfirst part")
+                .as_bytes(),
+        )
+        .await;
+        let r = c.reply(false).await;
+        assert_eq!(
+            (r.status, r.body.as_slice()),
+            (413, &b"too big!"[..]),
+            "{path}"
+        );
+        assert_eq!(r.header("connection").as_deref(), Some("close"), "{path}");
+        assert!(
+            c.closed().await,
+            "{path}: the rest of the body can never be used"
+        );
+    }
+    // The upstream connection that was cut short is not reused.
+    let before = up.accepted.load(Ordering::SeqCst);
+    let mut c = Client::connect(&proxy).await;
+    c.send(&get("/after", &token)).await;
+    let r = c.reply(false).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(up.accepted.load(Ordering::SeqCst), before + 1);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn an_early_answer_survives_a_client_that_keeps_sending() {
+    let (_up, proxy, token) = setup().await;
+    // A client that writes its whole body before reading: the proxy stops
+    // forwarding after the upstream's answer, and must drain the rest rather
+    // than close on unread input (a reset that can destroy the answer).
+    let c = Client::connect(&proxy).await;
+    let body = vec![b'z'; 512 * 1024];
+    let mut req = format!("POST /early-open HTTP/1.1\r\nHost: app\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+    req.extend_from_slice(&body);
+    let (mut rd, mut wr) = c.s.into_split();
+    let writer = tokio::spawn(async move { wr.write_all(&req).await.is_ok() });
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), rd.read_to_end(&mut got)).await;
+    assert!(matches!(read, Ok(Ok(_))), "no reset: {read:?}");
+    assert!(writer.await.unwrap(), "the whole body was taken");
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 413 "), "{text}");
+    assert!(text.ends_with("too big!"), "{text}");
     proxy.stop().await;
 }
 

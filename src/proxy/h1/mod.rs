@@ -74,9 +74,36 @@ pub async fn serve(stream: &mut TcpStream, mut lane: Lane<'_>) -> Ended {
             back: &mut back,
         };
         if !exchange(&proxy, &head, plain, &mut conn, &lane).await {
+            linger(stream).await;
             return Ended::Closed;
         }
     }
+}
+
+/// Longest a closing connection is drained of what the client still sends.
+const LINGER: Duration = Duration::from_secs(2);
+/// Most bytes drained from a closing connection.
+const LINGER_BYTES: usize = 16 * 1024 * 1024;
+
+/// Closes our side, then reads and discards what the client is still sending
+/// (a request body the answer made unnecessary) until it closes too, for at
+/// most [`LINGER`] and [`LINGER_BYTES`]. Closing a socket with unread input
+/// sends a reset, which can destroy the answer before the client reads it.
+async fn linger(stream: &mut TcpStream) {
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let mut sink = vec![0u8; READ_SIZE];
+    let mut drained = 0;
+    let _ = tokio::time::timeout(LINGER, async {
+        while drained < LINGER_BYTES {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+    })
+    .await;
 }
 
 enum Head {
@@ -308,7 +335,10 @@ async fn forward(
     let status = StatusCode::from_u16(reply.status)
         .map_err(|_| Failure::Answer(ProxyError::UpstreamFailed("invalid status code".into())))?;
     let written = proxy.after_upstream(&admitted, status).await;
-    let close = req.close || reply.framing == Framing::UntilClose;
+    // An upstream that answered before the whole body was sent leaves the rest
+    // of it unread on the client side: that connection cannot go on.
+    let cut_short = *body == BodyState::Broken;
+    let close = req.close || reply.framing == Framing::UntilClose || cut_short;
     head::end_response(conn.back, written.map(|w| w.label()), close);
     if relay(
         reply.framing,
@@ -322,7 +352,7 @@ async fn forward(
     {
         return Err(Failure::Abort("upstream_error"));
     }
-    if reply.reusable {
+    if reply.reusable && !cut_short {
         lane.pool.put(up);
     }
     Ok((reply.status, !close))
@@ -349,6 +379,86 @@ async fn send(
     }
 }
 
+/// Relays `left` request body bytes from the client to the upstream while
+/// watching the upstream: it may answer (an early 401 or 413) before it has
+/// read the whole body, and may stop reading or close. `Ok(true)` when the
+/// whole body was sent, `Ok(false)` when the upstream's answer is to be read
+/// now with the body cut short; `Err((message, false))` otherwise.
+async fn send_body(
+    up: &mut pool::Upstream,
+    conn: &mut Conn<'_>,
+    mut left: u64,
+    head_request: bool,
+) -> Result<bool, (String, bool)> {
+    enum Event {
+        Answer(std::io::Result<usize>),
+        Sent(Result<usize, Side>),
+    }
+    enum Side {
+        Client(std::io::Error),
+        Upstream,
+    }
+    let (mut rd, mut wr) = up.stream.split();
+    while left > 0 {
+        let event = {
+            let buf = &mut *conn.buf;
+            let client = &mut *conn.stream;
+            let wr = &mut wr;
+            let step = async move {
+                if buf.is_empty() {
+                    buf.reserve(READ_SIZE);
+                    match client.read_buf(buf).await {
+                        Ok(0) => {
+                            return Err(Side::Client(std::io::ErrorKind::UnexpectedEof.into()))
+                        }
+                        Ok(_) => {}
+                        Err(e) => return Err(Side::Client(e)),
+                    }
+                }
+                let now = usize::try_from(left).map_or(buf.len(), |l| l.min(buf.len()));
+                let chunk = buf.get(..now).unwrap_or_default();
+                wr.write_all(chunk).await.map_err(|_| Side::Upstream)?;
+                Ok(now)
+            };
+            tokio::select! {
+                biased;
+                r = rd.read_buf(&mut up.buf) => Event::Answer(r),
+                r = step => Event::Sent(r),
+            }
+        };
+        match event {
+            Event::Sent(Ok(now)) => {
+                conn.buf.advance(now);
+                left -= now as u64;
+            }
+            Event::Sent(Err(Side::Client(e))) => return Err((format!("request body: {e}"), false)),
+            // It may have answered and then stopped reading: read what it sent.
+            Event::Sent(Err(Side::Upstream)) => return Ok(false),
+            Event::Answer(Ok(0)) => {
+                return Err((
+                    "upstream closed the connection during the request body".into(),
+                    false,
+                ))
+            }
+            Event::Answer(Err(e)) => return Err((format!("upstream connection: {e}"), false)),
+            Event::Answer(Ok(_)) => loop {
+                conn.back.clear();
+                match head::read_response(&up.buf, head_request, conn.back) {
+                    // An interim answer (100 Continue): keep sending.
+                    Ok(Reply::Interim(n)) => up.buf.advance(n),
+                    Ok(Reply::Partial) if up.buf.len() >= MAX_HEADER_BYTES => {
+                        return Err(("response head too large".into(), false));
+                    }
+                    Ok(Reply::Partial) => break,
+                    Ok(Reply::Final(_)) => return Ok(false),
+                    Err(e) => return Err((e, false)),
+                }
+            },
+        }
+    }
+    Ok(true)
+}
+
 /// `Err((message, nothing_received))`.
 async fn send_once(
     up: &mut pool::Upstream,
@@ -361,16 +471,9 @@ async fn send_once(
     up.stream.write_all(conn.out).await.map_err(fresh)?;
     if left > 0 {
         *body = BodyState::Broken;
-        relay(
-            Framing::Length(left),
-            &mut Vec::new(),
-            conn.stream,
-            conn.buf,
-            &mut up.stream,
-        )
-        .await
-        .map_err(|e| (format!("request body: {e}"), false))?;
-        *body = BodyState::Consumed;
+        if send_body(up, conn, left, head_request).await? {
+            *body = BodyState::Consumed;
+        }
     }
     let mut interim = false;
     loop {
