@@ -147,7 +147,14 @@ fn fast_path_heads(c: &mut Criterion) {
          Authorization: Bearer {token}\r\nX-Request-Id: 0123456789abcdef\r\n\r\n"
     );
     c.bench_function("h1/request-head/check", |b| {
-        b.iter(|| matches!(head::check(request.as_bytes()), head::Check::Complete(_)))
+        b.iter(|| {
+            let mut fields = head::fields();
+            let mut req = httparse::Request::new(&mut []);
+            matches!(
+                head::check(&mut req, request.as_bytes(), &mut fields),
+                head::Check::Complete(_)
+            )
+        })
     });
     let mut fields = [httparse::EMPTY_HEADER; 16];
     let mut req = httparse::Request::new(&mut fields);

@@ -33,7 +33,7 @@ impl Fields for [httparse::Header<'_>] {
 
 /// A field value as text, under the rule of `HeaderValue::to_str`: visible
 /// ASCII, spaces and tabs only.
-fn visible_ascii(value: &[u8]) -> Option<&str> {
+pub fn visible_ascii(value: &[u8]) -> Option<&str> {
     if value
         .iter()
         .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))

@@ -57,21 +57,30 @@ pub fn strip_identity(headers: &mut HeaderMap, identity: &[HeaderName]) {
     if identity.is_empty() {
         return;
     }
-    for name in identity {
-        headers.remove(name);
-    }
-    let aliases: Vec<HeaderName> = headers
+    let spoofed: Vec<HeaderName> = headers
         .keys()
-        .filter(|k| k.as_str().contains('_'))
-        .filter(|k| {
-            let dashed = k.as_str().replace('_', "-");
-            identity.iter().any(|i| i.as_str() == dashed)
-        })
+        .filter(|k| is_identity(k.as_str(), identity))
         .cloned()
         .collect();
-    for name in aliases {
+    for name in spoofed {
         headers.remove(name);
     }
+}
+
+/// `name` is one of the identity headers, in any case, `_` standing for `-`.
+pub(crate) fn is_identity(name: &str, identity: &[HeaderName]) -> bool {
+    identity.iter().any(|i| {
+        let i = i.as_str().as_bytes();
+        i.len() == name.len()
+            && name.bytes().zip(i).all(|(a, &b)| {
+                let a = if a == b'_' {
+                    b'-'
+                } else {
+                    a.to_ascii_lowercase()
+                };
+                a == b
+            })
+    })
 }
 
 type Connector = HttpsConnector<HttpConnector>;

@@ -83,7 +83,8 @@ where
     }
 }
 
-fn take(buf: &BytesMut, left: u64) -> usize {
+/// How many of the bytes in `buf` belong to a body with `left` bytes to go.
+pub fn take(buf: &BytesMut, left: u64) -> usize {
     usize::try_from(left).map_or(buf.len(), |l| l.min(buf.len()))
 }
 

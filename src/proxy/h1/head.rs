@@ -3,7 +3,8 @@
 //! hygiene is the same as the hyper path's (see `forward`).
 
 use super::body::Framing;
-use crate::proxy::forward::HOP_BY_HOP;
+use crate::auth::extract::visible_ascii;
+use crate::proxy::forward::{is_identity, HOP_BY_HOP};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use httparse::{Header, Status};
 use std::io::Write;
@@ -40,13 +41,16 @@ pub enum Check {
     Hyper,
 }
 
-/// Looks at the bytes read so far for one request head.
-pub fn check(buf: &[u8]) -> Check {
-    let mut fields = fields();
-    let mut req = httparse::Request::new(&mut []);
-    match req.parse_with_uninit_headers(buf, &mut fields) {
+/// Parses the request head at the start of `buf` into `req` (its one parse)
+/// and says whether the fast path takes it.
+pub fn check<'h, 'b>(
+    req: &mut httparse::Request<'h, 'b>,
+    buf: &'b [u8],
+    fields: &'h mut [MaybeUninit<Header<'b>>],
+) -> Check {
+    match req.parse_with_uninit_headers(buf, fields) {
         Ok(Status::Complete(head_len)) => {
-            classify(&req, head_len).map_or(Check::Hyper, Check::Complete)
+            classify(req, head_len).map_or(Check::Hyper, Check::Complete)
         }
         Ok(Status::Partial) => Check::Partial,
         Err(_) => Check::Hyper,
@@ -137,22 +141,6 @@ fn named_in_connection(headers: &[Header<'_>], name: &str) -> bool {
         .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
 }
 
-/// An identity header in any case, `_` standing for `-`.
-fn is_identity(name: &str, identity: &[HeaderName]) -> bool {
-    identity.iter().any(|i| {
-        let i = i.as_str().as_bytes();
-        i.len() == name.len()
-            && name.bytes().zip(i).all(|(a, &b)| {
-                let a = if a == b'_' {
-                    b'-'
-                } else {
-                    a.to_ascii_lowercase()
-                };
-                a == b
-            })
-    })
-}
-
 /// What the upstream request head is built from.
 pub struct Outgoing<'a> {
     pub method: &'a str,
@@ -221,11 +209,11 @@ pub fn write_request(out: &mut Vec<u8>, o: &Outgoing<'_>) -> Result<(), BadTarge
     }
     out.extend_from_slice(b"x-forwarded-for: ");
     if let Some(prev) = forwarded_for
-        .filter(|v| v.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b)))
-        .map(<[u8]>::trim_ascii)
+        .and_then(visible_ascii)
+        .map(str::trim)
         .filter(|v| !v.is_empty())
     {
-        out.extend_from_slice(prev);
+        out.extend_from_slice(prev.as_bytes());
         out.extend_from_slice(b", ");
     }
     let _ = write!(out, "{}\r\n", o.client.ip());
@@ -412,7 +400,9 @@ mod tests {
     use super::*;
 
     fn plain(head: &str) -> Check {
-        check(head.as_bytes())
+        let mut fields = fields();
+        let mut req = httparse::Request::new(&mut []);
+        check(&mut req, head.as_bytes(), &mut fields)
     }
 
     #[test]

@@ -22,7 +22,7 @@ use body::{relay, Framing, READ_SIZE};
 use bytes::{Buf, Bytes, BytesMut};
 use head::{Check, Final, Outgoing, Plain, Reply};
 use http::{HeaderMap, HeaderValue, StatusCode};
-use httparse::{Header, Status};
+use httparse::Header;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -60,24 +60,64 @@ pub async fn serve(stream: &mut TcpStream, mut lane: Lane<'_>) -> Ended {
     let mut out = Vec::with_capacity(1024);
     let mut back = Vec::with_capacity(1024);
     loop {
-        let plain = match read_head(stream, &mut buf, &mut lane).await {
-            Head::Plain(p) => p,
-            Head::Hyper => return Ended::Hyper(buf.freeze()),
-            Head::Gone => return Ended::Closed,
-        };
-        let head = buf.split_to(plain.head_len).freeze();
-        let proxy = lane.live.load_full();
-        let mut conn = Conn {
-            stream: &mut *stream,
-            buf: &mut buf,
-            out: &mut out,
-            back: &mut back,
-        };
-        if !exchange(&proxy, &head, plain, &mut conn, &lane).await {
-            linger(stream).await;
-            return Ended::Closed;
+        // One request: its head within `client_header`, idle time included
+        // (as hyper); an idle connection also ends when shutdown begins.
+        let deadline = tokio::time::Instant::now() + lane.client_header;
+        loop {
+            if !buf.is_empty() {
+                // The bytes read so far, parsed once where they lie; what
+                // follows the head goes back into `buf`.
+                let data = buf.split();
+                let mut conn = Conn {
+                    stream: &mut *stream,
+                    buf: &mut buf,
+                    out: &mut out,
+                    back: &mut back,
+                };
+                match exchange(&data, &mut conn, &lane).await {
+                    Step::Done(true) => break,
+                    Step::Done(false) => {
+                        linger(stream).await;
+                        return Ended::Closed;
+                    }
+                    Step::Partial if data.len() < MAX_HEADER_BYTES => buf = data,
+                    // hyper answers 431 to an oversized head.
+                    Step::Partial | Step::Hyper => return Ended::Hyper(data.freeze()),
+                }
+            }
+            if !read_more(stream, &mut buf, deadline, &mut lane).await {
+                return Ended::Closed;
+            }
         }
     }
+}
+
+/// Reads more of a request head; false when the client closed, the deadline
+/// passed, or shutdown began while the connection was idle.
+async fn read_more(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    deadline: tokio::time::Instant,
+    lane: &mut Lane<'_>,
+) -> bool {
+    buf.reserve(READ_SIZE);
+    let idle = buf.is_empty();
+    let read = tokio::select! {
+        biased;
+        r = tokio::time::timeout_at(deadline, stream.read_buf(buf)) => r,
+        _ = lane.stop.wait_for(|s| *s), if idle => return false,
+    };
+    matches!(read, Ok(Ok(n)) if n > 0)
+}
+
+/// What became of the bytes handed to [`exchange`].
+enum Step {
+    /// A request was answered; whether the connection stays open.
+    Done(bool),
+    /// Not a whole head yet.
+    Partial,
+    /// Not for the fast path; nothing was consumed.
+    Hyper,
 }
 
 /// Longest a closing connection is drained of what the client still sends.
@@ -104,39 +144,6 @@ async fn linger(stream: &mut TcpStream) {
         }
     })
     .await;
-}
-
-enum Head {
-    Plain(Plain),
-    Hyper,
-    Gone,
-}
-
-/// Reads one request head within `client_header` (idle time included, as
-/// hyper); an idle connection also ends when shutdown begins.
-async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut, lane: &mut Lane<'_>) -> Head {
-    let deadline = tokio::time::Instant::now() + lane.client_header;
-    loop {
-        if !buf.is_empty() {
-            match head::check(buf) {
-                Check::Complete(p) => return Head::Plain(p),
-                Check::Hyper => return Head::Hyper,
-                // hyper answers 431.
-                Check::Partial if buf.len() >= MAX_HEADER_BYTES => return Head::Hyper,
-                Check::Partial => {}
-            }
-        }
-        buf.reserve(READ_SIZE);
-        let idle = buf.is_empty();
-        let read = tokio::select! {
-            biased;
-            r = tokio::time::timeout_at(deadline, stream.read_buf(buf)) => r,
-            _ = lane.stop.wait_for(|s| *s), if idle => return Head::Gone,
-        };
-        if !matches!(read, Ok(Ok(n)) if n > 0) {
-            return Head::Gone;
-        }
-    }
 }
 
 /// One client connection's stream and buffers.
@@ -184,22 +191,20 @@ struct Request<'h> {
     close: bool,
 }
 
-/// One request on the fast path; returns whether the connection stays open.
-async fn exchange(
-    proxy: &Proxy,
-    head: &[u8],
-    plain: Plain,
-    conn: &mut Conn<'_>,
-    lane: &Lane<'_>,
-) -> bool {
+/// One request on the fast path, from `data`, the bytes read so far (which
+/// are not in `conn.buf`).
+async fn exchange(data: &[u8], conn: &mut Conn<'_>, lane: &Lane<'_>) -> Step {
     let mut fields = head::fields();
     let mut parsed = httparse::Request::new(&mut []);
-    if !matches!(
-        parsed.parse_with_uninit_headers(head, &mut fields),
-        Ok(Status::Complete(_))
-    ) {
-        return false; // checked before: cannot happen
-    }
+    let plain = match head::check(&mut parsed, data, &mut fields) {
+        Check::Complete(p) => p,
+        Check::Partial => return Step::Partial,
+        Check::Hyper => return Step::Hyper,
+    };
+    // A body or the next request that came with the head.
+    conn.buf
+        .extend_from_slice(data.get(plain.head_len..).unwrap_or_default());
+    let proxy = &*lane.live.load_full();
     let method = parsed.method.unwrap_or_default();
     let target = parsed.path.unwrap_or_default();
     let (path, query) = match target.split_once('?') {
@@ -224,7 +229,7 @@ async fn exchange(
     match forward(proxy, &req, conn, lane, access.as_mut(), &mut body).await {
         Ok((status, keep)) => {
             proxy.record(access, status, "ok");
-            keep
+            Step::Done(keep)
         }
         Err(Failure::Answer(e)) => {
             let outcome = proxy.failed(&e);
@@ -242,11 +247,11 @@ async fn exchange(
             );
             let written = conn.stream.write_all(conn.back).await.is_ok();
             proxy.record(access, status, outcome);
-            written && keep
+            Step::Done(written && keep)
         }
         Err(Failure::Abort(outcome)) => {
             proxy.metrics.outcome(outcome);
-            false
+            Step::Done(false)
         }
     }
 }
@@ -415,7 +420,7 @@ async fn send_body(
                         Err(e) => return Err(Side::Client(e)),
                     }
                 }
-                let now = usize::try_from(left).map_or(buf.len(), |l| l.min(buf.len()));
+                let now = body::take(buf, left);
                 let chunk = buf.get(..now).unwrap_or_default();
                 wr.write_all(chunk).await.map_err(|_| Side::Upstream)?;
                 Ok(now)
