@@ -161,21 +161,31 @@ fn fast_path_heads(c: &mut Criterion) {
     let _ = req.parse(request.as_bytes());
     let headers: &[httparse::Header<'_>] = req.headers;
     let mut out = Vec::with_capacity(1024);
+    let policy =
+        revoke_proxy::proxy::hygiene::Policy::new(&revoke_proxy::config::ForwardSettings {
+            claims_to_headers: vec![("sub".into(), "X-Auth-Subject".into())],
+            authorization: revoke_proxy::config::AuthorizationForward::Keep,
+            host: revoke_proxy::config::HostMode::Preserve,
+            trusted_proxies: Vec::new(),
+        });
+    let peer: std::net::IpAddr = "127.0.0.1".parse().expect("address");
     c.bench_function("h1/request-head/write-upstream", |b| {
         b.iter(|| {
             out.clear();
+            let Ok(mut view) = policy.view(headers, None, peer, false) else {
+                return false;
+            };
+            policy.verified(&mut view);
             let o = head::Outgoing {
                 method: "GET",
                 base_path: "",
                 path: "/api/v1/users/42/orders",
                 query: Some("page=2"),
                 headers,
-                identity: &[],
-                strip_authorization: false,
-                forwarded: &[],
+                policy: &policy,
+                view: &view,
+                claims: &[],
                 authority: "127.0.0.1:8081",
-                client: "127.0.0.1:40000".parse().expect("address"),
-                tls: false,
             };
             head::write_request(&mut out, &o).is_ok()
         })
@@ -185,7 +195,7 @@ fn fast_path_heads(c: &mut Criterion) {
     c.bench_function("h1/response-head/read", |b| {
         b.iter(|| {
             out.clear();
-            head::read_response(reply, false, &mut out).is_ok()
+            head::read_response(reply, false, &policy, &mut out).is_ok()
         })
     });
 }

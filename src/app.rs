@@ -62,7 +62,7 @@ impl App {
         let metrics = Arc::new(Metrics::default());
         let proxy = Arc::new(
             Proxy::new(&settings, verifier, revocations.clone(), metrics.clone())
-                .map_err(|p| ConfigError(vec![p]))?,
+                .map_err(ConfigError)?,
         );
         let live: crate::server::LiveProxy = Arc::new(arc_swap::ArcSwap::new(proxy.clone()));
         let hits_from = live.clone();

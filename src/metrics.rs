@@ -4,15 +4,38 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Request outcomes, in the order they are rendered.
-pub const OUTCOMES: [&str; 6] = [
-    "ok",
-    "missing",
-    "invalid",
-    "revoked",
-    "store_unavailable",
-    "upstream_error",
-];
+/// How a request ended, for metrics and access lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Missing,
+    Invalid,
+    Revoked,
+    StoreUnavailable,
+    UpstreamError,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 6] = [
+        Outcome::Ok,
+        Outcome::Missing,
+        Outcome::Invalid,
+        Outcome::Revoked,
+        Outcome::StoreUnavailable,
+        Outcome::UpstreamError,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Missing => "missing",
+            Outcome::Invalid => "invalid",
+            Outcome::Revoked => "revoked",
+            Outcome::StoreUnavailable => "store_unavailable",
+            Outcome::UpstreamError => "upstream_error",
+        }
+    }
+}
 
 /// Upper bounds of the latency histogram buckets, in seconds.
 pub const BUCKETS: [f64; 14] = [
@@ -71,11 +94,9 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn outcome(&self, label: &str) {
-        if let Some(i) = OUTCOMES.iter().position(|o| *o == label) {
-            if let Some(c) = self.outcomes.get(i) {
-                c.fetch_add(1, Ordering::Relaxed);
-            }
+    pub fn outcome(&self, outcome: Outcome) {
+        if let Some(c) = self.outcomes.get(outcome as usize) {
+            c.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -91,11 +112,9 @@ impl Metrics {
         }
     }
 
-    pub fn count(&self, label: &str) -> u64 {
-        OUTCOMES
-            .iter()
-            .position(|o| *o == label)
-            .and_then(|i| self.outcomes.get(i))
+    pub fn count(&self, outcome: Outcome) -> u64 {
+        self.outcomes
+            .get(outcome as usize)
             .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
@@ -103,10 +122,11 @@ impl Metrics {
     pub fn render(&self, gauges: &[(&str, &str, u64)]) -> String {
         let mut out = String::new();
         out.push_str("# HELP revoke_proxy_requests_total Requests by outcome.\n# TYPE revoke_proxy_requests_total counter\n");
-        for (label, c) in OUTCOMES.iter().zip(&self.outcomes) {
+        for (o, c) in Outcome::ALL.iter().zip(&self.outcomes) {
             let _ = writeln!(
                 out,
-                "revoke_proxy_requests_total{{outcome=\"{label}\"}} {}",
+                "revoke_proxy_requests_total{{outcome=\"{}\"}} {}",
+                o.label(),
                 c.load(Ordering::Relaxed)
             );
         }

@@ -106,9 +106,10 @@ impl Reloader {
             old_proxy.metrics.clone(),
         ) {
             Ok(p) => p,
-            Err(p) => {
-                tracing::error!(trigger = why, problem = %p, "New configuration refused");
-                return Outcome::Refused(vec![p.to_string()]);
+            Err(problems) => {
+                let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                tracing::error!(trigger = why, problems = ?problems, "New configuration refused");
+                return Outcome::Refused(problems);
             }
         };
         self.live.store(Arc::new(proxy));

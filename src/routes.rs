@@ -188,6 +188,8 @@ pub struct Rule {
     pub action: Option<Action>,
     pub apply_on: Vec<StatusMatch>,
     pub respond: Option<u16>,
+    /// Upgrade protocols tunnelled on this route (lower case).
+    pub upgrades: Vec<String>,
     /// Index in `routes`, for logs.
     pub index: Option<usize>,
 }
@@ -216,6 +218,7 @@ impl RouteTable {
                     action: r.action,
                     apply_on: r.apply_on.clone(),
                     respond: r.respond,
+                    upgrades: r.upgrades.clone(),
                     index: Some(i),
                 },
             })
@@ -227,6 +230,10 @@ impl RouteTable {
                 action: None,
                 apply_on: Vec::new(),
                 respond: None,
+                upgrades: crate::config::DEFAULT_UPGRADES
+                    .iter()
+                    .map(|u| u.to_string())
+                    .collect(),
                 index: None,
             },
         }
@@ -304,6 +311,7 @@ mod tests {
                 action,
                 apply_on: vec![StatusMatch::Class(2)],
                 respond: None,
+                upgrades: Vec::new(),
             }
         };
         RouteTable::new(&[

@@ -147,16 +147,17 @@ async fn a_websocket_lives_only_as_long_as_its_token() {
     let _ = carol_ws.next().await; // hello
     echo(&mut carol_ws, "still here").await;
 
-    // A token reaching exp closes its socket.
+    // A token reaching exp + leeway (5 s in BASIC, as for admission) closes
+    // its socket: one past exp by 3 s is still admitted, and lives 2 s more.
     let mut c = claims("dave");
-    c["exp"] = serde_json::json!(now() + 2);
+    c["exp"] = serde_json::json!(now() - 3);
     let short = hs256(&c);
     let mut ws = connect(proxy.addr, Some(&short)).await.unwrap();
     let started = Instant::now();
     closed_within(&mut ws, Duration::from_secs(4)).await;
     assert!(
         started.elapsed() >= Duration::from_millis(900),
-        "not before exp"
+        "not before exp + leeway"
     );
     proxy.stop().await;
 }

@@ -59,7 +59,23 @@ async fn serve_raw(mut s: TcpStream, id: usize) {
             tokio::time::sleep(Duration::from_millis(hold)).await;
             return;
         }
+        if path == "/head-body" {
+            // Declares a body for HEAD, then (wrongly) sends one, late.
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 84\r\n\r\n")
+                .await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            // 84 bytes that read as a whole response of their own.
+            let stray = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: 45\r\n\r\n{:45}",
+                "STRAY"
+            );
+            assert_eq!(stray.len(), 84);
+            let _ = s.write_all(stray.as_bytes()).await;
+            continue;
+        }
         let reply: Vec<u8> = match path.as_str() {
+            "/extra" => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nSTRAY".to_vec(),
             "/chunked" => {
                 b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\nX-Trailer: 1\r\n\r\n".to_vec()
             }
@@ -341,7 +357,44 @@ async fn head_responses_carry_no_body_and_the_connection_goes_on() {
     c.send(&get("/y", &token)).await;
     let r = c.reply(false).await;
     assert_eq!(r.status, 200);
-    assert!(String::from_utf8(r.body).unwrap().ends_with("n=2"));
+    // The HEAD answer declared a body: that upstream connection was not
+    // reused (bytes after it could be taken for the next answer).
+    assert!(String::from_utf8(r.body).unwrap().ends_with("n=1"));
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn stray_upstream_bytes_never_reach_the_next_client() {
+    let (_up, proxy, token) = setup().await;
+    // `/head-body` wrongly writes its body after a HEAD answer, late;
+    // `/extra` writes a second, unasked-for response after its own.
+    for (method, path) in [("HEAD", "/head-body"), ("GET", "/extra")] {
+        for round in 0..5 {
+            let mut a = Client::connect(&proxy).await;
+            a.send(
+                format!("{method} {path} HTTP/1.1\r\nHost: app\r\nAuthorization: Bearer {token}\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await;
+            let r = a.reply(method == "HEAD").await;
+            assert_eq!(r.status, 200, "{path}");
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            // Another client on any worker gets its own answer.
+            for other in 0..4 {
+                let mut b = Client::connect(&proxy).await;
+                b.send(&get(&format!("/mine-{round}-{other}"), &token))
+                    .await;
+                let r = b.reply(false).await;
+                let body = String::from_utf8(r.body).unwrap();
+                assert_eq!(r.status, 200, "{path}: {body}");
+                assert!(
+                    body.starts_with("conn="),
+                    "{path}: got someone else's answer: {body}"
+                );
+                assert!(!body.contains("STRAY"), "{path}: {body}");
+            }
+        }
+    }
     proxy.stop().await;
 }
 

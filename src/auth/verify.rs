@@ -96,10 +96,7 @@ impl Verifier {
                     .into(),
             );
         }
-        let hmac = jwt
-            .secret
-            .as_ref()
-            .map(|s| DecodingKey::from_secret(s.0.as_bytes()));
+        let hmac = jwt.secret.as_ref().map(|s| DecodingKey::from_secret(&s.0));
         let mut keys = Keys {
             hmac,
             rsa: None,
@@ -188,6 +185,11 @@ impl Verifier {
         self.check_time(&v, now)?;
         self.cache.insert(token, v.clone(), now);
         Ok(v)
+    }
+
+    /// `jwt.leeway` in seconds.
+    pub fn leeway(&self) -> i64 {
+        self.leeway
     }
 
     /// Signing keys are available (always, unless a JWKS is still loading).

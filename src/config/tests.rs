@@ -1,6 +1,8 @@
 //! Unit tests for reading and validating the configuration.
 
 use super::*;
+use jsonwebtoken::Algorithm;
+use std::path::Path;
 
 fn env(name: &str) -> Option<String> {
     match name {
@@ -96,7 +98,29 @@ fn public_key_algorithms_need_a_key_and_hmac_a_secret() {
     let p = problems("upstream: http://a:1\njwt:\n  algorithms: [HS256]\n");
     assert!(p.iter().any(|x| x.contains("need secret")), "{p:?}");
     let p = problems("upstream: http://a:1\njwt:\n  secret: x\n  secret_file: y\n");
-    assert!(p.iter().any(|x| x.contains("not both")), "{p:?}");
+    assert!(p.iter().any(|x| x.contains("give one of")), "{p:?}");
+}
+
+#[test]
+fn hmac_secrets_must_be_as_long_as_the_hash_and_may_be_binary() {
+    let p = problems("upstream: http://a:1\njwt:\n  secret: short\n");
+    assert!(p.iter().any(|x| x.contains("needs at least 32")), "{p:?}");
+    let p = problems(&format!(
+        "upstream: http://a:1\njwt:\n  algorithms: [HS512]\n  secret: {}\n",
+        "x".repeat(40)
+    ));
+    assert!(
+        p.iter().any(|x| x.contains("HS512 needs at least 64")),
+        "{p:?}"
+    );
+    // 32 random bytes, base64: accepted, and decoded.
+    let s = parse(
+        "upstream: http://a:1\njwt:\n  secret_base64: \"3q2+7wABAgP/7u3s6+rp6Ofm5eTj4uHg397d3Nva2dg=\"\n",
+    )
+    .unwrap();
+    assert_eq!(s.jwt.secret.unwrap().0.len(), 32);
+    let p = problems("upstream: http://a:1\njwt:\n  secret_base64: \"not base64!\"\n");
+    assert!(p.iter().any(|x| x.contains("jwt.secret_base64")), "{p:?}");
 }
 
 #[test]

@@ -8,24 +8,18 @@ use super::Proxy;
 use crate::auth::extract::Fields;
 use crate::auth::{extract, AuthError, Verified};
 use crate::revocation::Verdict;
-use http::Request;
-use hyper::body::Incoming;
 use std::sync::Arc;
 
 impl Proxy {
-    /// Admits a request carrying a valid, unrevoked token; rejects the rest.
-    pub async fn admit(&self, req: &Request<Incoming>) -> Result<Arc<Verified>, ProxyError> {
-        self.admit_parts(req.headers(), req.uri().query()).await
-    }
-
-    /// [`Proxy::admit`] on plain values, for benchmarks and tests.
+    /// Admits a request carrying one valid, unrevoked token; rejects the rest.
     pub async fn admit_parts<F: Fields + ?Sized>(
         &self,
         headers: &F,
         query: Option<&str>,
     ) -> Result<Arc<Verified>, ProxyError> {
         let started = std::time::Instant::now();
-        let token = extract(headers, query, &self.token_from)?.ok_or(AuthError::Missing)?;
+        let found = extract(headers, query, &self.token_from)?.ok_or(AuthError::Missing)?;
+        let token = found.token;
         let now = self.revocations.clock().now();
         if !self.verifier.keys_ready() {
             return Err(ProxyError::KeysUnavailable);

@@ -2,6 +2,7 @@
 //! table that turns each into a response (SPEC §5).
 
 use crate::auth::AuthError;
+use crate::metrics::Outcome;
 use crate::revocation::Reason;
 use crate::routes::PathError;
 use bytes::Bytes;
@@ -25,6 +26,9 @@ pub enum ProxyError {
     KeysUnavailable,
     #[error("bad request path: {0}")]
     BadPath(#[from] PathError),
+    /// A request the proxy cannot read one way only (two `Host`s…): 400.
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
     #[error("upstream failed: {0}")]
     UpstreamFailed(String),
     #[error("upstream timed out")]
@@ -32,14 +36,16 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
-    /// The outcome label used in access logs and metrics.
-    pub fn outcome(&self) -> &'static str {
+    /// The outcome used in access logs and metrics.
+    pub fn outcome(&self) -> Outcome {
         match self {
-            ProxyError::Auth(AuthError::Missing) => "missing",
-            ProxyError::Auth(_) | ProxyError::BadPath(_) => "invalid",
-            ProxyError::Revoked(_) => "revoked",
-            ProxyError::StoreUnavailable | ProxyError::KeysUnavailable => "store_unavailable",
-            ProxyError::UpstreamFailed(_) | ProxyError::UpstreamTimeout => "upstream_error",
+            ProxyError::Auth(AuthError::Missing) => Outcome::Missing,
+            ProxyError::Auth(_) | ProxyError::BadPath(_) | ProxyError::BadRequest(_) => {
+                Outcome::Invalid
+            }
+            ProxyError::Revoked(_) => Outcome::Revoked,
+            ProxyError::StoreUnavailable | ProxyError::KeysUnavailable => Outcome::StoreUnavailable,
+            ProxyError::UpstreamFailed(_) | ProxyError::UpstreamTimeout => Outcome::UpstreamError,
         }
     }
 
@@ -49,9 +55,9 @@ impl ProxyError {
             | ProxyError::Auth(AuthError::Invalid(_))
             | ProxyError::Auth(AuthError::UnknownKey)
             | ProxyError::Revoked(_) => StatusCode::UNAUTHORIZED,
-            ProxyError::Auth(AuthError::Malformed(_)) | ProxyError::BadPath(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            ProxyError::Auth(AuthError::Malformed(_))
+            | ProxyError::BadPath(_)
+            | ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::StoreUnavailable | ProxyError::KeysUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -88,6 +94,7 @@ impl ProxyError {
                 Some("revocation store unavailable"),
             ),
             ProxyError::BadPath(_) => ("invalid_request", Some("invalid request path")),
+            ProxyError::BadRequest(d) => ("invalid_request", Some(d)),
             ProxyError::UpstreamFailed(_) => ("bad_gateway", Some("upstream unavailable")),
             ProxyError::UpstreamTimeout => ("gateway_timeout", Some("upstream timed out")),
         };
@@ -168,6 +175,7 @@ mod tests {
         );
         check(ProxyError::StoreUnavailable, 503, None);
         check(ProxyError::BadPath(PathError::EncodedSlash), 400, None);
+        check(ProxyError::BadRequest("ambiguous Host"), 400, None);
         check(ProxyError::UpstreamFailed("refused".into()), 502, None);
         check(ProxyError::UpstreamTimeout, 504, None);
         let missing = ProxyError::Auth(AuthError::Missing).to_response("r");

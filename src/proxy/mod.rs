@@ -6,20 +6,23 @@ pub mod admit;
 pub mod error;
 pub mod forward;
 pub mod h1;
+pub mod hygiene;
 pub mod upgrade;
 
 use crate::auth::extract::Fields;
 use crate::auth::{Verified, Verifier};
-use crate::config::{Action, AuthorizationForward, Settings, TokenSource};
+use crate::config::{Action, Settings, TokenSource};
 use crate::metrics::Metrics;
+pub use crate::metrics::Outcome;
 use crate::revocation::{Revocations, WriteStatus};
 use crate::routes::{normalize, NormalizedPath, RouteTable, Rule};
 use bytes::Bytes;
 use error::ProxyError;
 use forward::Upstream;
-use http::header::AUTHORIZATION;
+use http::header::{TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
+use hygiene::{Field, Policy};
 use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -47,6 +50,9 @@ pub(crate) struct Admitted<'p> {
     pub rule: &'p Rule,
     /// The verified token, for routes that require one.
     pub verified: Option<Arc<Verified>>,
+    /// The proxy's clock when the request arrived: a purge's cutoff, so a
+    /// token the app mints while answering it is never caught by it.
+    pub arrived: i64,
 }
 
 pub struct Proxy {
@@ -56,8 +62,8 @@ pub struct Proxy {
     pub metrics: Arc<Metrics>,
     upstream: Upstream,
     token_from: Vec<TokenSource>,
-    identity_headers: Vec<HeaderName>,
-    strip_authorization: bool,
+    /// The one header policy of both request paths.
+    pub policy: Policy,
     realm: String,
     /// `revocation.on_store_failure: allow`.
     allow_on_store_failure: bool,
@@ -69,17 +75,20 @@ impl Proxy {
         verifier: Verifier,
         revocations: Arc<Revocations>,
         metrics: Arc<Metrics>,
-    ) -> Result<Proxy, crate::config::Problem> {
+    ) -> Result<Proxy, Vec<crate::config::Problem>> {
+        let mut problems = hygiene::check(&settings.forward);
         let upstream = Upstream::new(settings).map_err(|message| crate::config::Problem {
             path: "upstream".into(),
             message,
-        })?;
-        let identity_headers = settings
-            .forward
-            .claims_to_headers
-            .iter()
-            .filter_map(|(_, h)| HeaderName::from_bytes(h.as_bytes()).ok())
-            .collect();
+        });
+        let upstream = match upstream {
+            Ok(u) if problems.is_empty() => u,
+            Ok(_) => return Err(problems),
+            Err(p) => {
+                problems.push(p);
+                return Err(problems);
+            }
+        };
         Ok(Proxy {
             verifier,
             routes: RouteTable::new(&settings.routes),
@@ -87,8 +96,7 @@ impl Proxy {
             metrics,
             upstream,
             token_from: settings.jwt.token_from.clone(),
-            identity_headers,
-            strip_authorization: settings.forward.authorization == AuthorizationForward::Strip,
+            policy: Policy::new(&settings.forward),
             realm: settings.jwt.realm.clone(),
             allow_on_store_failure: settings.revocation.on_store_failure
                 == crate::config::OnStoreFailure::Allow,
@@ -113,7 +121,7 @@ impl Proxy {
             .handle_inner(req, client, tls, upstream, access.as_mut())
             .await;
         let (resp, outcome) = match result {
-            Ok(resp) => (resp, "ok"),
+            Ok(resp) => (resp, Outcome::Ok),
             Err(e) => {
                 let outcome = self.failed(&e);
                 (e.to_response(&self.realm).map(Either::Right), outcome)
@@ -141,22 +149,10 @@ impl Proxy {
             )
             .await?;
         let verified = &admitted.verified;
-
-        let wants_upgrade =
-            upgrade::requested(req.headers()).filter(|_| req.version() == http::Version::HTTP_11);
-        let headers = req.headers_mut();
-        forward::strip_hop_by_hop(headers);
-        if let Some(protocol) = &wants_upgrade {
-            upgrade::restore(headers, protocol.clone());
-        }
-        forward::strip_identity(headers, &self.identity_headers);
-        if let Some(v) = verified {
-            for (name, value) in &v.forwarded {
-                headers.insert(name.clone(), value.clone());
-            }
-            if self.strip_authorization {
-                headers.remove(AUTHORIZATION);
-            }
+        let protocol = upgrade::allowed(admitted.rule, req.headers(), req.version());
+        self.rewrite_request(&mut req, client, tls, verified.as_deref(), upstream)?;
+        if let Some(p) = &protocol {
+            upgrade::restore(req.headers_mut(), p.clone());
         }
 
         if let Some((status, written)) = self.respond_locally(&admitted).await {
@@ -167,31 +163,103 @@ impl Proxy {
             return Ok(resp);
         }
 
-        let client_upgrade = wants_upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+        let client_upgrade = protocol.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let sent = Instant::now();
-        let resp = upstream.send(req, &admitted.path.strict, client, tls).await;
+        let resp = upstream.send(req, &admitted.path.strict).await;
         self.metrics.upstream_latency.observe(sent.elapsed());
         let mut resp = resp?;
-        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-            let Some(client_upgrade) = client_upgrade else {
+        let switched = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+        let switched_to = resp.headers().get(UPGRADE).cloned();
+        self.rewrite_response(resp.headers_mut());
+        if switched {
+            let (Some(client_upgrade), Some(to)) = (client_upgrade, switched_to) else {
                 return Err(ProxyError::UpstreamFailed(
                     "upstream switched protocols without being asked".into(),
                 ));
             };
+            upgrade::restore(resp.headers_mut(), to);
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
             upgrade::tunnel(
                 client_upgrade,
                 upstream_upgrade,
                 self.revocations.clone(),
                 verified.clone(),
+                self.verifier.leeway(),
+                self.allow_on_store_failure,
             );
-            return Ok(resp);
+            return Ok(resp.map(Either::Left));
         }
+        let mut resp = resp.map(Either::Left);
         if let Some(written) = self.after_upstream(&admitted, resp.status()).await {
             resp.headers_mut()
                 .insert(REVOCATION_STATUS, HeaderValue::from_static(written.label()));
         }
         Ok(resp)
+    }
+
+    /// The request's fields as the header policy has them: dropped, kept,
+    /// and the proxy's own added.
+    fn rewrite_request(
+        &self,
+        req: &mut Request<Incoming>,
+        client: SocketAddr,
+        tls: bool,
+        verified: Option<&Verified>,
+        upstream: &Upstream,
+    ) -> Result<(), ProxyError> {
+        let (drop, added) = {
+            let authority = req.uri().authority().map(|a| a.as_str().as_bytes());
+            let mut view = self
+                .policy
+                .view(req.headers(), authority, client.ip(), tls)
+                .map_err(|_| ProxyError::BadRequest("ambiguous Host"))?;
+            if verified.is_some() {
+                self.policy.verified(&mut view);
+            }
+            let drop: Vec<HeaderName> = req
+                .headers()
+                .keys()
+                .filter(|k| match self.policy.request_field(&view, k.as_str()) {
+                    Field::Keep => false,
+                    Field::Drop => true,
+                    // hyper frames the upstream body itself.
+                    Field::Framing => *k == TRANSFER_ENCODING,
+                })
+                .cloned()
+                .collect();
+            let mut added = Vec::with_capacity(8);
+            let claims = verified.map_or(&[][..], |v| &v.forwarded);
+            self.policy
+                .added_fields(&view, claims, upstream.authority(), |name, value| {
+                    if let Ok(v) = HeaderValue::from_bytes(value) {
+                        added.push((name.to_header_name(), v));
+                    }
+                });
+            (drop, added)
+        };
+        let h = req.headers_mut();
+        for name in drop {
+            h.remove(name);
+        }
+        for (name, value) in added {
+            h.append(name, value);
+        }
+        Ok(())
+    }
+
+    /// Drops the upstream response fields the header policy refuses.
+    fn rewrite_response(&self, headers: &mut http::HeaderMap) {
+        let drop: Vec<HeaderName> = {
+            let connection = self.policy.response_connection(&*headers);
+            headers
+                .keys()
+                .filter(|k| self.policy.response_field(&connection, k.as_str()) == Field::Drop)
+                .cloned()
+                .collect()
+        };
+        for name in drop {
+            headers.remove(name);
+        }
     }
 
     /// An access line for a request, when access lines are on.
@@ -214,6 +282,7 @@ impl Proxy {
         query: Option<&str>,
         mut access: Option<&mut AccessLine>,
     ) -> Result<Admitted<'_>, ProxyError> {
+        let arrived = self.revocations.clock().now();
         let path = normalize(raw_path)?;
         if let Some(a) = access.as_deref_mut() {
             a.path.clone_from(&path.strict);
@@ -232,6 +301,7 @@ impl Proxy {
             path,
             rule,
             verified,
+            arrived,
         })
     }
 
@@ -244,7 +314,7 @@ impl Proxy {
         else {
             return None;
         };
-        let written = self.apply(action, v).await;
+        let written = self.apply(action, v, a.arrived).await;
         Some((
             StatusCode::from_u16(code).unwrap_or(StatusCode::NO_CONTENT),
             written,
@@ -263,11 +333,11 @@ impl Proxy {
         if !applies(a.rule, status) {
             return None;
         }
-        Some(self.apply(action, v).await)
+        Some(self.apply(action, v, a.arrived).await)
     }
 
     /// The outcome label of a failed request; upstream failures are logged here, once.
-    pub(crate) fn failed(&self, e: &ProxyError) -> &'static str {
+    pub(crate) fn failed(&self, e: &ProxyError) -> Outcome {
         if matches!(
             e,
             ProxyError::UpstreamFailed(_) | ProxyError::UpstreamTimeout
@@ -278,7 +348,7 @@ impl Proxy {
     }
 
     /// Counts the outcome and writes the access line, if any.
-    pub(crate) fn record(&self, access: Option<AccessLine>, status: u16, outcome: &'static str) {
+    pub(crate) fn record(&self, access: Option<AccessLine>, status: u16, outcome: Outcome) {
         self.metrics.outcome(outcome);
         if let Some(a) = access {
             tracing::info!(
@@ -286,7 +356,7 @@ impl Proxy {
                 method = %a.method,
                 path = %a.path,
                 status,
-                outcome,
+                outcome = outcome.label(),
                 subject = a.subject.as_deref().unwrap_or("-"),
                 duration_us = a.started.elapsed().as_micros() as u64,
                 "Request"
@@ -294,8 +364,9 @@ impl Proxy {
         }
     }
 
-    /// Carries out a route's action for the presented token.
-    async fn apply(&self, action: Action, v: &Verified) -> WriteStatus {
+    /// Carries out a route's action for the presented token; a purge's
+    /// cutoff is `arrived`, the second the request came in.
+    async fn apply(&self, action: Action, v: &Verified, arrived: i64) -> WriteStatus {
         let r = &self.revocations;
         let token = r
             .revoke_token(v.subject.clone(), v.token_id.clone(), v.exp, None)
@@ -303,14 +374,20 @@ impl Proxy {
         self.metrics.revocation("token");
         let status = if action == Action::Purge {
             self.metrics.revocation("subject");
-            match r.purge_subject(v.subject.clone(), None).await {
+            match r.purge_subject_at(v.subject.clone(), arrived, None).await {
                 WriteStatus::Stored => token,
                 WriteStatus::Pending => WriteStatus::Pending,
             }
         } else {
             token
         };
-        tracing::info!(action = ?action, subject = v.subject.as_text(), status = status.label(), "Revocation applied");
+        tracing::info!(
+            action = action.label(),
+            subject = v.subject.as_text(),
+            token_id = v.token_id.as_text(),
+            status = status.label(),
+            "Revocation applied"
+        );
         status
     }
 }

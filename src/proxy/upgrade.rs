@@ -1,10 +1,16 @@
 //! HTTP/1.1 upgrades (WebSocket and the like): the handshake is admitted like
-//! any request, then both sides are spliced together. An upgraded connection
-//! lives only as long as its token: it is closed once the token is revoked
-//! (token, purge or global cutoff, from any replica) or reaches `exp`.
+//! any request, then both sides are spliced together. Only the protocols a
+//! route lists in `upgrades` (default: `websocket` behind a token, nothing on
+//! a public route) are tunnelled; any other `Upgrade` (h2c above all, which
+//! is hop-by-hop, RFC 9113 §3.1) is dropped and the request goes on as a
+//! plain one. An upgraded connection lives only as long as its token: the
+//! same check as admission runs every [`RECHECK_EVERY`] — revoked (from any
+//! replica), past `exp` + `jwt.leeway`, or the store unusable under
+//! `on_store_failure: deny` — and closes it.
 
 use crate::auth::Verified;
 use crate::revocation::{Revocations, Verdict};
+use crate::routes::Rule;
 use http::header::{CONNECTION, UPGRADE};
 use http::{HeaderMap, HeaderValue};
 use hyper::upgrade::OnUpgrade;
@@ -15,6 +21,19 @@ use std::time::Duration;
 /// How often an upgraded connection re-checks its token (250 ms), so a
 /// revocation closes it well within a second.
 pub const RECHECK_EVERY: Duration = Duration::from_millis(250);
+
+/// The protocol to tunnel: asked for (HTTP/1.1, `Connection: upgrade` and
+/// one `Upgrade` protocol) and listed in the route's `upgrades`.
+pub fn allowed(rule: &Rule, headers: &HeaderMap, version: http::Version) -> Option<HeaderValue> {
+    if version != http::Version::HTTP_11 {
+        return None;
+    }
+    let protocol = requested(headers)?;
+    let text = protocol.to_str().ok()?;
+    let name = text.split('/').next().unwrap_or("").trim();
+    let single = !text.contains(',');
+    (single && rule.upgrades.iter().any(|u| u.eq_ignore_ascii_case(name))).then_some(protocol)
+}
 
 /// The protocol a request asks to upgrade to (`Connection: upgrade` + `Upgrade`).
 pub fn requested(headers: &HeaderMap) -> Option<HeaderValue> {
@@ -43,6 +62,8 @@ pub fn tunnel(
     upstream: OnUpgrade,
     revocations: Arc<Revocations>,
     verified: Option<Arc<Verified>>,
+    leeway: i64,
+    allow_on_store_failure: bool,
 ) {
     tokio::spawn(async move {
         let (client, upstream) = match tokio::join!(client, upstream) {
@@ -65,15 +86,20 @@ pub fn tunnel(
             r = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
                 tracing::debug!(subject, closed_cleanly = r.is_ok(), "Upgraded connection ended");
             }
-            why = watch(revocations, verified) => {
+            why = watch(revocations, verified, leeway, allow_on_store_failure) => {
                 tracing::info!(subject, reason = why, "Closing upgraded connection: token no longer valid");
             }
         }
     });
 }
 
-/// Resolves when the token is revoked or expired; never for public routes.
-async fn watch(revocations: Arc<Revocations>, verified: Option<Arc<Verified>>) -> &'static str {
+/// Resolves when the token stops being admissible; never for public routes.
+async fn watch(
+    revocations: Arc<Revocations>,
+    verified: Option<Arc<Verified>>,
+    leeway: i64,
+    allow_on_store_failure: bool,
+) -> &'static str {
     let Some(v) = verified else {
         return std::future::pending().await;
     };
@@ -81,7 +107,10 @@ async fn watch(revocations: Arc<Revocations>, verified: Option<Arc<Verified>>) -
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if v.exp.is_some_and(|exp| revocations.clock().now() >= exp) {
+        // The rule of admission (`Verifier::check_time`): expired at exp + leeway.
+        if v.exp
+            .is_some_and(|exp| revocations.clock().now() >= exp.saturating_add(leeway))
+        {
             return "expired";
         }
         match revocations
@@ -89,6 +118,7 @@ async fn watch(revocations: Arc<Revocations>, verified: Option<Arc<Verified>>) -
             .await
         {
             Verdict::Revoked(reason) => return reason.label(),
+            Verdict::Unavailable if !allow_on_store_failure => return "store_unavailable",
             Verdict::Clear | Verdict::Unavailable => {}
         }
     }

@@ -378,11 +378,24 @@ impl Revocations {
 
     /// Revokes every token of `subject` issued before this second.
     pub async fn purge_subject(&self, subject: ClaimValue, lifetime: Option<i64>) -> WriteStatus {
+        self.purge_subject_at(subject, self.clock.now(), lifetime)
+            .await
+    }
+
+    /// Revokes every token of `subject` issued before `cutoff` (never later
+    /// than now: a cutoff in the future would revoke tokens not yet issued).
+    pub async fn purge_subject_at(
+        &self,
+        subject: ClaimValue,
+        cutoff: i64,
+        lifetime: Option<i64>,
+    ) -> WriteStatus {
         let now = self.clock.now();
+        let cutoff = cutoff.min(now);
         let until = self.cutoff_until(now, lifetime);
         self.record(Entry::Subject {
             subject,
-            cutoff: now,
+            cutoff,
             until,
         })
         .await

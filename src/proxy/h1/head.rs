@@ -1,21 +1,16 @@
 //! Message heads on the fast path: which requests it takes, the request head
-//! the upstream receives, and the response head the client receives. Header
-//! hygiene is the same as the hyper path's (see `forward`).
+//! the upstream receives, and the response head the client receives. Which
+//! fields go and come is [`Policy`]'s call, as on the hyper path.
 
 use super::body::Framing;
-use crate::auth::extract::visible_ascii;
-use crate::proxy::forward::{is_identity, HOP_BY_HOP};
+use crate::proxy::hygiene::{tokens, Field, Policy, RequestView};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use httparse::{Header, Status};
 use std::io::Write;
 use std::mem::MaybeUninit;
-use std::net::SocketAddr;
 
 /// Most header fields in one head (100, as hyper); more goes to hyper, which answers 431.
 pub const MAX_HEADERS: usize = 100;
-
-/// Fields this proxy sets itself; client-sent copies are dropped.
-const FORWARDED: [&str; 3] = ["x-forwarded-for", "x-forwarded-host", "x-forwarded-proto"];
 
 pub type Fields = [MaybeUninit<Header<'static>>; MAX_HEADERS];
 
@@ -117,30 +112,6 @@ fn decimal(value: &[u8]) -> Option<u64> {
     std::str::from_utf8(value).ok()?.parse().ok()
 }
 
-/// The comma-separated tokens of a field value, trimmed.
-fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value
-        .split(|&b| b == b',')
-        .map(<[u8]>::trim_ascii)
-        .filter(|t| !t.is_empty())
-}
-
-fn is_any(name: &str, list: &[&str]) -> bool {
-    list.iter().any(|n| name.eq_ignore_ascii_case(n))
-}
-
-/// Named in a `Connection` field (and so hop-by-hop), framing and Host aside.
-fn named_in_connection(headers: &[Header<'_>], name: &str) -> bool {
-    if name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("host") {
-        return false;
-    }
-    headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-        .flat_map(|h| tokens(h.value))
-        .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
-}
-
 /// What the upstream request head is built from.
 pub struct Outgoing<'a> {
     pub method: &'a str,
@@ -149,13 +120,12 @@ pub struct Outgoing<'a> {
     pub path: &'a str,
     pub query: Option<&'a str>,
     pub headers: &'a [Header<'a>],
-    pub identity: &'a [HeaderName],
-    pub strip_authorization: bool,
-    pub forwarded: &'a [(HeaderName, HeaderValue)],
-    /// `Host` to send when the client sent none.
+    pub policy: &'a Policy,
+    pub view: &'a RequestView<'a>,
+    /// The verified token's claim headers.
+    pub claims: &'a [(HeaderName, HeaderValue)],
+    /// The upstream's `host:port`.
     pub authority: &'a str,
-    pub client: SocketAddr,
-    pub tls: bool,
 }
 
 /// The normalized path or query holds bytes a request target cannot carry.
@@ -178,50 +148,17 @@ pub fn write_request(out: &mut Vec<u8>, o: &Outgoing<'_>) -> Result<(), BadTarge
         out.extend_from_slice(q.as_bytes());
     }
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    let has_connection = o
-        .headers
-        .iter()
-        .any(|h| h.name.eq_ignore_ascii_case("connection"));
-    let mut host = None;
-    let mut forwarded_for = None;
     for h in o.headers {
-        let name = h.name;
-        if name.eq_ignore_ascii_case("host") {
-            host = Some(h.value);
-        } else if name.eq_ignore_ascii_case("x-forwarded-for") && forwarded_for.is_none() {
-            forwarded_for = Some(h.value);
-        }
-        let drop = is_any(name, &HOP_BY_HOP)
-            || is_any(name, &FORWARDED)
-            || is_identity(name, o.identity)
-            || (o.strip_authorization && name.eq_ignore_ascii_case("authorization"))
-            || (has_connection && named_in_connection(o.headers, name));
-        if !drop {
-            field(out, name.as_bytes(), h.value);
+        // Framing: only Content-Length reaches the fast path; it is kept.
+        if o.policy.request_field(o.view, h.name) != Field::Drop {
+            field(out, h.name.as_bytes(), h.value);
         }
     }
-    for (name, value) in o.forwarded {
-        field(out, name.as_str().as_bytes(), value.as_bytes());
-    }
-    match host {
-        Some(host) => field(out, b"x-forwarded-host", host),
-        None => field(out, b"host", o.authority.as_bytes()),
-    }
-    out.extend_from_slice(b"x-forwarded-for: ");
-    if let Some(prev) = forwarded_for
-        .and_then(visible_ascii)
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-    {
-        out.extend_from_slice(prev.as_bytes());
-        out.extend_from_slice(b", ");
-    }
-    let _ = write!(out, "{}\r\n", o.client.ip());
-    out.extend_from_slice(if o.tls {
-        b"x-forwarded-proto: https\r\n\r\n"
-    } else {
-        b"x-forwarded-proto: http\r\n\r\n"
-    });
+    o.policy
+        .added_fields(o.view, o.claims, o.authority, |name, value| {
+            field(out, name.as_str().as_bytes(), value)
+        });
+    out.extend_from_slice(b"\r\n");
     Ok(())
 }
 
@@ -253,7 +190,12 @@ pub struct Final {
 
 /// Parses an upstream response head from `buf` and writes the client's copy
 /// (status line and end-to-end fields, no final blank line) to `out`.
-pub fn read_response(buf: &[u8], head_request: bool, out: &mut Vec<u8>) -> Result<Reply, String> {
+pub fn read_response(
+    buf: &[u8],
+    head_request: bool,
+    policy: &Policy,
+    out: &mut Vec<u8>,
+) -> Result<Reply, String> {
     let mut fields = fields();
     let mut resp = httparse::Response::new(&mut []);
     let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
@@ -297,7 +239,8 @@ pub fn read_response(buf: &[u8], head_request: bool, out: &mut Vec<u8>) -> Resul
             }
         }
     }
-    let framing = if head_request || status == 204 || status == 304 {
+    let bodiless = head_request || status == 204 || status == 304;
+    let framing = if bodiless {
         Framing::Empty
     } else {
         match (chunked, length) {
@@ -307,22 +250,26 @@ pub fn read_response(buf: &[u8], head_request: bool, out: &mut Vec<u8>) -> Resul
             (None, Some(n)) => Framing::Length(n),
         }
     };
-    let reusable =
-        !close && framing != Framing::UntilClose && (resp.version == Some(1) || keep_alive);
+    // A bodiless answer that still declares a body (RFC 9112 §6.3) may be
+    // followed by bytes nobody asked for: such a connection is not reused.
+    let declares_body = chunked.is_some() || length.is_some_and(|n| n > 0);
+    let reusable = !close
+        && framing != Framing::UntilClose
+        && !(bodiless && declares_body)
+        && (resp.version == Some(1) || keep_alive);
 
     let reason = resp.reason.unwrap_or("");
     let _ = write!(out, "HTTP/1.1 {status:03} {reason}\r\n");
-    let has_connection = headers
-        .iter()
-        .any(|h| h.name.eq_ignore_ascii_case("connection"));
+    let connection = policy.response_connection(headers);
     for h in headers {
-        let name = h.name;
-        let drop = is_any(name, &HOP_BY_HOP)
+        let keep = match policy.response_field(&connection, h.name) {
+            Field::Keep => true,
+            Field::Drop => false,
             // Transfer-Encoding wins over Content-Length (RFC 9112 §6.3).
-            || (chunked.is_some() && name.eq_ignore_ascii_case("content-length"))
-            || (has_connection && named_in_connection(headers, name));
-        if !drop {
-            field(out, name.as_bytes(), h.value);
+            Field::Framing => !(chunked.is_some() && h.name.eq_ignore_ascii_case("content-length")),
+        };
+        if keep {
+            field(out, h.name.as_bytes(), h.value);
         }
     }
     Ok(Reply::Final(Final {
@@ -442,29 +389,46 @@ mod tests {
         }
     }
 
-    fn outgoing(head: &str, f: impl FnOnce(&mut Outgoing<'_>)) -> String {
-        let mut fields = [httparse::EMPTY_HEADER; 16];
+    fn policy(strip: bool, trusted: &[&str]) -> Policy {
+        Policy::new(&crate::config::ForwardSettings {
+            claims_to_headers: vec![("sub".into(), "x-user".into())],
+            authorization: if strip {
+                crate::config::AuthorizationForward::Strip
+            } else {
+                crate::config::AuthorizationForward::Keep
+            },
+            host: crate::config::HostMode::Preserve,
+            trusted_proxies: trusted
+                .iter()
+                .map(|c| crate::config::Cidr::parse(c).unwrap())
+                .collect(),
+        })
+    }
+
+    fn outgoing(head: &str, policy: &Policy, query: Option<&str>) -> String {
+        let mut fields = [httparse::EMPTY_HEADER; 24];
         let mut req = httparse::Request::new(&mut fields);
         req.parse(head.as_bytes()).unwrap();
-        let identity = [HeaderName::from_static("x-user")];
-        let forwarded = [(
+        let claims = [(
             HeaderName::from_static("x-user"),
             HeaderValue::from_static("alice"),
         )];
-        let mut o = Outgoing {
+        let headers: &[Header<'_>] = req.headers;
+        let mut view = policy
+            .view(headers, None, "10.0.0.9".parse().unwrap(), false)
+            .unwrap();
+        policy.verified(&mut view);
+        let o = Outgoing {
             method: req.method.unwrap(),
             base_path: "/base",
             path: "/p",
-            query: Some("q=1"),
-            headers: req.headers,
-            identity: &identity,
-            strip_authorization: false,
-            forwarded: &forwarded,
+            query,
+            headers,
+            policy,
+            view: &view,
+            claims: &claims,
             authority: "up:80",
-            client: "10.0.0.9:5000".parse().unwrap(),
-            tls: false,
         };
-        f(&mut o);
         let mut out = Vec::new();
         write_request(&mut out, &o).unwrap();
         String::from_utf8(out).unwrap()
@@ -476,19 +440,23 @@ mod tests {
             "GET /x HTTP/1.1\r\nHost: app\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\n\
              Keep-Alive: 5\r\nTE: trailers\r\nX_USER: mallory\r\nx-user: eve\r\n\
              X-Forwarded-For: 1.2.3.4\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: evil\r\n\
+             X-Original-URL: /admin\r\nX-HTTP-Method-Override: DELETE\r\nX_Real_IP: 1.1.1.1\r\n\
+             Forwarded: for=1.1.1.1\r\nRevocation-Status: stored\r\n\
              Authorization: Bearer t\r\nAccept: */*\r\n\r\n",
-            |_| {},
+            &policy(false, &[]),
+            Some("q=1"),
         );
         assert_eq!(
             sent,
-            "GET /base/p?q=1 HTTP/1.1\r\nHost: app\r\nAuthorization: Bearer t\r\nAccept: */*\r\n\
-             x-user: alice\r\nx-forwarded-host: app\r\nx-forwarded-for: 1.2.3.4, 10.0.0.9\r\n\
-             x-forwarded-proto: http\r\n\r\n"
+            "GET /base/p?q=1 HTTP/1.1\r\nRevocation-Status: stored\r\nAuthorization: Bearer t\r\n\
+             Accept: */*\r\nx-user: alice\r\nhost: app\r\nx-forwarded-host: app\r\n\
+             x-forwarded-for: 10.0.0.9\r\nx-forwarded-proto: http\r\n\r\n"
         );
-        let stripped = outgoing("GET / HTTP/1.1\r\nauthorization: Bearer t\r\n\r\n", |o| {
-            o.strip_authorization = true;
-            o.query = None;
-        });
+        let stripped = outgoing(
+            "GET / HTTP/1.1\r\nauthorization: Bearer t\r\n\r\n",
+            &policy(true, &[]),
+            None,
+        );
         assert_eq!(
             stripped,
             "GET /base/p HTTP/1.1\r\nx-user: alice\r\nhost: up:80\r\nx-forwarded-for: 10.0.0.9\r\n\
@@ -496,9 +464,25 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_trusted_peer_keeps_its_forwarding_fields() {
+        let sent = outgoing(
+            "GET / HTTP/1.1\r\nHost: app\r\nX-Forwarded-For: 1.2.3.4\r\nX-Forwarded-Proto: https\r\n\
+             X-Real-IP: 1.2.3.4\r\n\r\n",
+            &policy(false, &["10.0.0.0/8"]),
+            None,
+        );
+        assert_eq!(
+            sent,
+            "GET /base/p HTTP/1.1\r\nX-Forwarded-Proto: https\r\nX-Real-IP: 1.2.3.4\r\n\
+             x-user: alice\r\nhost: app\r\nx-forwarded-host: app\r\n\
+             x-forwarded-for: 1.2.3.4, 10.0.0.9\r\n\r\n"
+        );
+    }
+
     fn reply(head: &str, head_request: bool) -> (Result<Reply, String>, String) {
         let mut out = Vec::new();
-        let r = read_response(head.as_bytes(), head_request, &mut out);
+        let r = read_response(head.as_bytes(), head_request, &policy(false, &[]), &mut out);
         (r, String::from_utf8(out).unwrap())
     }
 
@@ -512,9 +496,26 @@ mod tests {
             framing("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", false),
             (Framing::Length(3), true)
         );
+        // A HEAD answer declaring a body may be followed by one (apps do
+        // it): no body is relayed and the connection is not reused.
         assert_eq!(
             framing("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", true),
+            (Framing::Empty, false)
+        );
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", true),
             (Framing::Empty, true)
+        );
+        assert_eq!(
+            framing("HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n", false),
+            (Framing::Empty, true)
+        );
+        assert_eq!(
+            framing(
+                "HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n",
+                false
+            ),
+            (Framing::Empty, false)
         );
         assert_eq!(
             framing(

@@ -16,7 +16,8 @@ pub use pool::Pool;
 pub use rewind::Rewind;
 
 use super::error::ProxyError;
-use super::{Proxy, REVOCATION_STATUS};
+use super::hygiene::Policy;
+use super::{Outcome, Proxy, REVOCATION_STATUS};
 use crate::server::{LiveProxy, MAX_HEADER_BYTES};
 use body::{relay, Framing, READ_SIZE};
 use bytes::{Buf, Bytes, BytesMut};
@@ -169,8 +170,9 @@ enum BodyState {
 enum Failure {
     /// Answer the client with this error.
     Answer(ProxyError),
-    /// Nothing sensible can be sent any more: close the connection.
-    Abort(&'static str),
+    /// Nothing sensible can be sent any more: close the connection. The
+    /// status already sent (or 502 when none was) and the outcome.
+    Abort(u16, Outcome),
 }
 
 impl From<ProxyError> for Failure {
@@ -228,7 +230,7 @@ async fn exchange(data: &[u8], conn: &mut Conn<'_>, lane: &Lane<'_>) -> Step {
     };
     match forward(proxy, &req, conn, lane, access.as_mut(), &mut body).await {
         Ok((status, keep)) => {
-            proxy.record(access, status, "ok");
+            proxy.record(access, status, Outcome::Ok);
             Step::Done(keep)
         }
         Err(Failure::Answer(e)) => {
@@ -249,8 +251,8 @@ async fn exchange(data: &[u8], conn: &mut Conn<'_>, lane: &Lane<'_>) -> Step {
             proxy.record(access, status, outcome);
             Step::Done(written && keep)
         }
-        Err(Failure::Abort(outcome)) => {
-            proxy.metrics.outcome(outcome);
+        Err(Failure::Abort(status, outcome)) => {
+            proxy.record(access, status, outcome);
             Step::Done(false)
         }
     }
@@ -281,9 +283,16 @@ async fn forward(
     access: Option<&mut super::AccessLine>,
     body: &mut BodyState,
 ) -> Result<(u16, bool), Failure> {
+    let mut view = proxy
+        .policy
+        .view(req.headers, None, lane.client.ip(), false)
+        .map_err(|_| ProxyError::BadRequest("ambiguous Host"))?;
     let admitted = proxy
         .route_and_admit(req.method, req.path, req.headers, req.query, access)
         .await?;
+    if admitted.verified.is_some() {
+        proxy.policy.verified(&mut view);
+    }
     if let Some((status, written)) = proxy.respond_locally(&admitted).await {
         let keep = skip_body(req, conn.buf, *body) && !req.close;
         let mut fields = HeaderMap::new();
@@ -293,7 +302,7 @@ async fn forward(
         conn.stream
             .write_all(conn.back)
             .await
-            .map_err(|_| Failure::Abort("ok"))?;
+            .map_err(|_| Failure::Abort(status.as_u16(), Outcome::Ok))?;
         return Ok((status.as_u16(), keep));
     }
 
@@ -305,12 +314,10 @@ async fn forward(
         path: &admitted.path.strict,
         query: req.query,
         headers: req.headers,
-        identity: &proxy.identity_headers,
-        strip_authorization: proxy.strip_authorization && verified.is_some(),
-        forwarded: verified.map_or(&[], |v| &v.forwarded),
+        policy: &proxy.policy,
+        view: &view,
+        claims: verified.map_or(&[], |v| &v.forwarded),
         authority: &lane.target.authority,
-        client: lane.client,
-        tls: false,
     };
     head::write_request(conn.out, &outgoing)
         .map_err(|_| ProxyError::UpstreamFailed("cannot build upstream URI".into()))?;
@@ -328,7 +335,17 @@ async fn forward(
     let sent = Instant::now();
     let exchanged = tokio::time::timeout(
         lane.target.response_timeout,
-        send(lane.pool, conn, left, req.head_request, body),
+        send(
+            lane.pool,
+            conn,
+            left,
+            Ask {
+                head: req.head_request,
+                idempotent: idempotent(req.method),
+                policy: &proxy.policy,
+            },
+            body,
+        ),
     )
     .await;
     proxy.metrics.upstream_latency.observe(sent.elapsed());
@@ -355,7 +372,7 @@ async fn forward(
     .await
     .is_err()
     {
-        return Err(Failure::Abort("upstream_error"));
+        return Err(Failure::Abort(reply.status, Outcome::UpstreamError));
     }
     if reply.reusable && !cut_short {
         lane.pool.put(up);
@@ -363,22 +380,43 @@ async fn forward(
     Ok((reply.status, !close))
 }
 
+/// What the upstream's answer is read for.
+#[derive(Clone, Copy)]
+struct Ask<'a> {
+    /// A HEAD request: the answer has no body.
+    head: bool,
+    /// The method may be sent again (RFC 9110 §9.2.2).
+    idempotent: bool,
+    policy: &'a Policy,
+}
+
+/// RFC 9110 §9.2.2; only these may be retried automatically (RFC 9112 §9.3.1).
+fn idempotent(method: &str) -> bool {
+    matches!(
+        method,
+        "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+    )
+}
+
 /// Sends the request head in `conn.out` (and `left` body bytes still to come
 /// from the client) and reads the response head into `conn.back`. A pooled
-/// connection the upstream had closed is replaced once, when the whole
-/// request is in `conn.out`.
+/// connection the upstream had closed without answering is replaced once,
+/// for an idempotent request that is all in `conn.out`: the upstream may
+/// have acted on the first copy, so a `POST` is never sent twice.
 async fn send(
     pool: &Pool,
     conn: &mut Conn<'_>,
     left: u64,
-    head_request: bool,
+    ask: Ask<'_>,
     body: &mut BodyState,
 ) -> Result<(pool::Upstream, Final), String> {
     let mut up = pool.get().await?;
     loop {
-        match send_once(&mut up, conn, left, head_request, body).await {
+        match send_once(&mut up, conn, left, ask, body).await {
             Ok(reply) => return Ok((up, reply)),
-            Err((_, true)) if up.reused && left == 0 => up = pool.connect().await?,
+            Err((_, true)) if up.reused && left == 0 && ask.idempotent => {
+                up = pool.connect().await?;
+            }
             Err((message, _)) => return Err(message),
         }
     }
@@ -393,7 +431,7 @@ async fn send_body(
     up: &mut pool::Upstream,
     conn: &mut Conn<'_>,
     mut left: u64,
-    head_request: bool,
+    ask: Ask<'_>,
 ) -> Result<bool, (String, bool)> {
     enum Event {
         Answer(std::io::Result<usize>),
@@ -448,7 +486,7 @@ async fn send_body(
             Event::Answer(Err(e)) => return Err((format!("upstream connection: {e}"), false)),
             Event::Answer(Ok(_)) => loop {
                 conn.back.clear();
-                match head::read_response(&up.buf, head_request, conn.back) {
+                match head::read_response(&up.buf, ask.head, ask.policy, conn.back) {
                     // An interim answer (100 Continue): keep sending.
                     Ok(Reply::Interim(n)) => up.buf.advance(n),
                     Ok(Reply::Partial) if up.buf.len() >= MAX_HEADER_BYTES => {
@@ -469,14 +507,14 @@ async fn send_once(
     up: &mut pool::Upstream,
     conn: &mut Conn<'_>,
     left: u64,
-    head_request: bool,
+    ask: Ask<'_>,
     body: &mut BodyState,
 ) -> Result<Final, (String, bool)> {
     let fresh = |e: std::io::Error| (format!("upstream connection: {e}"), true);
     up.stream.write_all(conn.out).await.map_err(fresh)?;
     if left > 0 {
         *body = BodyState::Broken;
-        if send_body(up, conn, left, head_request).await? {
+        if send_body(up, conn, left, ask).await? {
             *body = BodyState::Consumed;
         }
     }
@@ -484,7 +522,7 @@ async fn send_once(
     loop {
         if !up.buf.is_empty() {
             conn.back.clear();
-            match head::read_response(&up.buf, head_request, conn.back) {
+            match head::read_response(&up.buf, ask.head, ask.policy, conn.back) {
                 Ok(Reply::Final(f)) => {
                     up.buf.advance(f.head_len);
                     return Ok(f);

@@ -9,9 +9,6 @@ use tokio::net::TcpStream;
 
 /// Idle connections kept per worker (256); more are closed when returned.
 pub const MAX_IDLE: usize = 256;
-/// A connection idle longer than this (1 s) is checked for a close from the
-/// upstream before it is used again.
-const PROBE_AFTER: Duration = Duration::from_secs(1);
 
 /// One upstream connection and the bytes read from it but not yet used.
 pub struct Upstream {
@@ -38,14 +35,16 @@ impl Pool {
         }
     }
 
-    /// A pooled connection still open, or a new one.
+    /// A pooled connection still open and silent, or a new one. Every reuse
+    /// is probed: a connection holding bytes nobody asked for (an extra
+    /// response, a body after a HEAD answer) would hand them to the next
+    /// client as its answer.
     pub async fn get(&self) -> Result<Upstream, String> {
         loop {
             let Some(mut conn) = self.idle.lock().pop() else {
                 break;
             };
-            let idle = conn.idle_since.elapsed();
-            if idle < POOL_IDLE && (idle < PROBE_AFTER || still_open(&conn.stream)) {
+            if conn.idle_since.elapsed() < POOL_IDLE && still_open(&conn.stream) {
                 conn.reused = true;
                 return Ok(conn);
             }

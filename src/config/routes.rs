@@ -1,0 +1,266 @@
+//! `routes:` — the rules, their methods, actions, statuses and upgrades.
+
+use super::one_of;
+use super::reader::{scalar_string, Problems, Section};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Revoke,
+    Purge,
+}
+
+impl Action {
+    pub fn label(self) -> &'static str {
+        match self {
+            Action::Revoke => "revoke",
+            Action::Purge => "purge",
+        }
+    }
+}
+
+/// Which upstream statuses apply a route's action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum StatusMatch {
+    /// `2xx`: a whole class, given by its first digit.
+    Class(u16),
+    /// `204`: one status.
+    Exact(u16),
+}
+
+impl StatusMatch {
+    pub fn matches(self, status: u16) -> bool {
+        match self {
+            StatusMatch::Class(c) => status / 100 == c,
+            StatusMatch::Exact(s) => status == s,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteSettings {
+    /// The pattern as written: `/logout` (exact) or `/static/*` (prefix).
+    pub path: String,
+    /// Upper-case method names; `None` = every method.
+    pub methods: Option<Vec<String>>,
+    /// `false` for `auth: none`.
+    pub auth: bool,
+    pub action: Option<Action>,
+    pub apply_on: Vec<StatusMatch>,
+    pub respond: Option<u16>,
+    /// Upgrade protocols (`Upgrade:` tokens, lower case) this route tunnels.
+    pub upgrades: Vec<String>,
+}
+
+fn read_route_path(text: Option<String>, path: &str, p: &mut Problems) -> String {
+    let Some(text) = text else {
+        p.add(path, "required");
+        return "/".to_string();
+    };
+    let body = text.strip_suffix("/*").unwrap_or(&text);
+    let lower = body.to_ascii_lowercase();
+    if !text.starts_with('/') {
+        p.add(path, format!("{text:?} must start with /"));
+    } else if body.contains('*') {
+        p.add(path, "only a trailing /* is allowed as a wildcard");
+    } else if body.contains(['?', '#', '\\', ';']) || lower.contains("%2f") || lower.contains("%5c")
+    {
+        p.add(
+            path,
+            "must be a plain path without ?, #, ;, \\ or encoded slashes",
+        );
+    } else if body.split('/').any(|seg| seg == "." || seg == "..") || body.contains("//") {
+        p.add(
+            path,
+            "must be a normalized path (no ., .. or empty segments)",
+        );
+    }
+    text
+}
+
+pub(super) fn read_routes(v: Option<&serde_yaml::Value>, p: &mut Problems) -> Vec<RouteSettings> {
+    let Some(v) = v else { return Vec::new() };
+    let serde_yaml::Value::Sequence(items) = v else {
+        p.add("routes", "expected a list of rules");
+        return Vec::new();
+    };
+    let mut routes = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let rp = format!("routes[{i}]");
+        let mut s = Section::open(Some(item), &rp, p);
+        let path = read_route_path(s.string("path", p), &s.child_path("path"), p);
+        let methods = s.string_list("methods", p).map(|list| {
+            list.iter()
+                .enumerate()
+                .map(|(j, m)| {
+                    let up = m.to_ascii_uppercase();
+                    if !METHODS.contains(&up.as_str()) {
+                        p.add(
+                            &format!("{rp}.methods[{j}]"),
+                            format!(
+                                "{m:?} is not a method this proxy knows ({}); a typo here would make the rule match nothing",
+                                METHODS.join(", ")
+                            ),
+                        );
+                    }
+                    up
+                })
+                .collect::<Vec<_>>()
+        });
+        if matches!(&methods, Some(m) if m.is_empty()) {
+            p.add(
+                &format!("{rp}.methods"),
+                "must list at least one method (omit it for all)",
+            );
+        }
+        let auth = one_of(
+            s.string("auth", p),
+            &[("none", false), ("required", true)],
+            true,
+            &s.child_path("auth"),
+            p,
+        );
+        let action = s.string("action", p).and_then(|a| match a.as_str() {
+            "revoke" => Some(Action::Revoke),
+            "purge" => Some(Action::Purge),
+            other => {
+                p.add(
+                    &format!("{rp}.action"),
+                    format!("{other:?} is not one of revoke, purge"),
+                );
+                None
+            }
+        });
+        let apply_on = match s.string_list("apply_on", p) {
+            None => default_apply_on(action),
+            Some(list) => list
+                .iter()
+                .enumerate()
+                .filter_map(|(j, t)| {
+                    parse_status_match(t).or_else(|| {
+                        p.add(
+                            &format!("{rp}.apply_on[{j}]"),
+                            format!("{t:?} is not a status class (2xx) or a status (204)"),
+                        );
+                        None
+                    })
+                })
+                .collect(),
+        };
+        let upgrades = read_upgrades(&mut s, auth, &rp, p);
+        let respond = s.get("respond").and_then(|v| {
+            let text = scalar_string(v, &format!("{rp}.respond"), p)?;
+            match text.parse::<u16>() {
+                Ok(code) if (200..600).contains(&code) => Some(code),
+                _ => {
+                    p.add(
+                        &format!("{rp}.respond"),
+                        format!("{text:?} is not a status code between 200 and 599"),
+                    );
+                    None
+                }
+            }
+        });
+        if !auth && action.is_some() {
+            p.add(
+                &rp,
+                "auth: none cannot be combined with an action (the action needs a verified token)",
+            );
+        }
+        if respond.is_some() && action.is_none() {
+            p.add(
+                &format!("{rp}.respond"),
+                "only routes with an action can answer by themselves",
+            );
+        }
+        s.finish(p);
+        routes.push(RouteSettings {
+            path,
+            methods,
+            auth,
+            action,
+            apply_on,
+            respond,
+            upgrades,
+        });
+    }
+    routes
+}
+
+fn parse_status_match(t: &str) -> Option<StatusMatch> {
+    let t = t.trim().to_ascii_lowercase();
+    if let Some(class) = t.strip_suffix("xx") {
+        return match class.parse::<u16>() {
+            Ok(c) if (1..=5).contains(&c) => Some(StatusMatch::Class(c)),
+            _ => None,
+        };
+    }
+    match t.parse::<u16>() {
+        Ok(s) if (100..600).contains(&s) => Some(StatusMatch::Exact(s)),
+        _ => None,
+    }
+}
+
+/// Methods a rule may name: RFC 9110 §9, PATCH (RFC 5789) and WebDAV's.
+pub const METHODS: [&str; 20] = [
+    "GET",
+    "HEAD",
+    "POST",
+    "PUT",
+    "DELETE",
+    "CONNECT",
+    "OPTIONS",
+    "TRACE",
+    "PATCH",
+    "PROPFIND",
+    "PROPPATCH",
+    "MKCOL",
+    "COPY",
+    "MOVE",
+    "LOCK",
+    "UNLOCK",
+    "REPORT",
+    "SEARCH",
+    "MKCALENDAR",
+    "QUERY",
+];
+
+/// Upgrades a route tunnels when it names none: WebSocket behind a token;
+/// nothing on a public route (its tunnel could never be re-checked).
+pub const DEFAULT_UPGRADES: [&str; 1] = ["websocket"];
+
+/// Logouts apply on 2xx and 3xx (a web app's logout redirects to its login
+/// page; a logout applied wrongly costs nothing); purges on 2xx only.
+fn default_apply_on(action: Option<Action>) -> Vec<StatusMatch> {
+    match action {
+        Some(Action::Revoke) => vec![StatusMatch::Class(2), StatusMatch::Class(3)],
+        _ => vec![StatusMatch::Class(2)],
+    }
+}
+
+fn read_upgrades(s: &mut Section<'_>, auth: bool, rp: &str, p: &mut Problems) -> Vec<String> {
+    let Some(list) = s.string_list("upgrades", p) else {
+        return if auth {
+            DEFAULT_UPGRADES.iter().map(|u| u.to_string()).collect()
+        } else {
+            Vec::new()
+        };
+    };
+    let mut out = Vec::new();
+    for (j, u) in list.iter().enumerate() {
+        let lower = u.trim().to_ascii_lowercase();
+        let path = format!("{rp}.upgrades[{j}]");
+        if lower.starts_with("h2c") || lower.starts_with("http/2") {
+            p.add(
+                &path,
+                "h2c upgrades are hop-by-hop (RFC 9113 §3.1) and never tunnelled",
+            );
+        } else if lower.is_empty() || !lower.bytes().all(|b| b.is_ascii_graphic() && b != b',') {
+            p.add(&path, format!("{u:?} is not an Upgrade protocol name"));
+        } else {
+            out.push(lower);
+        }
+    }
+    out
+}

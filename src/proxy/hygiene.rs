@@ -1,0 +1,352 @@
+//! The one header policy. Both request paths (the HTTP/1.1 fast path and
+//! hyper) walk the fields of a message and ask [`Policy`] what becomes of
+//! each, then let it add the fields the proxy sets; neither path has rules
+//! of its own. Config validation and the reserved names of
+//! `forward.claims_to_headers` come from here too.
+//!
+//! Names are compared case-insensitively and with `_` read as `-`, because
+//! CGI, WSGI, Rack and PHP map both spellings to the same variable: a client
+//! must not smuggle `X_Auth_Subject` past a rule about `X-Auth-Subject`.
+
+use crate::auth::extract::{visible_ascii, Fields};
+use crate::config::{Cidr, ForwardSettings, HostMode};
+use http::{HeaderName, HeaderValue};
+use std::net::IpAddr;
+
+/// Hop-by-hop fields (RFC 9110 §7.6.1, plus the legacy `Keep-Alive` and
+/// `Proxy-Connection`): meaningful for one connection only, never forwarded.
+pub const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// Fields that frameworks route on (IIS URL Rewrite, Symfony, Laravel,
+/// Express method-override…): a public path could reach a protected route
+/// or method through them. Never forwarded.
+pub const ROUTING_OVERRIDES: [&str; 7] = [
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-uri",
+    "x-forwarded-uri",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// Fields describing the hops before this one. Kept as sent only from a
+/// peer in `forward.trusted_proxies`; from anyone else they are removed, and
+/// the proxy sets `X-Forwarded-For`, `-Host` and `-Proto` itself.
+pub const FORWARDING: [&str; 12] = [
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-prefix",
+    "x-forwarded-port",
+    "x-forwarded-server",
+    "x-forwarded-scheme",
+    "x-forwarded-ssl",
+    "x-real-ip",
+    "x-client-ip",
+    "true-client-ip",
+];
+
+/// Fields the proxy owns in responses: an upstream's copy is dropped and
+/// the proxy's own value is the only one the client sees.
+pub const PROXY_OWNED_RESPONSE: [&str; 1] = [super::REVOCATION_STATUS];
+
+/// Names no claim may be mapped to: the proxy sets or needs these itself.
+pub fn reserved(name: &str) -> bool {
+    const OTHERS: [&str; 5] = [
+        "host",
+        "authorization",
+        "cookie",
+        "content-length",
+        "transfer-encoding",
+    ];
+    [
+        &HOP_BY_HOP[..],
+        &FORWARDING,
+        &ROUTING_OVERRIDES,
+        &OTHERS,
+        &PROXY_OWNED_RESPONSE,
+    ]
+    .iter()
+    .any(|list| in_list(name, list))
+}
+
+/// Problems with `forward:` that only the header policy can see: a claim
+/// mapped to a header the proxy sets or needs itself.
+pub fn check(forward: &ForwardSettings) -> Vec<crate::config::Problem> {
+    forward
+        .claims_to_headers
+        .iter()
+        .filter(|(_, header)| reserved(header))
+        .map(|(claim, header)| crate::config::Problem {
+            path: format!("forward.claims_to_headers.{claim}"),
+            message: format!("{header} cannot carry claims: the proxy sets or needs it itself"),
+        })
+        .collect()
+}
+
+/// Two field names are the same in any case and with `_` standing for `-`.
+pub fn same_field(a: &str, b: &str) -> bool {
+    same_bytes(a.as_bytes(), b.as_bytes())
+}
+
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let norm = |c: u8| {
+        if c == b'_' {
+            b'-'
+        } else {
+            c.to_ascii_lowercase()
+        }
+    };
+    a.len() == b.len() && a.iter().zip(b).all(|(&x, &y)| norm(x) == norm(y))
+}
+
+fn in_list(name: &str, list: &[&str]) -> bool {
+    list.iter().any(|c| same_field(name, c))
+}
+
+/// What becomes of one field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    Keep,
+    Drop,
+    /// `Content-Length` / `Transfer-Encoding`: the path's own framing decides.
+    Framing,
+}
+
+/// The proxy's header policy, built once per configuration.
+pub struct Policy {
+    identity: Vec<HeaderName>,
+    strip_authorization: bool,
+    trusted: Vec<Cidr>,
+    host: HostMode,
+}
+
+/// What the policy needs to know of one request before walking its fields.
+pub struct RequestView<'a> {
+    /// Names listed in `Connection`.
+    connection: Vec<&'a [u8]>,
+    trusted_peer: bool,
+    /// Drop `Authorization` (`forward.authorization: strip`, token verified).
+    strip_authorization: bool,
+    /// The client's `Host` (HTTP/1) or `:authority` (h2).
+    host: Option<&'a [u8]>,
+    /// The client's `X-Forwarded-For` values, kept for a trusted peer.
+    forwarded_for: Vec<&'a [u8]>,
+    /// A trusted peer sent its own `X-Forwarded-Host` / `-Proto`: kept.
+    peer_set_host: bool,
+    peer_set_proto: bool,
+    peer: IpAddr,
+    tls: bool,
+}
+
+/// A request whose `Host` cannot be used (RFC 9112 §3.2: answer 400).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("more than one Host, or a Host that differs from the target's authority")]
+pub struct BadHost;
+
+/// The comma-separated tokens of a field value, trimmed.
+pub fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+}
+
+/// Names listed in the `Connection` fields.
+fn connection_names<'a>(values: impl Iterator<Item = &'a [u8]>) -> Vec<&'a [u8]> {
+    values.flat_map(tokens).collect()
+}
+
+/// Named in `Connection` (and so hop-by-hop), framing and Host aside: those
+/// are not the peer's to drop.
+fn named_in(connection: &[&[u8]], name: &str) -> bool {
+    !connection.is_empty()
+        && !same_field(name, "content-length")
+        && !same_field(name, "host")
+        && connection.iter().any(|c| same_bytes(name.as_bytes(), c))
+}
+
+impl Policy {
+    /// Header names are checked by config validation; invalid ones are skipped.
+    pub fn new(forward: &ForwardSettings) -> Policy {
+        Policy {
+            identity: forward
+                .claims_to_headers
+                .iter()
+                .filter_map(|(_, h)| HeaderName::from_bytes(h.as_bytes()).ok())
+                .collect(),
+            strip_authorization: forward.authorization
+                == crate::config::AuthorizationForward::Strip,
+            trusted: forward.trusted_proxies.clone(),
+            host: forward.host,
+        }
+    }
+
+    /// `peer` is listed in `forward.trusted_proxies`.
+    pub fn trusts(&self, peer: IpAddr) -> bool {
+        self.trusted.iter().any(|c| c.contains(peer))
+    }
+
+    /// Reads what the field walk needs. `authority` is the request target's
+    /// (h2 `:authority`, an absolute-form target), used when there is no Host.
+    pub fn view<'a, F: Fields + ?Sized>(
+        &self,
+        fields: &'a F,
+        authority: Option<&'a [u8]>,
+        peer: IpAddr,
+        tls: bool,
+    ) -> Result<RequestView<'a>, BadHost> {
+        let mut hosts = fields.values("host");
+        let host = hosts.next();
+        if hosts.next().is_some() {
+            return Err(BadHost);
+        }
+        if let (Some(h), Some(a)) = (host, authority) {
+            if !h.eq_ignore_ascii_case(a) {
+                return Err(BadHost);
+            }
+        }
+        let trusted_peer = self.trusts(peer);
+        Ok(RequestView {
+            connection: connection_names(fields.values("connection")),
+            trusted_peer,
+            strip_authorization: false,
+            host: host.or(authority),
+            forwarded_for: if trusted_peer {
+                fields.values("x-forwarded-for").collect()
+            } else {
+                Vec::new()
+            },
+            peer_set_host: trusted_peer && fields.values("x-forwarded-host").next().is_some(),
+            peer_set_proto: trusted_peer && fields.values("x-forwarded-proto").next().is_some(),
+            peer,
+            tls,
+        })
+    }
+
+    /// The request's token verified: `forward.authorization: strip` applies.
+    pub fn verified(&self, view: &mut RequestView<'_>) {
+        view.strip_authorization = self.strip_authorization;
+    }
+
+    /// What becomes of one client request field.
+    pub fn request_field(&self, view: &RequestView<'_>, name: &str) -> Field {
+        if same_field(name, "content-length") || same_field(name, "transfer-encoding") {
+            return if name.contains('_') {
+                Field::Drop
+            } else {
+                Field::Framing
+            };
+        }
+        let forwarding = in_list(name, &FORWARDING);
+        let drop = in_list(name, &HOP_BY_HOP)
+            || in_list(name, &ROUTING_OVERRIDES)
+            || same_field(name, "host")
+            || (forwarding && !view.trusted_peer)
+            // Set by the proxy below, even for a trusted peer.
+            || same_field(name, "x-forwarded-for")
+            || self.identity.iter().any(|i| same_field(name, i.as_str()))
+            || (view.strip_authorization && same_field(name, "authorization"))
+            || named_in(&view.connection, name);
+        if drop {
+            Field::Drop
+        } else {
+            Field::Keep
+        }
+    }
+
+    /// The fields the proxy adds to a forwarded request, in order: the
+    /// verified token's claim headers, `Host`, `X-Forwarded-Host`,
+    /// `X-Forwarded-For`, `X-Forwarded-Proto`.
+    pub fn added_fields(
+        &self,
+        view: &RequestView<'_>,
+        claims: &[(HeaderName, HeaderValue)],
+        upstream_authority: &str,
+        mut emit: impl FnMut(Name<'_>, &[u8]),
+    ) {
+        for (name, value) in claims {
+            emit(Name::Claim(name), value.as_bytes());
+        }
+        let host = match (self.host, view.host) {
+            (HostMode::Preserve, Some(h)) => h,
+            _ => upstream_authority.as_bytes(),
+        };
+        emit(Name::Proxy("host"), host);
+        if let Some(h) = view.host {
+            if !view.peer_set_host {
+                emit(Name::Proxy("x-forwarded-host"), h);
+            }
+        }
+        let mut xff = Vec::with_capacity(64);
+        for prev in &view.forwarded_for {
+            if let Some(v) = visible_ascii(prev).map(str::trim).filter(|v| !v.is_empty()) {
+                xff.extend_from_slice(v.as_bytes());
+                xff.extend_from_slice(b", ");
+            }
+        }
+        xff.extend_from_slice(view.peer.to_string().as_bytes());
+        emit(Name::Proxy("x-forwarded-for"), &xff);
+        if !view.peer_set_proto {
+            let proto: &[u8] = if view.tls { b"https" } else { b"http" };
+            emit(Name::Proxy("x-forwarded-proto"), proto);
+        }
+    }
+
+    /// What becomes of one upstream response field; `connection` are the
+    /// names the response's own `Connection` fields list.
+    pub fn response_field(&self, connection: &[&[u8]], name: &str) -> Field {
+        if same_field(name, "content-length") || same_field(name, "transfer-encoding") {
+            return Field::Framing;
+        }
+        if in_list(name, &HOP_BY_HOP)
+            || in_list(name, &PROXY_OWNED_RESPONSE)
+            || named_in(connection, name)
+        {
+            Field::Drop
+        } else {
+            Field::Keep
+        }
+    }
+
+    /// The names a response's `Connection` fields list.
+    pub fn response_connection<'a, F: Fields + ?Sized>(&self, fields: &'a F) -> Vec<&'a [u8]> {
+        connection_names(fields.values("connection"))
+    }
+}
+
+/// The name of a field the proxy adds.
+#[derive(Debug, Clone, Copy)]
+pub enum Name<'a> {
+    /// A `forward.claims_to_headers` header.
+    Claim(&'a HeaderName),
+    /// `host`, `x-forwarded-*`.
+    Proxy(&'static str),
+}
+
+impl Name<'_> {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Name::Claim(n) => n.as_str(),
+            Name::Proxy(n) => n,
+        }
+    }
+
+    pub fn to_header_name(self) -> HeaderName {
+        match self {
+            Name::Claim(n) => n.clone(),
+            Name::Proxy(n) => HeaderName::from_static(n),
+        }
+    }
+}
