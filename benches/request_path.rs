@@ -139,7 +139,7 @@ fn admission(c: &mut Criterion) {
 /// The fast path's own per-request work on a typical head: check the request
 /// head, write the upstream head, parse the reply head into the client's.
 fn fast_path_heads(c: &mut Criterion) {
-    use revoke_proxy::proxy::h1::head;
+    use revoke_proxy::server::h1::head;
     let token = token(Algorithm::HS256, 1);
     let request = format!(
         "GET /api/v1/users/42/orders?page=2 HTTP/1.1\r\nHost: app.internal\r\n\

@@ -1,7 +1,7 @@
 //! Wiring: from validated [`Settings`] to a running proxy and admin listener.
 //! Everything that can fail is checked before any port is bound.
 
-use crate::admin::{self, Admin};
+use crate::admin::Admin;
 use crate::auth::Verifier;
 use crate::config::{ConfigError, Settings};
 use crate::metrics::Metrics;
@@ -32,7 +32,7 @@ pub struct App {
     /// The proxy as built at start.
     pub proxy: Arc<Proxy>,
     /// The proxy in service (swapped by a configuration reload).
-    pub live: crate::server::LiveProxy,
+    pub live: crate::proxy::LiveProxy,
     pub admin: Arc<Admin>,
     /// The serving certificate when `tls:` is set (reloaded on change).
     pub certs: Option<Arc<crate::tls::CertReloader>>,
@@ -64,7 +64,7 @@ impl App {
             Proxy::new(&settings, verifier, revocations.clone(), metrics.clone())
                 .map_err(ConfigError)?,
         );
-        let live: crate::server::LiveProxy = Arc::new(arc_swap::ArcSwap::new(proxy.clone()));
+        let live: crate::proxy::LiveProxy = Arc::new(arc_swap::ArcSwap::new(proxy.clone()));
         let hits_from = live.clone();
         let token_digest = settings
             .admin
@@ -115,22 +115,34 @@ impl App {
         shutdown: impl Future<Output = ()>,
     ) {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let t = &self.settings.timeouts;
+        let mut options = ServerOptions {
+            client_header: t.client_header,
+            client_idle: t.client_idle,
+            shutdown_grace: t.shutdown_grace,
+            tls: None,
+        };
         if let Some(l) = admin_listener {
             let mut rx = stop_rx.clone();
             let admin = self.admin.clone();
-            tokio::spawn(admin::serve(l, admin, async move {
-                // The admin listener outlives the drain so probes see "not ready".
-                let _ = rx.wait_for(|s| *s).await;
-            }));
+            let handle = move |req, remote| {
+                let admin = admin.clone();
+                async move { admin.handle(req, remote).await }
+            };
+            tokio::spawn(server::serve_admin(
+                l,
+                options.clone(),
+                handle,
+                async move {
+                    // The admin listener outlives the drain so probes see "not ready".
+                    let _ = rx.wait_for(|s| *s).await;
+                },
+            ));
         }
-        let options = ServerOptions {
-            client_header: self.settings.timeouts.client_header,
-            shutdown_grace: self.settings.timeouts.shutdown_grace,
-            tls: self.certs.as_ref().map(|c| {
-                c.watch();
-                crate::tls::acceptor(c.clone())
-            }),
-        };
+        options.tls = self.certs.as_ref().map(|c| {
+            c.watch();
+            crate::tls::acceptor(c.clone())
+        });
         let admin = self.admin.clone();
         server::serve(listener, self.live.clone(), options, async move {
             shutdown.await;

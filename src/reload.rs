@@ -9,8 +9,8 @@
 
 use crate::auth::Verifier;
 use crate::config::Settings;
+use crate::proxy::LiveProxy;
 use crate::proxy::Proxy;
-use crate::server::LiveProxy;
 use parking_lot::Mutex;
 use serde::Serialize;
 use std::path::PathBuf;

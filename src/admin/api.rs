@@ -195,35 +195,21 @@ impl Admin {
     }
 
     async fn purge(&self, body: Value, remote: SocketAddr) -> Reply {
-        let (mut obj, lifetime) = match object_and_lifetime(body) {
-            Ok(v) => v,
+        // The whole body is checked before anything is written: a request
+        // answered 400 has changed nothing.
+        let (target, lifetime) = match parse_purge(body, &self.claim_names.0) {
+            Ok(p) => p,
             Err(e) => return bad_request(e),
         };
         let proxy = self.proxy();
         let r = &proxy.revocations;
-        let subject_name = self.claim_names.0.clone();
-        let all = obj.remove("all");
-        let (kind, subject, status) = match (all, obj.contains_key(&subject_name)) {
-            (Some(Value::Bool(true)), false) => ("global", None, r.purge_all(lifetime).await),
-            (Some(Value::Bool(true)), true) => {
-                return bad_request(format!("give {subject_name:?} or \"all\": true, not both"))
-            }
-            (Some(_), _) => return bad_request("\"all\" must be true"),
-            (None, true) => {
-                let subject = match claim(&mut obj, &subject_name) {
-                    Ok(v) => v,
-                    Err(e) => return bad_request(e),
-                };
+        let (kind, subject, status) = match target {
+            Purge::All => ("global", None, r.purge_all(lifetime).await),
+            Purge::Subject(subject) => {
                 let status = r.purge_subject(subject.clone(), lifetime).await;
                 ("subject", Some(subject), status)
             }
-            (None, false) => {
-                return bad_request(format!("give {subject_name:?} or \"all\": true"));
-            }
         };
-        if let Some(k) = obj.keys().next() {
-            return bad_request(format!("unknown field {k:?}"));
-        }
         self.audit(remote, kind, subject.as_ref(), status);
         reply(
             StatusCode::OK,
@@ -304,6 +290,35 @@ impl Admin {
             "Admin revocation"
         );
     }
+}
+
+/// What a valid `/v1/purge` body asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Purge {
+    Subject(ClaimValue),
+    All,
+}
+
+/// Reads a whole `/v1/purge` body (`subject_name` is `revocation.subject_claim`):
+/// the target and the optional lifetime, or what is wrong with it.
+pub fn parse_purge(body: Value, subject_name: &str) -> Result<(Purge, Option<i64>), String> {
+    let (mut obj, lifetime) = object_and_lifetime(body)?;
+    let all = obj.remove("all");
+    let target = match (all, obj.contains_key(subject_name)) {
+        (Some(Value::Bool(true)), false) => Purge::All,
+        (Some(Value::Bool(true)), true) => {
+            return Err(format!("give {subject_name:?} or \"all\": true, not both"))
+        }
+        (Some(_), _) => return Err("\"all\" must be true".into()),
+        (None, true) => Purge::Subject(claim(&mut obj, subject_name)?),
+        (None, false) => return Err(format!("give {subject_name:?} or \"all\": true")),
+    };
+    if let Some(k) = obj.keys().next() {
+        return Err(format!(
+            "unknown field {k:?} (give {subject_name:?} or \"all\", and \"lifetime\")"
+        ));
+    }
+    Ok((target, lifetime))
 }
 
 enum Body {
@@ -410,6 +425,29 @@ mod tests {
                 ("token_type_hint".to_string(), "access_token".to_string())
             ]
         );
+    }
+
+    #[test]
+    fn purge_bodies_are_checked_whole() {
+        assert_eq!(
+            parse_purge(json!({"sub": "x", "lifetime": 60}), "sub"),
+            Ok((Purge::Subject(ClaimValue::Str("x".into())), Some(60)))
+        );
+        assert_eq!(
+            parse_purge(json!({"all": true}), "sub"),
+            Ok((Purge::All, None))
+        );
+        for bad in [
+            json!({"sub": "x", "liftime": 60}),
+            json!({"all": true, "dry_run": true}),
+            json!({"all": false}),
+            json!({"all": true, "sub": "x"}),
+            json!({}),
+            json!([1]),
+            json!({"sub": "x", "lifetime": -1}),
+        ] {
+            assert!(parse_purge(bad.clone(), "sub").is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! The admin listener: `/healthz`, `/readyz`, `/metrics` (open) and the
-//! revocation API under `/v1/` ([`api`], admin token required). It is bound
-//! separately and never proxied.
+//! The admin endpoints: `/healthz`, `/readyz`, `/metrics` (open) and the
+//! revocation API under `/v1/` ([`api`], admin token required). Served on a
+//! listener of its own (`server::serve_admin`), never proxied.
 
 pub mod api;
 pub mod client;
@@ -13,15 +13,9 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use tokio::net::TcpListener;
 
 pub struct Admin {
     pub revocations: Arc<Revocations>,
@@ -30,7 +24,7 @@ pub struct Admin {
     pub ready: AtomicBool,
     pub cache_hits: Box<dyn Fn() -> u64 + Send + Sync>,
     /// The proxy in service, whose verifier and revocations the API uses.
-    pub live: crate::server::LiveProxy,
+    pub live: crate::proxy::LiveProxy,
     /// SHA-256 of `admin.token`; `None` turns the `/v1/` API off.
     pub token_digest: Option<[u8; 32]>,
     /// `revocation.subject_claim` and `revocation.token_claim`.
@@ -125,27 +119,4 @@ fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     resp
-}
-
-/// Serves the admin endpoints until `shutdown` resolves.
-pub async fn serve(listener: TcpListener, admin: Arc<Admin>, shutdown: impl Future<Output = ()>) {
-    let builder = auto::Builder::new(TokioExecutor::new());
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, remote)) = accepted else { continue };
-                let admin = admin.clone();
-                let service = service_fn(move |req| {
-                    let admin = admin.clone();
-                    async move { Ok::<_, Infallible>(admin.handle(req, remote).await) }
-                });
-                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-            }
-            () = &mut shutdown => break,
-        }
-    }
 }

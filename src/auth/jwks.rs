@@ -82,6 +82,39 @@ fn algorithms_of(jwk: &Jwk) -> Option<Vec<Algorithm>> {
     }
 }
 
+/// Why a key must not verify signatures: marked for encryption (`use`
+/// other than `sig`, `key_ops` without `verify`, RFC 7517 §4.2–4.3), or an
+/// RSA key with the ROCA fingerprint.
+fn not_for_verifying(jwk: &Jwk) -> Option<&'static str> {
+    use jsonwebtoken::jwk::{KeyOperations, PublicKeyUse};
+    if jwk
+        .common
+        .public_key_use
+        .as_ref()
+        .is_some_and(|u| *u != PublicKeyUse::Signature)
+    {
+        return Some("use is not sig");
+    }
+    if jwk
+        .common
+        .key_operations
+        .as_ref()
+        .is_some_and(|ops| !ops.contains(&KeyOperations::Verify))
+    {
+        return Some("key_ops lacks verify");
+    }
+    if let AlgorithmParameters::RSA(rsa) = &jwk.algorithm {
+        use base64::Engine;
+        let n = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(rsa.n.trim_end_matches('='))
+            .unwrap_or_default();
+        if super::roca::fingerprinted(&n) {
+            return Some("RSA modulus with the ROCA fingerprint (CVE-2017-15361)");
+        }
+    }
+    None
+}
+
 /// Parses a JWKS document; keys that are unusable or symmetric are skipped.
 pub fn parse(text: &[u8]) -> Result<HashMap<String, JwksKey>, String> {
     let doc: Value = serde_json::from_slice(text).map_err(|e| format!("not JSON: {e}"))?;
@@ -96,6 +129,10 @@ pub fn parse(text: &[u8]) -> Result<HashMap<String, JwksKey>, String> {
             continue;
         };
         let kid = jwk.common.key_id.clone().unwrap_or_default();
+        if let Some(why) = not_for_verifying(&jwk) {
+            tracing::warn!(kid, reason = why, "Skipping a JWKS key");
+            continue;
+        }
         let Some(algorithms) = algorithms_of(&jwk) else {
             tracing::warn!(kid, "Skipping a JWKS key: symmetric or unsupported type");
             continue;
@@ -273,5 +310,17 @@ mod tests {
         assert_eq!(keys["e"].algorithms, vec![Algorithm::EdDSA]);
         assert!(parse(br#"{"keys":[{"kty":"oct","kid":"h","k":"c2VjcmV0"}]}"#).is_err());
         assert!(parse(b"[]").is_err());
+    }
+
+    #[test]
+    fn encryption_keys_are_not_used_to_verify() {
+        let x = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+        let doc = json!({ "keys": [
+            { "kty": "OKP", "kid": "enc", "crv": "Ed25519", "use": "enc", "x": x },
+            { "kty": "OKP", "kid": "wrap", "crv": "Ed25519", "key_ops": ["wrapKey"], "x": x },
+            { "kty": "OKP", "kid": "sig", "crv": "Ed25519", "use": "sig", "key_ops": ["verify"], "x": x }
+        ]});
+        let keys = parse(doc.to_string().as_bytes()).unwrap();
+        assert_eq!(keys.keys().collect::<Vec<_>>(), vec!["sig"]);
     }
 }

@@ -4,7 +4,9 @@
 pub mod cache;
 mod error;
 pub mod extract;
+pub mod jose;
 pub mod jwks;
+pub mod roca;
 pub mod verify;
 
 pub use error::AuthError;

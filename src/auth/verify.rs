@@ -104,6 +104,17 @@ impl Verifier {
             ed: None,
         };
         if let (Some(pem), [fam]) = (&jwt.public_key_pem, public_families.as_slice()) {
+            if *fam == "rsa"
+                && super::roca::modulus_from_pem(pem)
+                    .is_some_and(|n| super::roca::fingerprinted(&n))
+            {
+                problem(
+                    "jwt.public_key_file",
+                    "this RSA key has the ROCA fingerprint (CVE-2017-15361): its private key can be \
+                     computed from it; replace the key"
+                        .into(),
+                );
+            }
             let parsed = match *fam {
                 "rsa" => DecodingKey::from_rsa_pem(pem).map(|k| keys.rsa = Some(k)),
                 "ec" => DecodingKey::from_ec_pem(pem).map(|k| keys.ec = Some(k)),
@@ -204,6 +215,7 @@ impl Verifier {
 
     /// Signature and every claim check that does not depend on the clock.
     pub fn verify_uncached(&self, token: &str, now: i64) -> Result<Verified, AuthError> {
+        super::jose::check(token)?;
         let header = jsonwebtoken::decode_header(token).map_err(map_jwt_error)?;
         let (alg, validation) = self
             .allowed

@@ -17,6 +17,18 @@ pub const POOL_IDLE: Duration = Duration::from_secs(90);
 
 type Connector = HttpsConnector<HttpConnector>;
 
+/// A plain `http://` upstream as the HTTP/1.1 fast path sees it.
+#[derive(Debug, Clone)]
+pub struct FastTarget {
+    /// `host:port` as configured (the `Host` of `forward.host: upstream`).
+    pub authority: String,
+    pub base_path: String,
+    /// `host:port` to connect to.
+    pub address: String,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+}
+
 pub struct Upstream {
     client: Client<Connector, Incoming>,
     connect_timeout: Duration,
@@ -74,9 +86,8 @@ impl Upstream {
         }
     }
 
-    /// For a plain `http://` upstream: where the HTTP/1.1 fast path connects
-    /// (`host:port`) and its view of the upstream.
-    pub fn fast_target(&self) -> Option<(super::h1::Target, String, Duration)> {
+    /// For a plain `http://` upstream: what the HTTP/1.1 fast path needs.
+    pub fn fast_target(&self) -> Option<FastTarget> {
         if self.scheme != "http" {
             return None;
         }
@@ -86,12 +97,13 @@ impl Upstream {
             Some(_) => self.authority.clone(),
             None => format!("{host}:80"),
         };
-        let target = super::h1::Target {
+        Some(FastTarget {
             authority: self.authority.clone(),
             base_path: self.base_path.clone(),
+            address,
+            connect_timeout: self.connect_timeout,
             response_timeout: self.response_timeout,
-        };
-        Some((target, address, self.connect_timeout))
+        })
     }
 
     /// `host:port` of the upstream (the `Host` of `forward.host: upstream`).

@@ -5,7 +5,6 @@
 pub mod admit;
 pub mod error;
 pub mod forward;
-pub mod h1;
 pub mod hygiene;
 pub mod upgrade;
 
@@ -27,6 +26,9 @@ use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
+
+/// The proxy in service; a configuration reload swaps it atomically.
+pub type LiveProxy = Arc<arc_swap::ArcSwap<Proxy>>;
 
 /// Response body: the upstream's, streamed, or a short synthetic one.
 pub type Body = Either<Incoming, Full<Bytes>>;
@@ -101,6 +103,11 @@ impl Proxy {
             allow_on_store_failure: settings.revocation.on_store_failure
                 == crate::config::OnStoreFailure::Allow,
         })
+    }
+
+    /// The realm of `WWW-Authenticate` challenges (`jwt.realm`).
+    pub fn realm(&self) -> &str {
+        &self.realm
     }
 
     /// The upstream this proxy was built with.

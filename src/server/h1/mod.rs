@@ -15,10 +15,11 @@ mod rewind;
 pub use pool::Pool;
 pub use rewind::Rewind;
 
-use super::error::ProxyError;
-use super::hygiene::Policy;
-use super::{Outcome, Proxy, REVOCATION_STATUS};
-use crate::server::{LiveProxy, MAX_HEADER_BYTES};
+use crate::proxy::error::ProxyError;
+use crate::proxy::forward::FastTarget;
+use crate::proxy::hygiene::Policy;
+use crate::proxy::{LiveProxy, Outcome, Proxy, REVOCATION_STATUS};
+use crate::server::MAX_HEADER_BYTES;
 use body::{relay, Framing, READ_SIZE};
 use bytes::{Buf, Bytes, BytesMut};
 use head::{Check, Final, Outgoing, Plain, Reply};
@@ -38,13 +39,26 @@ pub struct Target {
     pub response_timeout: Duration,
 }
 
+impl From<FastTarget> for Target {
+    fn from(t: FastTarget) -> Target {
+        Target {
+            authority: t.authority,
+            base_path: t.base_path,
+            response_timeout: t.response_timeout,
+        }
+    }
+}
+
 /// What a fast-path connection works with.
 pub struct Lane<'a> {
     pub live: &'a LiveProxy,
     pub pool: &'a Pool,
     pub target: &'a Target,
     pub client: SocketAddr,
+    /// A request head, once started, must be complete within this.
     pub client_header: Duration,
+    /// A kept-alive connection may wait this long for its next request.
+    pub client_idle: Duration,
     pub stop: watch::Receiver<bool>,
 }
 
@@ -60,10 +74,20 @@ pub async fn serve(stream: &mut TcpStream, mut lane: Lane<'_>) -> Ended {
     let mut buf = BytesMut::with_capacity(READ_SIZE);
     let mut out = Vec::with_capacity(1024);
     let mut back = Vec::with_capacity(1024);
+    let mut first = true;
     loop {
-        // One request: its head within `client_header`, idle time included
-        // (as hyper); an idle connection also ends when shutdown begins.
-        let deadline = tokio::time::Instant::now() + lane.client_header;
+        // A connection's first request, or one already started: its head
+        // within `client_header`. Between requests a connection may wait
+        // `client_idle` for the next one to start; an idle connection also
+        // ends when shutdown begins.
+        let mut started = first || !buf.is_empty();
+        first = false;
+        let wait = if started {
+            lane.client_header
+        } else {
+            lane.client_idle
+        };
+        let mut deadline = tokio::time::Instant::now() + wait;
         loop {
             if !buf.is_empty() {
                 // The bytes read so far, parsed once where they lie; what
@@ -88,6 +112,10 @@ pub async fn serve(stream: &mut TcpStream, mut lane: Lane<'_>) -> Ended {
             }
             if !read_more(stream, &mut buf, deadline, &mut lane).await {
                 return Ended::Closed;
+            }
+            if !started {
+                started = true;
+                deadline = tokio::time::Instant::now() + lane.client_header;
             }
         }
     }
@@ -237,7 +265,7 @@ async fn exchange(data: &[u8], conn: &mut Conn<'_>, lane: &Lane<'_>) -> Step {
             let outcome = proxy.failed(&e);
             let status = e.status().as_u16();
             let keep = skip_body(&req, conn.buf, body) && !req.close;
-            let (status_code, headers, text) = e.to_parts(&proxy.realm);
+            let (status_code, headers, text) = e.to_parts(proxy.realm());
             conn.back.clear();
             head::write_local(
                 conn.back,
@@ -280,7 +308,7 @@ async fn forward(
     req: &Request<'_>,
     conn: &mut Conn<'_>,
     lane: &Lane<'_>,
-    access: Option<&mut super::AccessLine>,
+    access: Option<&mut crate::proxy::AccessLine>,
     body: &mut BodyState,
 ) -> Result<(u16, bool), Failure> {
     let mut view = proxy

@@ -1,7 +1,7 @@
 //! The fast path's upstream connections: one pool per worker thread, most
 //! recently used first, so a few warm connections carry the load.
 
-use super::super::forward::POOL_IDLE;
+use crate::proxy::forward::POOL_IDLE;
 use bytes::BytesMut;
 use parking_lot::Mutex;
 use std::time::{Duration, Instant};

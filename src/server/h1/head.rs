@@ -285,7 +285,7 @@ pub fn end_response(out: &mut Vec<u8>, revocation: Option<&'static str>, close: 
     if let Some(label) = revocation {
         field(
             out,
-            super::super::REVOCATION_STATUS.as_bytes(),
+            crate::proxy::REVOCATION_STATUS.as_bytes(),
             label.as_bytes(),
         );
     }
