@@ -139,6 +139,14 @@ mod tests {
     }
 
     #[test]
+    fn large_numbers_keep_one_text_form() {
+        // Found by fuzzing: a float that did not survive its own text.
+        let n: Value = serde_json::from_str("6.666666666666667e152").unwrap();
+        let c = ClaimValue::from_json(&n).unwrap();
+        assert_eq!(ClaimValue::from_fragment(&c.fragment()), Some(c));
+    }
+
+    #[test]
     fn other_json_types_are_not_identifiers() {
         for v in [json!(null), json!(true), json!([1]), json!({"a": 1})] {
             assert_eq!(ClaimValue::from_json(&v), None);

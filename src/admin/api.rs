@@ -351,7 +351,7 @@ async fn read_body(req: Request<Incoming>) -> Result<Body, Reply> {
 }
 
 /// `application/x-www-form-urlencoded` pairs (also query strings).
-fn form_pairs(bytes: &[u8]) -> Vec<(String, String)> {
+pub fn form_pairs(bytes: &[u8]) -> Vec<(String, String)> {
     bytes
         .split(|b| *b == b'&')
         .filter(|p| !p.is_empty())

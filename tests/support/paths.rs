@@ -84,12 +84,8 @@ impl Paths {
     ) -> Resp {
         let sent = async {
             match via {
-                Via::Fast | Via::Http10 | Via::Chunked => {
-                    raw(self.plain.addr, via, method, target, headers, body).await
-                }
-                Via::H2c => {
-                    let tcp = TcpStream::connect(self.plain.addr).await.unwrap();
-                    over_hyper(tcp, true, method, target, headers, body).await
+                Via::Fast | Via::Http10 | Via::Chunked | Via::H2c => {
+                    send_plain(self.plain.addr, via, method, target, headers, body).await
                 }
                 Via::Tls | Via::H2Tls => {
                     let h2 = via == Via::H2Tls;
@@ -115,6 +111,25 @@ impl Paths {
         let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
         let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
         connector.connect(name, tcp).await.expect("TLS handshake")
+    }
+}
+
+/// Sends one request to a plain port down `via` (not a TLS one).
+pub async fn send_plain(
+    addr: std::net::SocketAddr,
+    via: Via,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &[u8])],
+    body: &[u8],
+) -> Resp {
+    match via {
+        Via::H2c => {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            over_hyper(tcp, true, method, target, headers, body).await
+        }
+        Via::Tls | Via::H2Tls => panic!("send_plain cannot speak TLS"),
+        raw_via => raw(addr, raw_via, method, target, headers, body).await,
     }
 }
 

@@ -37,15 +37,77 @@ struct Conn {
 }
 
 /// One value of a `get`/`gets` answer.
-struct Item {
-    key: String,
-    value: String,
-    cas: Option<u64>,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    pub key: String,
+    pub value: String,
+    pub cas: Option<u64>,
 }
 
 fn proto(msg: impl Into<String>) -> StoreError {
     StoreError::Backend(msg.into())
 }
+
+/// A retrieval answer so far.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Retrieved {
+    /// Complete: the items, and how many bytes the answer took.
+    Done(Vec<Item>, usize),
+    /// More bytes are needed.
+    Partial,
+}
+
+/// Parses a `get`/`gets` answer (`VALUE key flags bytes [cas]`, data,
+/// … `END`) from the start of `buf`. Anything else is a protocol error.
+pub fn parse_retrieval(buf: &[u8]) -> Result<Retrieved, StoreError> {
+    let mut items = Vec::new();
+    let mut at = 0;
+    loop {
+        let rest = buf.get(at..).unwrap_or_default();
+        let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") else {
+            if rest.len() > MAX_VALUE {
+                return Err(proto("answer line too long"));
+            }
+            return Ok(Retrieved::Partial);
+        };
+        let line = std::str::from_utf8(rest.get(..eol).unwrap_or_default())
+            .map_err(|_| proto("answer line is not text"))?;
+        let data_at = at + eol + 2;
+        if line == "END" {
+            return Ok(Retrieved::Done(items, data_at));
+        }
+        let mut f = line.split(' ');
+        if f.next() != Some("VALUE") {
+            return Err(proto("unexpected answer to a retrieval"));
+        }
+        let key = f
+            .next()
+            .ok_or_else(|| proto("VALUE without key"))?
+            .to_string();
+        let _flags = f.next();
+        let len: usize = f
+            .next()
+            .and_then(|b| b.parse().ok())
+            .filter(|&b| b <= MAX_VALUE)
+            .ok_or_else(|| proto("bad VALUE length"))?;
+        let cas = f.next().and_then(|c| c.parse().ok());
+        let Some(data) = buf.get(data_at..data_at + len + 2) else {
+            return Ok(Retrieved::Partial);
+        };
+        if data.get(len..) != Some(b"\r\n".as_slice()) {
+            return Err(proto("VALUE data not ended by CRLF"));
+        }
+        items.push(Item {
+            key,
+            value: String::from_utf8_lossy(data.get(..len).unwrap_or_default()).into_owned(),
+            cas,
+        });
+        at = data_at + len + 2;
+    }
+}
+
+/// Most bytes a retrieval answer may take (three values and their lines).
+const MAX_ANSWER: usize = 4 * (MAX_VALUE + 512);
 
 impl Conn {
     async fn line(&mut self) -> Result<String, StoreError> {
@@ -71,35 +133,22 @@ impl Conn {
         req.push_str("\r\n");
         self.io.write_all(req.as_bytes()).await?;
         self.io.flush().await?;
-        let mut items = Vec::new();
+        let mut buf = Vec::with_capacity(256);
         loop {
-            let line = self.line().await?;
-            if line == "END" {
-                return Ok(items);
+            let mut chunk = [0u8; 1024];
+            let n = self.io.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(proto("memcached closed the connection"));
             }
-            let mut f = line.split(' ');
-            if f.next() != Some("VALUE") {
-                return Err(proto(format!("unexpected reply to {cmd}")));
+            buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+            match parse_retrieval(&buf)? {
+                Retrieved::Done(items, used) if used == buf.len() => return Ok(items),
+                Retrieved::Done(..) => return Err(proto("bytes after END")),
+                Retrieved::Partial if buf.len() > MAX_ANSWER => {
+                    return Err(proto("answer too long"))
+                }
+                Retrieved::Partial => {}
             }
-            let key = f
-                .next()
-                .ok_or_else(|| proto("VALUE without key"))?
-                .to_string();
-            let _flags = f.next();
-            let len: usize = f
-                .next()
-                .and_then(|b| b.parse().ok())
-                .filter(|&b| b <= MAX_VALUE)
-                .ok_or_else(|| proto("bad VALUE length"))?;
-            let cas = f.next().and_then(|c| c.parse().ok());
-            let mut data = vec![0u8; len + 2];
-            self.io.read_exact(&mut data).await?;
-            data.truncate(len);
-            items.push(Item {
-                key,
-                value: String::from_utf8_lossy(&data).into_owned(),
-                cas,
-            });
         }
     }
 
@@ -279,5 +328,41 @@ mod tests {
         assert_eq!(s.wire_name("rp:g"), "rp:g");
         assert!(MemcachedStore::new("memcache://", "rp:").is_err());
         assert!(MemcachedStore::new("memcache://h:1", "a b").is_err());
+    }
+
+    #[test]
+    fn retrieval_answers_parse_across_any_split() {
+        let answer = b"VALUE rp:g 0 5 7\r\n10 20\r\nVALUE rp:s:sa 0 2\r\nab\r\nEND\r\n";
+        let want = Retrieved::Done(
+            vec![
+                Item {
+                    key: "rp:g".into(),
+                    value: "10 20".into(),
+                    cas: Some(7),
+                },
+                Item {
+                    key: "rp:s:sa".into(),
+                    value: "ab".into(),
+                    cas: None,
+                },
+            ],
+            answer.len(),
+        );
+        assert_eq!(parse_retrieval(answer).unwrap(), want);
+        for cut in 0..answer.len() {
+            assert_eq!(
+                parse_retrieval(&answer[..cut]).unwrap(),
+                Retrieved::Partial,
+                "{cut}"
+            );
+        }
+        for bad in [
+            &b"ERROR\r\n"[..],
+            b"VALUE k 0 x\r\n",
+            b"VALUE k 0 2\r\nabcd\r\n",
+            b"VALUE\r\n",
+        ] {
+            assert!(parse_retrieval(bad).is_err(), "{bad:?}");
+        }
     }
 }
