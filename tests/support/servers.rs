@@ -56,6 +56,13 @@ impl Redis {
         Redis::spawn(Vec::new(), None, None)
     }
 
+    /// A server with an append-only file fsynced on every write, so a
+    /// restart keeps what it had acknowledged.
+    pub fn start_persistent() -> Redis {
+        let args = ["--appendonly", "yes", "--appendfsync", "always"];
+        Redis::spawn(args.iter().map(|a| a.to_string()).collect(), None, None)
+    }
+
     /// A TLS-only server (plain port off) with `tls` certificates.
     pub fn start_tls(tls: &TlsFiles) -> Redis {
         let args = vec![

@@ -24,7 +24,6 @@ use redis::{AsyncConnectionConfig, Client, ConnectionAddr, RedisError, TlsCertif
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
-use tokio::sync::OnceCell;
 
 /// Keys per `SCAN` call and per pipelined `GET` batch while loading.
 const SCAN_BATCH: usize = 5_000;
@@ -40,6 +39,8 @@ const RECONNECT_FIRST: Duration = Duration::from_millis(100);
 const RECONNECT_MAX: Duration = Duration::from_secs(2);
 /// Time allowed for connecting and for each load batch (5 s).
 const LOAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// A health ping unanswered this long replaces the command connection (800 ms).
+const PING_TIMEOUT: Duration = Duration::from_millis(800);
 
 /// The write script: merge (never shorten), store with expiry, publish.
 /// KEYS[1] key; ARGV: until, cutoff ("" for a token), channel, now.
@@ -108,7 +109,11 @@ pub struct RedisStore {
     target: RedisTarget,
     ca: Option<Vec<u8>>,
     seeds: Vec<Client>,
-    conn: OnceCell<Conn>,
+    /// The command connection, replaced by a fresh one when a health ping
+    /// fails: redis-rs's ConnectionManager can stay broken after a restart
+    /// (redis-rs #984).
+    conn: arc_swap::ArcSwapOption<Conn>,
+    connecting: tokio::sync::Mutex<()>,
     script: redis::Script,
     channel: String,
     next_seed: std::sync::atomic::AtomicUsize,
@@ -143,55 +148,70 @@ impl RedisStore {
             target,
             ca,
             seeds,
-            conn: OnceCell::new(),
+            conn: arc_swap::ArcSwapOption::empty(),
+            connecting: tokio::sync::Mutex::new(()),
             script: redis::Script::new(WRITE_SCRIPT),
             next_seed: 0.into(),
         })
     }
 
     async fn conn(&self) -> Result<Conn, StoreError> {
-        let conn = self
-            .conn
-            .get_or_try_init(|| async {
-                let connect = async {
-                    if self.target.cluster {
-                        let mut b = redis::cluster::ClusterClientBuilder::new(
-                            self.target.urls.iter().map(String::as_str),
-                        )
-                        .connection_timeout(self.target.timeout.max(LOAD_TIMEOUT))
-                        .response_timeout(self.target.timeout.max(LOAD_TIMEOUT))
-                        .retries(2);
-                        if let Some(ca) = &self.ca {
-                            b = b.certs(TlsCertificates {
-                                client_tls: None,
-                                root_cert: Some(ca.clone()),
-                            });
-                        }
-                        let client = b.build().map_err(backend)?;
-                        client
-                            .get_async_connection()
-                            .await
-                            .map(Conn::Cluster)
-                            .map_err(backend)
-                    } else {
-                        let config = ConnectionManagerConfig::new()
-                            .set_connection_timeout(Some(LOAD_TIMEOUT))
-                            .set_response_timeout(Some(LOAD_TIMEOUT))
-                            .set_number_of_retries(2)
-                            .set_max_delay(RECONNECT_MAX);
-                        let client = self.seeds.first().cloned().ok_or(StoreError::Closed)?;
-                        ConnectionManager::new_with_config(client, config)
-                            .await
-                            .map(Conn::Single)
-                            .map_err(backend)
-                    }
-                };
-                tokio::time::timeout(LOAD_TIMEOUT, connect)
+        if let Some(c) = self.conn.load_full() {
+            return Ok((*c).clone());
+        }
+        let _one = self.connecting.lock().await;
+        if let Some(c) = self.conn.load_full() {
+            return Ok((*c).clone());
+        }
+        let c = self.connect().await;
+        tracing::debug!(ok = c.is_ok(), "Redis command connection made");
+        let c = c?;
+        self.conn.store(Some(std::sync::Arc::new(c.clone())));
+        Ok(c)
+    }
+
+    /// Forgets the command connection; the next command makes a new one.
+    fn reset(&self) {
+        self.conn.store(None);
+    }
+
+    async fn connect(&self) -> Result<Conn, StoreError> {
+        let connect = async {
+            if self.target.cluster {
+                let mut b = redis::cluster::ClusterClientBuilder::new(
+                    self.target.urls.iter().map(String::as_str),
+                )
+                .connection_timeout(self.target.timeout.max(LOAD_TIMEOUT))
+                .response_timeout(self.target.timeout.max(LOAD_TIMEOUT))
+                .retries(2);
+                if let Some(ca) = &self.ca {
+                    b = b.certs(TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(ca.clone()),
+                    });
+                }
+                let client = b.build().map_err(backend)?;
+                client
+                    .get_async_connection()
                     .await
-                    .map_err(|_| StoreError::Timeout)?
-            })
-            .await?;
-        Ok(conn.clone())
+                    .map(Conn::Cluster)
+                    .map_err(backend)
+            } else {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(LOAD_TIMEOUT))
+                    .set_response_timeout(Some(LOAD_TIMEOUT))
+                    .set_number_of_retries(2)
+                    .set_max_delay(RECONNECT_MAX);
+                let client = self.seeds.first().cloned().ok_or(StoreError::Closed)?;
+                ConnectionManager::new_with_config(client, config)
+                    .await
+                    .map(Conn::Single)
+                    .map_err(backend)
+            }
+        };
+        tokio::time::timeout(LOAD_TIMEOUT, connect)
+            .await
+            .map_err(|_| StoreError::Timeout)?
     }
 
     /// Clients for every master: the seed itself, or each master of the cluster.
@@ -394,7 +414,10 @@ impl Store for RedisStore {
                 .arg(cutoff)
                 .arg(&self.channel)
                 .arg(crate::revocation::clock::unix_now());
-            conn.invoke(&inv).await.map_err(backend)?;
+            if let Err(e) = conn.invoke(&inv).await {
+                self.reset();
+                return Err(backend(e));
+            }
             Ok(())
         })
     }
@@ -427,11 +450,26 @@ impl Store for RedisStore {
 
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            let conn = self.conn().await?;
-            conn.query::<redis::Value>(&redis::cmd("PING"))
-                .await
-                .map_err(backend)?;
-            Ok(())
+            let answered = tokio::time::timeout(PING_TIMEOUT, async {
+                let conn = self.conn().await?;
+                conn.query::<redis::Value>(&redis::cmd("PING"))
+                    .await
+                    .map_err(backend)
+            })
+            .await;
+            match answered {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "Redis ping failed; reconnecting");
+                    self.reset();
+                    Err(e)
+                }
+                Err(_) => {
+                    tracing::warn!("Redis ping timed out; reconnecting");
+                    self.reset();
+                    Err(StoreError::Timeout)
+                }
+            }
         })
     }
 
