@@ -132,7 +132,9 @@ async fn revocations_survive_store_faults_under_load() {
             .collect(),
     );
     let revoked: Arc<Mutex<Vec<Revoked>>> = Arc::new(Mutex::new(Vec::new()));
-    let results: Arc<Mutex<Vec<(usize, bool, Instant, u16, Duration)>>> = Arc::default();
+    // (token, on A, sent, status, latency)
+    type Sample = (usize, bool, Instant, u16, Duration);
+    let results: Arc<Mutex<Vec<Sample>>> = Arc::default();
     let running = Arc::new(AtomicBool::new(true));
 
     // Load: 6 tasks, each rotating over the tokens on both proxies.
