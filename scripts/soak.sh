@@ -80,7 +80,7 @@ pids+=($!)
 ( n=0; while kill -0 "$WRK1" 2>/dev/null; do
     n=$((n + 1))
     curl -s -o /dev/null -X POST -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' \
-      -d "{\"sub\":\"soak-$n\",\"jti\":\"j-$n\",\"exp\":$(( $(date +%s) + 600 ))}" "http://127.0.0.1:$AD/v1/revoke" || true
+      -d "{\"sub\":\"soak-$n\",\"jti\":\"j-$n\",\"exp\":$(( $(date +%s) + 30 ))}" "http://127.0.0.1:$AD/v1/revoke" || true
     sleep 0.1
   done ) & pids+=($!)
 ( while kill -0 "$WRK1" 2>/dev/null; do sleep 30; kill -HUP "$RPID" 2>/dev/null || true; done ) & pids+=($!)

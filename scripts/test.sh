@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh machine: formatting, lints, every test.
+# The whole test suite, from a fresh machine: formatting, lints, every test,
+# then every fuzz target for FUZZ_SECONDS (30) each.
 # `.ci/run` calls this. Tests start their own servers on free loopback ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,3 +34,6 @@ echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --locked
+# Coverage-guided fuzzing of the parsers and policies, a bounded time each.
+echo "== fuzz (scripts/fuzz.sh, ${FUZZ_SECONDS:-30}s per target)"
+bash scripts/fuzz.sh

@@ -3,14 +3,10 @@
 //! exits with its code.
 
 use crate::admin::client::{self, Call, Connection, TokenOrClaims};
-use crate::app::{App, StartError};
-use crate::config::{Settings, EXIT_CONFIG};
-use crate::revocation::Clock;
+use crate::config::Settings;
+use crate::exit::USAGE as EXIT_CONFIG;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
-
-/// Exit code when the store or a listener cannot be opened (sysexits EX_UNAVAILABLE).
-pub const EXIT_UNAVAILABLE: i32 = 69;
 
 #[derive(Parser, Debug)]
 #[command(name = "revoke-proxy", version, about = "JWT revocation sidecar", long_about = None)]
@@ -169,22 +165,24 @@ fn check(path: &std::path::Path) -> i32 {
         Ok(s) => s,
         Err(code) => return code,
     };
-    if let Err(problems) =
-        crate::auth::Verifier::new(&settings.jwt, &settings.revocation, &settings.forward)
-    {
-        eprintln!(
-            "revoke-proxy: {} has {} problem(s):",
-            path.display(),
-            problems.len()
-        );
-        for p in &problems {
-            eprintln!("  {p}");
+    // The same preparation `run` does: keys, certificates, CA files, paths.
+    let prepared = match crate::app::prepare(settings) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!(
+                "revoke-proxy: {} has {} problem(s):",
+                path.display(),
+                e.0.len()
+            );
+            for p in &e.0 {
+                eprintln!("  {p}");
+            }
+            return crate::exit::USAGE;
         }
-        return EXIT_CONFIG;
-    }
+    };
     println!("# {} is valid; effective settings:", path.display());
-    print!("{}", settings.describe());
-    0
+    print!("{}", prepared.settings.describe());
+    crate::exit::OK
 }
 
 async fn run(path: &std::path::Path) -> i32 {
@@ -193,83 +191,5 @@ async fn run(path: &std::path::Path) -> i32 {
         Err(code) => return code,
     };
     crate::logging::init(&settings);
-    serve_from(settings, Some(path.to_path_buf())).await
-}
-
-/// Builds, binds and serves `settings` until SIGTERM or SIGINT.
-pub async fn serve(settings: Settings) -> i32 {
-    serve_from(settings, None).await
-}
-
-/// [`serve`], reloading from `config` on SIGHUP and when it changes.
-pub async fn serve_from(settings: Settings, config: Option<PathBuf>) -> i32 {
-    let app = match App::build(settings, Clock::system()).await {
-        Ok(app) => app,
-        Err(e) => return report_start_error(&e),
-    };
-    let (listener, admin) = match app.bind().await {
-        Ok(l) => l,
-        Err(e) => return report_start_error(&e),
-    };
-    let bound = listener
-        .local_addr()
-        .map_or_else(|_| app.settings.listen.to_string(), |a| a.to_string());
-    let admin_bound = admin
-        .as_ref()
-        .and_then(|a| a.local_addr().ok())
-        .map_or_else(|| "-".to_string(), |a| a.to_string());
-    tracing::info!(
-        listen = %bound,
-        admin = %admin_bound,
-        upstream = %app.settings.upstream,
-        store = app.proxy.revocations.store_kind(),
-        revocations = app.proxy.revocations.len(),
-        "Proxy started"
-    );
-    let _reloader = config.map(|path| {
-        let r = crate::reload::Reloader::new(path, app.live.clone(), app.settings.clone());
-        r.watch();
-        r
-    });
-    app.run(listener, admin, shutdown_signal()).await;
-    tracing::info!("Stopped: connections drained");
-    0
-}
-
-fn report_start_error(e: &StartError) -> i32 {
-    match e {
-        StartError::Config(c) => {
-            eprintln!("revoke-proxy: invalid configuration:");
-            for p in &c.0 {
-                eprintln!("  {p}");
-            }
-            EXIT_CONFIG
-        }
-        other => {
-            eprintln!("revoke-proxy: {other}");
-            EXIT_UNAVAILABLE
-        }
-    }
-}
-
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
+    crate::app::serve(settings, Some(path.to_path_buf())).await
 }

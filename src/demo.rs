@@ -112,7 +112,7 @@ pub async fn run(mut listen: SocketAddr) -> i32 {
             Ok(a) => listen = a,
             Err(e) => {
                 eprintln!("revoke-proxy demo: cannot listen on {listen}: {e}");
-                return crate::cli::EXIT_UNAVAILABLE;
+                return crate::exit::UNAVAILABLE;
             }
         }
     }
@@ -120,14 +120,14 @@ pub async fn run(mut listen: SocketAddr) -> i32 {
         Ok(l) => l,
         Err(e) => {
             eprintln!("revoke-proxy demo: cannot start the echo upstream: {e}");
-            return crate::cli::EXIT_UNAVAILABLE;
+            return crate::exit::UNAVAILABLE;
         }
     };
     let upstream_addr = match upstream.local_addr() {
         Ok(a) => a,
         Err(e) => {
             eprintln!("revoke-proxy demo: {e}");
-            return crate::cli::EXIT_UNAVAILABLE;
+            return crate::exit::UNAVAILABLE;
         }
     };
     tokio::spawn(echo_upstream(upstream));
@@ -138,7 +138,7 @@ pub async fn run(mut listen: SocketAddr) -> i32 {
             for p in &e.0 {
                 eprintln!("revoke-proxy demo: {p}");
             }
-            return crate::config::EXIT_CONFIG;
+            return crate::exit::USAGE;
         }
     };
     crate::logging::init(&settings);
@@ -174,5 +174,5 @@ pub async fn run(mut listen: SocketAddr) -> i32 {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{banner}").and_then(|()| out.flush());
     }
-    crate::cli::serve(settings).await
+    crate::app::serve(settings, None).await
 }

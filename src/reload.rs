@@ -24,6 +24,7 @@ pub struct Reloader {
     path: PathBuf,
     live: LiveProxy,
     current: Mutex<Settings>,
+    fetcher: Arc<dyn crate::auth::jwks::Fetch>,
 }
 
 /// What a reload did.
@@ -40,11 +41,17 @@ fn differs<T: Serialize>(a: &T, b: &T) -> bool {
 }
 
 impl Reloader {
-    pub fn new(path: PathBuf, live: LiveProxy, current: Settings) -> Arc<Reloader> {
+    pub fn new(
+        path: PathBuf,
+        live: LiveProxy,
+        current: Settings,
+        fetcher: Arc<dyn crate::auth::jwks::Fetch>,
+    ) -> Arc<Reloader> {
         Arc::new(Reloader {
             path,
             live,
             current: Mutex::new(current),
+            fetcher,
         })
     }
 
@@ -90,13 +97,14 @@ impl Reloader {
         };
         if let Some(jwks) = &verifier.jwks {
             // Keys first: the new configuration must not serve without them.
+            jwks.use_fetcher(self.fetcher.clone());
             if let Err(e) = jwks.refresh().await {
                 let problems = vec![format!("jwt.jwks_url: {e}")];
                 tracing::error!(trigger = why, problems = ?problems,
                     "New configuration refused; the old one keeps serving");
                 return Outcome::Refused(problems);
             }
-            jwks.watch();
+            jwks.watch(self.fetcher.clone());
         }
         let old_proxy = self.live.load_full();
         let proxy = match Proxy::new(

@@ -40,9 +40,27 @@ fn every_shipped_config_file_loads_and_checks() {
                 .expect("demo keys build");
             continue;
         }
+        // `check` tests the store's directory: here it is a fresh one
+        // (and, as shipped, one that does not exist on this machine).
+        let text = std::fs::read_to_string(&path).unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let copy = state.path().join(path.file_name().unwrap());
+        let rewritten = text.replace("/var/lib/revoke-proxy", &state.path().display().to_string());
+        let uses_state_dir = rewritten != text;
+        std::fs::write(&copy, rewritten).unwrap();
+        if uses_state_dir && !Path::new("/var/lib/revoke-proxy").exists() {
+            let as_shipped = config_env(&mut Command::new(BIN))
+                .args(["check", "--config"])
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert_eq!(as_shipped.status.code(), Some(64), "{}", path.display());
+            assert!(String::from_utf8_lossy(&as_shipped.stderr)
+                .contains("revocation.store.path: directory /var/lib/revoke-proxy does not exist"));
+        }
         let out = config_env(&mut Command::new(BIN))
             .args(["check", "--config"])
-            .arg(&path)
+            .arg(&copy)
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);

@@ -136,6 +136,9 @@ fn every_embedded_config_passes_revoke_proxy_check() {
                 continue;
             };
             let path = dir.path().join(format!("config-{checked}.yaml"));
+            // The pod mounts a volume at /var/lib/revoke-proxy; here it is a
+            // temporary directory (`check` tests that it exists).
+            let config = config.replace("/var/lib/revoke-proxy", &dir.path().display().to_string());
             std::fs::write(&path, config).unwrap();
             let out = Command::new(BIN)
                 .args(["check", "--config"])

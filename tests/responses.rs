@@ -7,12 +7,6 @@ use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::json;
 use support::*;
 
-async fn basic() -> (TestUpstream, TestProxy) {
-    let up = TestUpstream::start().await;
-    let proxy = TestProxy::start(BASIC, &up.url(), &[]).await;
-    (up, proxy)
-}
-
 #[tokio::test]
 async fn valid_token_is_forwarded_with_identity_headers() {
     let (up, proxy) = basic().await;

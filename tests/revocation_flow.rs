@@ -6,12 +6,6 @@ mod support;
 use serde_json::json;
 use support::*;
 
-async fn basic() -> (TestUpstream, TestProxy) {
-    let up = TestUpstream::start().await;
-    let proxy = TestProxy::start(BASIC, &up.url(), &[]).await;
-    (up, proxy)
-}
-
 fn assert_revoked(r: &Resp) {
     assert_eq!(r.status, 401, "{}", r.body);
     assert!(r

@@ -144,7 +144,17 @@ async fn redis_tls_refuses_an_untrusted_server() {
     let r = Revocations::open(&settings.revocation, settings.jwt.leeway, Clock::system())
         .await
         .expect("opens lazily");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Positive control, opened after it: the right CA syncs...
+    let right = yaml.replace(
+        &other.ca.display().to_string(),
+        &tls.ca.display().to_string(),
+    );
+    let right = support::parse_settings(&right, "http://127.0.0.1:9", &[]);
+    let ok = Revocations::open(&right.revocation, right.jwt.leeway, Clock::system())
+        .await
+        .expect("opens");
+    support::wait_until("the trusted server syncs", || ok.available()).await;
+    // ...while the untrusted one, which had longer, never does.
     assert!(
         !r.available(),
         "a server signed by another CA is never trusted"
@@ -202,20 +212,20 @@ async fn redis_acl_user_from_the_url_and_password_from_the_environment() {
         !settings.describe().contains("proxy-pass-123"),
         "password masked"
     );
+    // The wrong password first: it has longer to sync than the right one.
+    let wrong = support::parse_settings(&yaml("not-the-password"), "http://127.0.0.1:9", &[]);
+    let w = Revocations::open(&wrong.revocation, wrong.jwt.leeway, Clock::system())
+        .await
+        .unwrap();
     let r = Revocations::open(&settings.revocation, settings.jwt.leeway, Clock::system())
         .await
         .unwrap();
     support::wait_until("ACL user syncs", || r.available()).await;
+    assert!(!w.available(), "a wrong password never syncs");
     let sub = revoke_proxy::claims::ClaimValue::Str("acl".into());
     let status = r
         .revoke_token(sub.clone(), sub.clone(), None, Some(60))
         .await;
     assert_eq!(status, revoke_proxy::revocation::WriteStatus::Stored);
-
-    let wrong = support::parse_settings(&yaml("not-the-password"), "http://127.0.0.1:9", &[]);
-    let w = Revocations::open(&wrong.revocation, wrong.jwt.leeway, Clock::system())
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(!w.available(), "a wrong password never syncs");
+    assert!(!w.available(), "still not synced");
 }

@@ -97,7 +97,7 @@ async fn serves_https_with_alpn_and_rotates_certificates_without_dropping_connec
     std::fs::copy(&second.key, &key).unwrap();
     std::fs::copy(&second.cert, &cert).unwrap();
     let fresh = https_client(&second.ca, false);
-    wait_for(|| async {
+    wait_for("the new certificate is served", || async {
         https_get(&https_client(&second.ca, false), proxy.addr, &token)
             .await
             .is_ok()
@@ -130,20 +130,6 @@ async fn serves_https_with_alpn_and_rotates_certificates_without_dropping_connec
         .expect("still served with the second certificate");
     assert_eq!(status, 200);
     proxy.stop().await;
-}
-
-async fn wait_for<F, Fut>(mut probe: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..100 {
-        if probe().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("condition never held");
 }
 
 #[tokio::test]

@@ -110,9 +110,8 @@ impl Admin {
     }
 
     fn verify_token(&self, token: &str) -> Result<Verified, String> {
-        let now = self.proxy().revocations.clock().now();
-        self.proxy()
-            .verifier
+        let now = self.revocations.clock().now();
+        self.verifier()
             .verify_uncached(token, now)
             .map_err(|e| e.to_string())
     }
@@ -122,8 +121,7 @@ impl Admin {
             Ok(v) => v,
             Err(e) => return bad_request(e),
         };
-        let proxy = self.proxy();
-        let r = &proxy.revocations;
+        let r = &self.revocations;
         let (subject, token_id, exp) = if let Some(token) = obj.remove("token") {
             if let Some(k) = obj.keys().next() {
                 return bad_request(format!("unexpected field {k:?} next to \"token\""));
@@ -176,7 +174,6 @@ impl Admin {
         match self.verify_token(token) {
             Ok(v) => {
                 let status = self
-                    .proxy()
                     .revocations
                     .revoke_token(v.subject.clone(), v.token_id, v.exp, None)
                     .await;
@@ -201,8 +198,7 @@ impl Admin {
             Ok(p) => p,
             Err(e) => return bad_request(e),
         };
-        let proxy = self.proxy();
-        let r = &proxy.revocations;
+        let r = &self.revocations;
         let (kind, subject, status) = match target {
             Purge::All => ("global", None, r.purge_all(lifetime).await),
             Purge::Subject(subject) => {
@@ -249,7 +245,6 @@ impl Admin {
         };
         let keys = KeyHashes::new(&subject, &token_id);
         match self
-            .proxy()
             .revocations
             .verdict(&subject, &token_id, &keys, iat)
             .await
@@ -266,7 +261,7 @@ impl Admin {
                 );
                 r.headers_mut().insert(
                     http::header::RETRY_AFTER,
-                    HeaderValue::from(crate::proxy::error::RETRY_AFTER_SECS),
+                    HeaderValue::from(crate::revocation::RETRY_AFTER_SECS),
                 );
                 r
             }
@@ -280,7 +275,7 @@ impl Admin {
         subject: Option<&ClaimValue>,
         status: WriteStatus,
     ) {
-        self.proxy().metrics.revocation(kind);
+        self.metrics.revocation(kind);
         tracing::info!(
             target: "audit",
             remote = %remote,

@@ -13,11 +13,10 @@ use serde_json::{json, Map, Value};
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub const EXIT_USAGE: i32 = 64;
-pub const EXIT_DATAERR: i32 = 65;
-pub const EXIT_UNAVAILABLE: i32 = 69;
-pub const EXIT_SOFTWARE: i32 = 70;
-pub const EXIT_NOPERM: i32 = 77;
+use crate::exit::{
+    DATAERR as EXIT_DATAERR, NOPERM as EXIT_NOPERM, SOFTWARE as EXIT_SOFTWARE,
+    UNAVAILABLE as EXIT_UNAVAILABLE, USAGE as EXIT_USAGE,
+};
 
 /// Environment variable holding the admin token when `--token-file` is not given.
 pub const TOKEN_ENV: &str = "REVOKE_PROXY_ADMIN_TOKEN";

@@ -5,8 +5,8 @@
 pub mod api;
 pub mod client;
 
+use crate::auth::Verifier;
 use crate::metrics::Metrics;
-use crate::proxy::Proxy;
 use crate::revocation::Revocations;
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
@@ -22,9 +22,8 @@ pub struct Admin {
     pub metrics: Arc<Metrics>,
     /// False once shutdown has begun.
     pub ready: AtomicBool,
-    pub cache_hits: Box<dyn Fn() -> u64 + Send + Sync>,
-    /// The proxy in service, whose verifier and revocations the API uses.
-    pub live: crate::proxy::LiveProxy,
+    /// The verifier in service now (a reload swaps it).
+    pub verifier: Box<dyn Fn() -> Arc<Verifier> + Send + Sync>,
     /// SHA-256 of `admin.token`; `None` turns the `/v1/` API off.
     pub token_digest: Option<[u8; 32]>,
     /// `revocation.subject_claim` and `revocation.token_claim`.
@@ -32,9 +31,9 @@ pub struct Admin {
 }
 
 impl Admin {
-    /// The proxy in service now.
-    pub fn proxy(&self) -> Arc<Proxy> {
-        self.live.load_full()
+    /// The verifier in service now.
+    pub fn verifier(&self) -> Arc<Verifier> {
+        (self.verifier)()
     }
 
     pub async fn handle(
@@ -51,7 +50,7 @@ impl Admin {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "not ready: shutting down\n",
             ),
-            "/readyz" if !self.proxy().verifier.keys_ready() => text(
+            "/readyz" if !self.verifier().keys_ready() => text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "not ready: signing keys (JWKS) not loaded\n",
             ),
@@ -96,7 +95,7 @@ impl Admin {
                     (
                         "revoke_proxy_verify_cache_hits",
                         "Tokens verified from the cache.",
-                        (self.cache_hits)(),
+                        self.verifier().cache_hits(),
                     ),
                 ]);
                 let mut resp = text(StatusCode::OK, &body);

@@ -4,7 +4,6 @@
 //! Only successes are cached, keyed by the whole token text (never a short
 //! hash: a collision must not let an unverified token through).
 
-use super::verify::Verified;
 use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -17,25 +16,26 @@ pub const MAX_ENTRIES: usize = 65_536;
 /// Most bytes of cached token text in all (32 MiB).
 pub const MAX_BYTES: usize = 32 << 20;
 
-struct Shard {
-    map: HashMap<Box<str>, (Arc<Verified>, i64)>,
+struct Shard<V> {
+    map: HashMap<Box<str>, (Arc<V>, i64)>,
     bytes: usize,
 }
 
-pub struct TokenCache {
-    shards: Vec<RwLock<Shard>>,
+/// Verified tokens (`V`, what verification says of one) by their text.
+pub struct TokenCache<V> {
+    shards: Vec<RwLock<Shard<V>>>,
     hasher: RandomState,
     hits: AtomicU64,
 }
 
-impl Default for TokenCache {
+impl<V> Default for TokenCache<V> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl TokenCache {
-    pub fn new() -> TokenCache {
+impl<V> TokenCache<V> {
+    pub fn new() -> TokenCache<V> {
         TokenCache {
             shards: (0..SHARDS)
                 .map(|_| {
@@ -50,12 +50,12 @@ impl TokenCache {
         }
     }
 
-    fn shard(&self, token: &str) -> Option<&RwLock<Shard>> {
+    fn shard(&self, token: &str) -> Option<&RwLock<Shard<V>>> {
         self.shards
             .get((self.hasher.hash_one(token) as usize) % SHARDS)
     }
 
-    pub fn get(&self, token: &str) -> Option<Arc<Verified>> {
+    pub fn get(&self, token: &str) -> Option<Arc<V>> {
         let found = self
             .shard(token)?
             .read()
@@ -68,12 +68,13 @@ impl TokenCache {
         found
     }
 
-    pub fn insert(&self, token: &str, verified: Arc<Verified>, now: i64) {
+    /// Caches `verified` for `token` until `until` (Unix seconds).
+    pub fn insert(&self, token: &str, verified: Arc<V>, until: i64, now: i64) {
         let Some(shard) = self.shard(token) else {
             return;
         };
         let mut s = shard.write();
-        let cost = token.len() + std::mem::size_of::<Verified>();
+        let cost = token.len() + std::mem::size_of::<V>();
         if s.map.len() >= MAX_ENTRIES / SHARDS || s.bytes + cost > MAX_BYTES / SHARDS {
             s.map.retain(|_, (_, until)| *until > now);
             if s.map.len() >= MAX_ENTRIES / SHARDS / 2 || s.bytes + cost > MAX_BYTES / SHARDS / 2 {
@@ -87,10 +88,9 @@ impl TokenCache {
             s.bytes = s
                 .map
                 .keys()
-                .map(|k| k.len() + std::mem::size_of::<Verified>())
+                .map(|k| k.len() + std::mem::size_of::<V>())
                 .sum();
         }
-        let until = verified.exp.unwrap_or(i64::MAX);
         if s.map.insert(token.into(), (verified, until)).is_none() {
             s.bytes += cost;
         }

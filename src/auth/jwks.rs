@@ -5,13 +5,11 @@
 //! keeps serving. Each key is bound to its `alg` (or, without one, to what
 //! its `kty`/`crv` can sign); symmetric (`oct`) keys are refused, so a public
 //! JWKS can never be used as an HMAC secret.
+//!
+//! The fetching itself is not done here: whoever starts the proxy supplies a
+//! [`Fetch`] (`crate::fetch::HttpFetcher`), so `auth` holds no HTTP client.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use parking_lot::{Mutex, RwLock};
@@ -27,10 +25,17 @@ pub const REFRESH_EVERY: Duration = Duration::from_secs(300);
 pub const UNKNOWN_KID_MIN_INTERVAL: Duration = Duration::from_secs(5);
 /// Retry delay while no set has been loaded yet (1 s).
 const FIRST_LOAD_RETRY: Duration = Duration::from_secs(1);
-/// One fetch may take this long (5 s).
-const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest JWKS document accepted (1 MiB).
-const MAX_JWKS_BYTES: usize = 1 << 20;
+pub const MAX_JWKS_BYTES: usize = 1 << 20;
+
+/// A boxed future, as the fetcher returns.
+pub type FetchFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Bytes, String>> + Send + 'a>>;
+
+/// Fetches a document by URL (GET, at most `max_bytes`, a bounded time).
+pub trait Fetch: Send + Sync {
+    fn get<'a>(&'a self, url: &'a str, accept: &'a str, max_bytes: usize) -> FetchFuture<'a>;
+}
 
 /// One usable key and the algorithms it may verify.
 #[derive(Clone)]
@@ -41,7 +46,7 @@ pub struct JwksKey {
 
 pub struct Jwks {
     url: String,
-    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    fetcher: std::sync::OnceLock<Arc<dyn Fetch>>,
     keys: RwLock<Arc<HashMap<String, JwksKey>>>,
     loaded: AtomicBool,
     last_fetch: Mutex<Option<Instant>>,
@@ -152,27 +157,14 @@ pub fn parse(text: &[u8]) -> Result<HashMap<String, JwksKey>, String> {
 
 impl Jwks {
     pub fn new(url: &str) -> Result<Arc<Jwks>, String> {
-        let tls = if url.starts_with("https://") {
-            crate::tls::client_config(None)?
-        } else if url.starts_with("http://") {
-            crate::tls::install_provider();
-            rustls::ClientConfig::builder()
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth()
-        } else {
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
             return Err("jwks_url must be http:// or https://".into());
-        };
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(FETCH_TIMEOUT));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        }
+        url.parse::<http::Uri>()
+            .map_err(|e| format!("jwks_url: {e}"))?;
         Ok(Arc::new(Jwks {
             url: url.to_string(),
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            fetcher: std::sync::OnceLock::new(),
             keys: RwLock::new(Arc::new(HashMap::new())),
             loaded: AtomicBool::new(false),
             last_fetch: Mutex::new(None),
@@ -209,25 +201,14 @@ impl Jwks {
     pub async fn refresh(&self) -> Result<usize, String> {
         let _one_at_a_time = self.fetching.lock().await;
         *self.last_fetch.lock() = Some(Instant::now());
-        let uri: http::Uri = self.url.parse().map_err(|e| format!("jwks_url: {e}"))?;
-        let fetch = async {
-            let resp = self
-                .client
-                .get(uri)
-                .await
-                .map_err(|e| format!("fetch failed: {e}"))?;
-            if !resp.status().is_success() {
-                return Err(format!("issuer answered {}", resp.status()));
-            }
-            Limited::new(resp.into_body(), MAX_JWKS_BYTES)
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .map_err(|e| format!("body: {e}"))
-        };
-        let body = tokio::time::timeout(FETCH_TIMEOUT, fetch)
-            .await
-            .map_err(|_| "fetch timed out".to_string())??;
+        let fetcher = self.fetcher.get().ok_or("no fetcher installed")?;
+        let body = fetcher
+            .get(
+                &self.url,
+                "application/jwk-set+json, application/json",
+                MAX_JWKS_BYTES,
+            )
+            .await?;
         let keys = parse(&body)?;
         let n = keys.len();
         *self.keys.write() = Arc::new(keys);
@@ -257,8 +238,14 @@ impl Jwks {
         }
     }
 
+    /// Installs the fetcher; then [`Jwks::refresh`] can run.
+    pub fn use_fetcher(&self, fetcher: Arc<dyn Fetch>) {
+        let _ = self.fetcher.set(fetcher);
+    }
+
     /// First load (retried until it succeeds), then periodic refreshes.
-    pub fn watch(self: &Arc<Self>) {
+    pub fn watch(self: &Arc<Self>, fetcher: Arc<dyn Fetch>) {
+        self.use_fetcher(fetcher);
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
             loop {

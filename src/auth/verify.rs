@@ -60,7 +60,7 @@ pub struct Verifier {
     subject_claim: String,
     token_claim: String,
     forward: Vec<(String, HeaderName)>,
-    cache: TokenCache,
+    cache: TokenCache<Verified>,
 }
 
 fn family(alg: Algorithm) -> &'static str {
@@ -194,7 +194,8 @@ impl Verifier {
         }
         let v = Arc::new(self.verify_uncached(token, now)?);
         self.check_time(&v, now)?;
-        self.cache.insert(token, v.clone(), now);
+        let until = v.exp.unwrap_or(i64::MAX);
+        self.cache.insert(token, v.clone(), until, now);
         Ok(v)
     }
 

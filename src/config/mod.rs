@@ -33,9 +33,6 @@ use serde::Serialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-/// Exit code for a bad configuration (sysexits EX_USAGE, 64).
-pub const EXIT_CONFIG: i32 = 64;
-
 #[derive(Debug, Clone, Serialize)]
 pub struct Settings {
     pub listen: SocketAddr,

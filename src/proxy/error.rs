@@ -10,8 +10,7 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
-/// Seconds a client is told to wait when the store is unavailable.
-pub const RETRY_AFTER_SECS: u64 = 5;
+pub use crate::revocation::RETRY_AFTER_SECS;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {

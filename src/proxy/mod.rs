@@ -58,7 +58,7 @@ pub(crate) struct Admitted<'p> {
 }
 
 pub struct Proxy {
-    pub verifier: Verifier,
+    pub verifier: Arc<Verifier>,
     pub routes: RouteTable,
     pub revocations: Arc<Revocations>,
     pub metrics: Arc<Metrics>,
@@ -92,7 +92,7 @@ impl Proxy {
             }
         };
         Ok(Proxy {
-            verifier,
+            verifier: Arc::new(verifier),
             routes: RouteTable::new(&settings.routes),
             revocations,
             metrics,

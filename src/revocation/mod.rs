@@ -27,6 +27,9 @@ use tokio::sync::Notify;
 /// Process-local origin of the health timestamps.
 static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 
+/// Seconds a client is told to wait (`Retry-After`) while the store is unavailable.
+pub const RETRY_AFTER_SECS: u64 = 5;
+
 /// Per-request stores are pinged this often to keep `/readyz` honest (1 s).
 pub const HEALTH_PING_EVERY: Duration = Duration::from_secs(1);
 

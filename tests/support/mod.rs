@@ -50,6 +50,29 @@ pub async fn wait_until(what: &str, cond: impl Fn() -> bool) {
     }
 }
 
+/// Waits (bounded: 10 s) until the async `probe` holds; panics naming `what`.
+pub async fn wait_for<F, Fut>(what: &str, mut probe: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !probe().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A recording upstream and a proxy in front of it with [`BASIC`].
+pub async fn basic() -> (TestUpstream, TestProxy) {
+    let up = TestUpstream::start().await;
+    let proxy = TestProxy::start(BASIC, &up.url(), &[]).await;
+    (up, proxy)
+}
+
 // ---------------------------------------------------------------- upstream
 
 /// One request as the upstream received it.
@@ -319,6 +342,14 @@ pub fn claims(sub: &str) -> Value {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     json!({ "sub": sub, "jti": format!("jti-{n}-{}", now()), "iat": now(), "exp": now() + 600 })
+}
+
+/// [`claims`] issued two seconds ago: older than a purge made now, with no
+/// waiting for the clock's next second.
+pub fn issued_before(sub: &str) -> Value {
+    let mut c = claims(sub);
+    c["iat"] = json!(now() - 2);
+    c
 }
 
 pub fn hs256(claims: &Value) -> String {

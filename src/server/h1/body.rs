@@ -40,14 +40,14 @@ where
         Framing::Empty => dst.write_all(head).await,
         Framing::Length(mut left) => {
             let now = take(buf, left);
-            head.extend_from_slice(&buf[..now]);
+            head.extend_from_slice(head_of(buf, now));
             buf.advance(now);
             left -= now as u64;
             dst.write_all(head).await?;
             while left > 0 {
                 fill(src, buf).await?;
                 let now = take(buf, left);
-                dst.write_all(&buf[..now]).await?;
+                dst.write_all(head_of(buf, now)).await?;
                 buf.advance(now);
                 left -= now as u64;
             }
@@ -56,13 +56,13 @@ where
         Framing::Chunked => {
             let mut chunks = Chunked::default();
             let now = chunks.feed(buf)?;
-            head.extend_from_slice(&buf[..now]);
+            head.extend_from_slice(head_of(buf, now));
             buf.advance(now);
             dst.write_all(head).await?;
             while !chunks.done() {
                 fill(src, buf).await?;
                 let now = chunks.feed(buf)?;
-                dst.write_all(&buf[..now]).await?;
+                dst.write_all(head_of(buf, now)).await?;
                 buf.advance(now);
             }
             Ok(())
@@ -81,6 +81,11 @@ where
             }
         }
     }
+}
+
+/// The first `n` bytes of `buf` (all of it when shorter).
+fn head_of(buf: &BytesMut, n: usize) -> &[u8] {
+    buf.get(..n).unwrap_or(buf)
 }
 
 /// How many of the bytes in `buf` belong to a body with `left` bytes to go.
@@ -145,7 +150,7 @@ impl Chunked {
                 }
                 continue;
             }
-            let b = bytes[i];
+            let Some(&b) = bytes.get(i) else { break };
             i += 1;
             self.state = match (self.state, b) {
                 (State::Size, b) if b.is_ascii_hexdigit() => {

@@ -353,7 +353,8 @@ async fn forward(
     let mut left = req.plain.content_length;
     if let Ok(n) = usize::try_from(left) {
         if n > 0 && n <= conn.buf.len() {
-            conn.out.extend_from_slice(&conn.buf[..n]);
+            conn.out
+                .extend_from_slice(conn.buf.get(..n).unwrap_or_default());
             conn.buf.advance(n);
             *body = BodyState::Consumed;
             left = 0;
@@ -408,6 +409,24 @@ async fn forward(
     Ok((reply.status, !close))
 }
 
+/// Why an exchange with the upstream failed.
+enum Exchange {
+    /// Nothing came back: the request may be sent again if it is idempotent.
+    Unanswered(String),
+    /// Something came back, or the request body is gone: never repeated.
+    Failed(String),
+}
+
+impl Exchange {
+    fn lost(message: String, nothing_received: bool) -> Exchange {
+        if nothing_received {
+            Exchange::Unanswered(message)
+        } else {
+            Exchange::Failed(message)
+        }
+    }
+}
+
 /// What the upstream's answer is read for.
 #[derive(Clone, Copy)]
 struct Ask<'a> {
@@ -442,10 +461,10 @@ async fn send(
     loop {
         match send_once(&mut up, conn, left, ask, body).await {
             Ok(reply) => return Ok((up, reply)),
-            Err((_, true)) if up.reused && left == 0 && ask.idempotent => {
+            Err(Exchange::Unanswered(_)) if up.reused && left == 0 && ask.idempotent => {
                 up = pool.connect().await?;
             }
-            Err((message, _)) => return Err(message),
+            Err(Exchange::Unanswered(m) | Exchange::Failed(m)) => return Err(m),
         }
     }
 }
@@ -454,13 +473,13 @@ async fn send(
 /// watching the upstream: it may answer (an early 401 or 413) before it has
 /// read the whole body, and may stop reading or close. `Ok(true)` when the
 /// whole body was sent, `Ok(false)` when the upstream's answer is to be read
-/// now with the body cut short; `Err((message, false))` otherwise.
+/// now with the body cut short.
 async fn send_body(
     up: &mut pool::Upstream,
     conn: &mut Conn<'_>,
     mut left: u64,
     ask: Ask<'_>,
-) -> Result<bool, (String, bool)> {
+) -> Result<bool, Exchange> {
     enum Event {
         Answer(std::io::Result<usize>),
         Sent(Result<usize, Side>),
@@ -502,27 +521,30 @@ async fn send_body(
                 conn.buf.advance(now);
                 left -= now as u64;
             }
-            Event::Sent(Err(Side::Client(e))) => return Err((format!("request body: {e}"), false)),
+            Event::Sent(Err(Side::Client(e))) => {
+                return Err(Exchange::Failed(format!("request body: {e}")))
+            }
             // It may have answered and then stopped reading: read what it sent.
             Event::Sent(Err(Side::Upstream)) => return Ok(false),
             Event::Answer(Ok(0)) => {
-                return Err((
+                return Err(Exchange::Failed(
                     "upstream closed the connection during the request body".into(),
-                    false,
                 ))
             }
-            Event::Answer(Err(e)) => return Err((format!("upstream connection: {e}"), false)),
+            Event::Answer(Err(e)) => {
+                return Err(Exchange::Failed(format!("upstream connection: {e}")))
+            }
             Event::Answer(Ok(_)) => loop {
                 conn.back.clear();
                 match head::read_response(&up.buf, ask.head, ask.policy, conn.back) {
                     // An interim answer (100 Continue): keep sending.
                     Ok(Reply::Interim(n)) => up.buf.advance(n),
                     Ok(Reply::Partial) if up.buf.len() >= MAX_HEADER_BYTES => {
-                        return Err(("response head too large".into(), false));
+                        return Err(Exchange::Failed("response head too large".into()));
                     }
                     Ok(Reply::Partial) => break,
                     Ok(Reply::Final(_)) => return Ok(false),
-                    Err(e) => return Err((e, false)),
+                    Err(e) => return Err(Exchange::Failed(e)),
                 }
             },
         }
@@ -530,15 +552,15 @@ async fn send_body(
     Ok(true)
 }
 
-/// `Err((message, nothing_received))`.
+/// Sends the request once and reads the response head.
 async fn send_once(
     up: &mut pool::Upstream,
     conn: &mut Conn<'_>,
     left: u64,
     ask: Ask<'_>,
     body: &mut BodyState,
-) -> Result<Final, (String, bool)> {
-    let fresh = |e: std::io::Error| (format!("upstream connection: {e}"), true);
+) -> Result<Final, Exchange> {
+    let fresh = |e: std::io::Error| Exchange::Unanswered(format!("upstream connection: {e}"));
     up.stream.write_all(conn.out).await.map_err(fresh)?;
     if left > 0 {
         *body = BodyState::Broken;
@@ -561,18 +583,23 @@ async fn send_once(
                     continue;
                 }
                 Ok(Reply::Partial) if up.buf.len() >= MAX_HEADER_BYTES => {
-                    return Err(("response head too large".into(), false));
+                    return Err(Exchange::Failed("response head too large".into()));
                 }
                 Ok(Reply::Partial) => {}
-                Err(e) => return Err((e, false)),
+                Err(e) => return Err(Exchange::Failed(e)),
             }
         }
         up.buf.reserve(READ_SIZE);
         let nothing = up.buf.is_empty() && !interim;
         match up.stream.read_buf(&mut up.buf).await {
-            Ok(0) => return Err(("upstream closed the connection".into(), nothing)),
+            Ok(0) => {
+                return Err(Exchange::lost(
+                    "upstream closed the connection".into(),
+                    nothing,
+                ))
+            }
             Ok(_) => {}
-            Err(e) => return Err((format!("upstream connection: {e}"), nothing)),
+            Err(e) => return Err(Exchange::lost(format!("upstream connection: {e}"), nothing)),
         }
     }
 }

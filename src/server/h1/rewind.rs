@@ -26,7 +26,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
     ) -> Poll<io::Result<()>> {
         if !self.prefix.is_empty() {
             let n = self.prefix.len().min(buf.remaining());
-            buf.put_slice(&self.prefix[..n]);
+            buf.put_slice(self.prefix.get(..n).unwrap_or_default());
             self.prefix.advance(n);
             return Poll::Ready(Ok(()));
         }
