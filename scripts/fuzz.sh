@@ -27,7 +27,11 @@ for t in $(cargo +nightly fuzz list --fuzz-dir fuzz); do
   if ! cargo +nightly fuzz run --fuzz-dir fuzz "$t" "$work" "fuzz/corpus/$t" -- \
       -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -print_final_stats=1 \
       -artifact_prefix="target/fuzz-$t-" >"$log" 2>&1; then
-    tail -40 "$log"
+    # The panic message and the input first: the backtrace buries them.
+    grep -m1 -A4 'panicked at' "$log" || tail -40 "$log"
+    for f in target/fuzz-"$t"-*; do
+      [ -f "$f" ] && { echo "input $f:"; od -An -c "$f" | head -20; }
+    done
     echo "fuzz target $t failed; the input is under target/fuzz-$t-*" >&2
     exit 1
   fi

@@ -21,13 +21,21 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the proxy.
-    #[command(after_help = "Example:\n  revoke-proxy run --config /etc/revoke-proxy/config.yaml")]
+    #[command(
+        after_help = "Example:\n  revoke-proxy run --config /etc/revoke-proxy/config.yaml\n\n\
+        Exit codes: 0 stopped by SIGTERM/SIGINT after draining, 64 bad configuration (every\n\
+        problem listed, nothing bound), 69 a port cannot be bound or the store cannot be opened."
+    )]
     Run {
         #[arg(long)]
         config: PathBuf,
     },
     /// Validate a configuration and print the effective settings (secrets masked).
-    #[command(after_help = "Example:\n  revoke-proxy check --config config/example.yaml")]
+    #[command(
+        after_help = "Example:\n  revoke-proxy check --config config/example.yaml\n\n\
+        Builds what run builds (keys, certificates, CA files, the store's directory) without\n\
+        binding a port or reaching a store. Exit codes: 0 valid, 64 every problem listed."
+    )]
     Check {
         #[arg(long)]
         config: PathBuf,
@@ -62,12 +70,13 @@ pub enum Command {
     #[command(after_help = "Examples:\n  \
         revoke-proxy purge --admin http://127.0.0.1:9901 --sub alice\n  \
         revoke-proxy purge --all --token-file /run/secrets/admin-token\n\n\
+        Give --sub SUBJECT, or --all to purge every subject.\n\
         Exit codes: 0 done, 64 usage, 65 refused (400), 69 unreachable, 77 admin token refused.")]
     Purge {
         #[command(flatten)]
         conn: Connection,
-        /// Subject claim value whose tokens are purged.
-        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        /// Subject claim value whose tokens are purged (or --all for every subject).
+        #[arg(long, conflicts_with = "all")]
         sub: Option<String>,
         /// Purge every token of every subject (global cutoff).
         #[arg(long)]
@@ -128,6 +137,10 @@ pub async fn main(cli: Cli) -> i32 {
             }),
             _,
         ) => {
+            if sub.is_none() && !all {
+                eprintln!("revoke-proxy: purge needs --sub SUBJECT, or --all to purge every subject (see purge --help)");
+                return crate::exit::USAGE;
+            }
             let call = Call::Purge {
                 sub,
                 all,

@@ -17,6 +17,10 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
 
+/// Every answer under `/v1/` carries this field, so a client can tell the
+/// admin listener from the proxy port.
+pub const ADMIN_HEADER: &str = "revoke-proxy-admin";
+
 /// Largest request body the API reads (64 KiB).
 pub const MAX_BODY: usize = 64 * 1024;
 
@@ -63,6 +67,13 @@ fn method_not_allowed(allow: &'static str) -> Reply {
 impl Admin {
     /// Answers one `/v1/…` request.
     pub(super) async fn api(&self, req: Request<Incoming>, remote: SocketAddr) -> Reply {
+        let mut resp = self.api_inner(req, remote).await;
+        resp.headers_mut()
+            .insert(ADMIN_HEADER, HeaderValue::from_static("v1"));
+        resp
+    }
+
+    async fn api_inner(&self, req: Request<Incoming>, remote: SocketAddr) -> Reply {
         let Some(expected) = &self.token_digest else {
             return reply(
                 StatusCode::FORBIDDEN,
@@ -77,9 +88,14 @@ impl Admin {
             .map(|t| token_digest(t.trim()));
         if !given.is_some_and(|g| same(&g, expected)) {
             tracing::warn!(target: "audit", remote = %remote, path = req.uri().path(), "Admin API call refused: bad or missing admin token");
+            let why = if given.is_some() {
+                "admin token refused: it is not this proxy's admin.token"
+            } else {
+                "admin token required: send Authorization: Bearer <admin.token>"
+            };
             let mut r = reply(
                 StatusCode::UNAUTHORIZED,
-                json!({ "error": "unauthorized", "error_description": "admin token required" }),
+                json!({ "error": "unauthorized", "error_description": why }),
             );
             r.headers_mut().insert(
                 WWW_AUTHENTICATE,

@@ -180,35 +180,19 @@ fn request_of(call: &Call) -> Result<(Method, String, Option<Value>), String> {
 
 /// Runs one call; prints the API's JSON answer; returns the exit code.
 pub async fn run(conn: &Connection, call: &Call) -> i32 {
-    let admin_token = match &conn.token_file {
-        Some(f) => match read_secret_file(f) {
-            Ok(t) => t,
-            Err(e) => {
-                eprintln!("revoke-proxy: {e}");
-                return EXIT_USAGE;
-            }
-        },
-        None => match std::env::var(TOKEN_ENV) {
-            Ok(t) if !t.trim().is_empty() => t.trim().to_string(),
-            _ => {
-                eprintln!(
-                    "revoke-proxy: no admin token: give --token-file FILE or set {TOKEN_ENV}"
-                );
-                return EXIT_USAGE;
-            }
-        },
-    };
-    let (method, path, body) = match request_of(call) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("revoke-proxy: {e}");
-            return EXIT_USAGE;
-        }
-    };
+    match call_api(conn, call).await {
+        Ok(code) | Err(code) => code,
+    }
+}
+
+/// The steps of one call; `Err` carries the exit code of a failed step
+/// (its message already printed).
+async fn call_api(conn: &Connection, call: &Call) -> Result<i32, i32> {
+    let admin_token = admin_token(conn)?;
+    let (method, path, body) = request_of(call).map_err(|e| usage(&e))?;
     let base = conn.admin.trim_end_matches('/');
     if !base.starts_with("http://") {
-        eprintln!("revoke-proxy: --admin must be an http:// URL (the admin listener speaks plain HTTP on loopback or a pod network)");
-        return EXIT_USAGE;
+        return Err(usage("--admin must be an http:// URL (the admin listener speaks plain HTTP on loopback or a pod network)"));
     }
     let req = Request::builder()
         .method(method)
@@ -217,61 +201,92 @@ pub async fn run(conn: &Connection, call: &Call) -> i32 {
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(
             body.map(|b| b.to_string()).unwrap_or_default(),
-        )));
-    let req = match req {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("revoke-proxy: invalid --admin URL: {e}");
-            return EXIT_USAGE;
-        }
-    };
+        )))
+        .map_err(|e| usage(&format!("invalid --admin URL: {e}")))?;
+    let (status, is_admin, text) = send(base, req).await?;
+    Ok(exit_for(status, is_admin, &text))
+}
+
+fn usage(message: &str) -> i32 {
+    eprintln!("revoke-proxy: {message}");
+    EXIT_USAGE
+}
+
+/// `--token-file`, or the environment variable.
+fn admin_token(conn: &Connection) -> Result<String, i32> {
+    match &conn.token_file {
+        Some(f) => read_secret_file(f).map_err(|e| usage(&e)),
+        None => match std::env::var(TOKEN_ENV) {
+            Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
+            _ => Err(usage(&format!(
+                "no admin token: give --token-file FILE or set {TOKEN_ENV}"
+            ))),
+        },
+    }
+}
+
+/// Sends the call; its status, whether an admin listener answered, the body.
+async fn send(base: &str, req: Request<Full<Bytes>>) -> Result<(u16, bool, String), i32> {
     let client: Client<HttpConnector, Full<Bytes>> =
         Client::builder(TokioExecutor::new()).build(HttpConnector::new());
     let resp = match tokio::time::timeout(CALL_TIMEOUT, client.request(req)).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
-            eprintln!("revoke-proxy: cannot reach the admin API at {base}: {e}");
-            return EXIT_UNAVAILABLE;
+            eprintln!("revoke-proxy: cannot reach the admin API at {base}: {e}. Is revoke-proxy running, and is {base} its admin.listen address?");
+            return Err(EXIT_UNAVAILABLE);
         }
         Err(_) => {
             eprintln!(
                 "revoke-proxy: the admin API at {base} did not answer within {CALL_TIMEOUT:?}"
             );
-            return EXIT_UNAVAILABLE;
+            return Err(EXIT_UNAVAILABLE);
         }
     };
     let status = resp.status().as_u16();
-    let text = match resp.into_body().collect().await {
-        Ok(b) => String::from_utf8_lossy(&b.to_bytes()).into_owned(),
+    let is_admin = resp.headers().contains_key(super::api::ADMIN_HEADER);
+    match resp.into_body().collect().await {
+        Ok(b) => Ok((
+            status,
+            is_admin,
+            String::from_utf8_lossy(&b.to_bytes()).into_owned(),
+        )),
         Err(e) => {
             eprintln!("revoke-proxy: the answer was cut off: {e}");
-            return EXIT_UNAVAILABLE;
+            Err(EXIT_UNAVAILABLE)
         }
-    };
+    }
+}
+
+/// Prints the answer and picks the exit code.
+fn exit_for(status: u16, is_admin: bool, text: &str) -> i32 {
+    if !is_admin {
+        eprintln!(
+            "revoke-proxy: this is not an admin listener (it answered {status} without the admin API's marks; \
+             is --admin the proxy's listen port?). Point --admin at the address in admin.listen."
+        );
+        return EXIT_USAGE;
+    }
     match status {
         200..=299 => {
             println!("{text}");
-            0
+            crate::exit::OK
         }
         400 | 413 => {
-            eprintln!("revoke-proxy: refused ({status}): {}", describe(&text));
+            eprintln!("revoke-proxy: refused ({status}): {}", describe(text));
             EXIT_DATAERR
         }
         401 | 403 => {
-            eprintln!(
-                "revoke-proxy: admin token refused ({status}): {}",
-                describe(&text)
-            );
+            eprintln!("revoke-proxy: {} ({status})", describe(text));
             EXIT_NOPERM
         }
         503 => {
-            eprintln!("revoke-proxy: store unavailable (503): {}", describe(&text));
+            eprintln!("revoke-proxy: store unavailable (503): {}", describe(text));
             EXIT_UNAVAILABLE
         }
         _ => {
             eprintln!(
                 "revoke-proxy: unexpected answer {status}: {}",
-                describe(&text)
+                describe(text)
             );
             EXIT_SOFTWARE
         }

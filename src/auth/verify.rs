@@ -35,7 +35,81 @@ struct Keys {
     ed: Option<DecodingKey>,
 }
 
+fn problem(path: &str, message: impl Into<String>) -> Problem {
+    Problem {
+        path: path.to_string(),
+        message: message.into(),
+    }
+}
+
+/// Signature and algorithm only: every claim is checked by [`Verifier`],
+/// against the proxy's clock, so cached tokens are judged alike.
+fn validation(alg: Algorithm) -> Validation {
+    let mut v = Validation::new(alg);
+    v.required_spec_claims = HashSet::new();
+    v.validate_exp = false;
+    v.validate_nbf = false;
+    v.validate_aud = false;
+    v.leeway = 0;
+    v
+}
+
 impl Keys {
+    /// The secret and the public key file, each bound to its family.
+    fn read(jwt: &JwtSettings, problems: &mut Vec<Problem>) -> Keys {
+        let families: HashSet<&str> = jwt.algorithms.iter().map(|a| family(*a)).collect();
+        let public: Vec<&str> = families.iter().copied().filter(|f| *f != "hmac").collect();
+        if public.len() > 1 && jwt.public_key_pem.is_some() {
+            problems.push(problem(
+                "jwt.algorithms",
+                "one public_key_file holds one key type: allow RS*/PS*, ES* or EdDSA, not several",
+            ));
+        }
+        let mut keys = Keys {
+            hmac: jwt.secret.as_ref().map(|s| DecodingKey::from_secret(&s.0)),
+            rsa: None,
+            ec: None,
+            ed: None,
+        };
+        if let (Some(pem), [fam]) = (&jwt.public_key_pem, public.as_slice()) {
+            keys.read_public(pem, fam, jwt, problems);
+        }
+        keys
+    }
+
+    fn read_public(
+        &mut self,
+        pem: &[u8],
+        fam: &str,
+        jwt: &JwtSettings,
+        problems: &mut Vec<Problem>,
+    ) {
+        if fam == "rsa"
+            && super::roca::modulus_from_pem(pem).is_some_and(|n| super::roca::fingerprinted(&n))
+        {
+            problems.push(problem(
+                "jwt.public_key_file",
+                "this RSA key has the ROCA fingerprint (CVE-2017-15361): its private key can be \
+                 computed from it; replace the key",
+            ));
+        }
+        let parsed = match fam {
+            "rsa" => DecodingKey::from_rsa_pem(pem).map(|k| self.rsa = Some(k)),
+            "ec" => DecodingKey::from_ec_pem(pem).map(|k| self.ec = Some(k)),
+            _ => DecodingKey::from_ed_pem(pem).map(|k| self.ed = Some(k)),
+        };
+        if let Err(e) = parsed {
+            problems.push(problem(
+                "jwt.public_key_file",
+                format!(
+                    "not a PEM {} public key for {:?}: {e}",
+                    fam.to_uppercase(),
+                    jwt.algorithms
+                ),
+            ));
+        }
+    }
+
     fn for_alg(&self, alg: Algorithm) -> Option<&DecodingKey> {
         use Algorithm::*;
         match alg {
@@ -80,97 +154,22 @@ impl Verifier {
         forward: &ForwardSettings,
     ) -> Result<Verifier, Vec<Problem>> {
         let mut problems = Vec::new();
-        let mut problem = |path: &str, message: String| {
-            problems.push(Problem {
-                path: path.to_string(),
-                message,
-            })
-        };
-        let families: HashSet<&str> = jwt.algorithms.iter().map(|a| family(*a)).collect();
-        let public_families: Vec<&str> =
-            families.iter().copied().filter(|f| *f != "hmac").collect();
-        if public_families.len() > 1 && jwt.public_key_pem.is_some() {
-            problem(
-                "jwt.algorithms",
-                "one public_key_file holds one key type: allow RS*/PS*, ES* or EdDSA, not several"
-                    .into(),
-            );
-        }
-        let hmac = jwt.secret.as_ref().map(|s| DecodingKey::from_secret(&s.0));
-        let mut keys = Keys {
-            hmac,
-            rsa: None,
-            ec: None,
-            ed: None,
-        };
-        if let (Some(pem), [fam]) = (&jwt.public_key_pem, public_families.as_slice()) {
-            if *fam == "rsa"
-                && super::roca::modulus_from_pem(pem)
-                    .is_some_and(|n| super::roca::fingerprinted(&n))
-            {
-                problem(
-                    "jwt.public_key_file",
-                    "this RSA key has the ROCA fingerprint (CVE-2017-15361): its private key can be \
-                     computed from it; replace the key"
-                        .into(),
-                );
-            }
-            let parsed = match *fam {
-                "rsa" => DecodingKey::from_rsa_pem(pem).map(|k| keys.rsa = Some(k)),
-                "ec" => DecodingKey::from_ec_pem(pem).map(|k| keys.ec = Some(k)),
-                _ => DecodingKey::from_ed_pem(pem).map(|k| keys.ed = Some(k)),
-            };
-            if let Err(e) = parsed {
-                problem(
-                    "jwt.public_key_file",
-                    format!(
-                        "not a PEM {} public key for {:?}: {e}",
-                        fam.to_uppercase(),
-                        jwt.algorithms
-                    ),
-                );
-            }
-        }
+        let keys = Keys::read(jwt, &mut problems);
         let jwks = match &jwt.jwks_url {
-            Some(url) => match super::jwks::Jwks::new(url) {
-                Ok(j) => Some(j),
-                Err(e) => {
-                    problem("jwt.jwks_url", e);
-                    None
-                }
-            },
+            Some(url) => super::jwks::Jwks::new(url)
+                .map_err(|e| problems.push(problem("jwt.jwks_url", e)))
+                .ok(),
             None => None,
         };
         if !problems.is_empty() {
             return Err(problems);
         }
-        let allowed = jwt
-            .algorithms
-            .iter()
-            .map(|alg| {
-                // Signature and algorithm only: every claim is checked here,
-                // against the proxy's clock, so cached tokens are judged alike.
-                let mut v = Validation::new(*alg);
-                v.required_spec_claims = HashSet::new();
-                v.validate_exp = false;
-                v.validate_nbf = false;
-                v.validate_aud = false;
-                v.leeway = 0;
-                (*alg, v)
-            })
-            .collect();
-        let forward = forward
-            .claims_to_headers
-            .iter()
-            .filter_map(|(claim, header)| {
-                Some((
-                    claim.clone(),
-                    HeaderName::from_bytes(header.as_bytes()).ok()?,
-                ))
-            })
-            .collect();
         Ok(Verifier {
-            allowed,
+            allowed: jwt
+                .algorithms
+                .iter()
+                .map(|a| (*a, validation(*a)))
+                .collect(),
             keys,
             jwks,
             issuer: jwt.issuer.clone(),
@@ -180,7 +179,16 @@ impl Verifier {
             max_lifetime: revocation.max_token_lifetime.as_secs() as i64,
             subject_claim: revocation.subject_claim.clone(),
             token_claim: revocation.token_claim.clone(),
-            forward,
+            forward: forward
+                .claims_to_headers
+                .iter()
+                .filter_map(|(claim, header)| {
+                    Some((
+                        claim.clone(),
+                        HeaderName::from_bytes(header.as_bytes()).ok()?,
+                    ))
+                })
+                .collect(),
             cache: TokenCache::new(),
         })
     }

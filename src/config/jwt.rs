@@ -174,24 +174,12 @@ pub(super) fn read_jwt(mut s: Section<'_>, base: &Path, p: &mut Problems) -> Jwt
             p.add(s.path(), "give public_key_file or jwks_url, not both");
         }
     }
-    let uses_hmac = algorithms
-        .iter()
-        .any(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512));
-    let uses_public = algorithms
-        .iter()
-        .any(|a| !matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512));
-    if uses_hmac && secret.is_none() {
-        p.add(s.path(), "HS* algorithms need secret or secret_file");
-    }
-    if uses_public && public_key_file.is_none() && jwks_url.is_none() {
-        p.add(
-            s.path(),
-            "RS*/PS*/ES*/EdDSA algorithms need public_key_file or jwks_url",
-        );
-    }
-    if !uses_hmac && secret.is_some() {
-        p.add(s.path(), "secret is set but no HS* algorithm is allowed");
-    }
+    let given = GivenKeys {
+        secret: secret.is_some(),
+        public_key_file: public_key_file.is_some(),
+        jwks_url: jwks_url.is_some(),
+    };
+    check_keys_fit(&algorithms, &given, s.path(), p);
     for (i, claim) in require.iter().enumerate() {
         if claim.is_empty() {
             p.add(
@@ -213,6 +201,33 @@ pub(super) fn read_jwt(mut s: Section<'_>, base: &Path, p: &mut Problems) -> Jwt
         require,
         token_from,
         realm,
+    }
+}
+
+/// Which kinds of key a `jwt:` section gives.
+struct GivenKeys {
+    secret: bool,
+    public_key_file: bool,
+    jwks_url: bool,
+}
+
+/// Every allowed algorithm has a key of its family, and no key is given
+/// that no allowed algorithm uses.
+fn check_keys_fit(algorithms: &[Algorithm], given: &GivenKeys, path: &str, p: &mut Problems) {
+    let hmac = |a: &Algorithm| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512);
+    let uses_hmac = algorithms.iter().any(hmac);
+    let uses_public = algorithms.iter().any(|a| !hmac(a));
+    if uses_hmac && !given.secret {
+        p.add(path, "HS* algorithms need secret or secret_file");
+    }
+    if uses_public && !given.public_key_file && !given.jwks_url {
+        p.add(
+            path,
+            "RS*/PS*/ES*/EdDSA algorithms need public_key_file or jwks_url",
+        );
+    }
+    if !uses_hmac && given.secret {
+        p.add(path, "secret is set but no HS* algorithm is allowed");
     }
 }
 

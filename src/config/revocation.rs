@@ -110,42 +110,8 @@ pub(super) fn read_store(mut s: Section<'_>, base: &Path, p: &mut Problems) -> S
                 StoreKind::Memory
             }
         },
-        "redis" => {
-            match (&url, cluster.is_empty()) {
-                (None, true) => p.add(s.path(), "type: redis needs url or cluster"),
-                (Some(_), false) => p.add(s.path(), "give either url or cluster, not both"),
-                _ => {}
-            }
-            if let Some(u) = &url {
-                check_redis_url(u, &s.child_path("url"), p);
-            }
-            for (i, u) in cluster.iter().enumerate() {
-                check_redis_url(u, &format!("{}[{i}]", s.child_path("cluster")), p);
-            }
-            StoreKind::Redis { url, cluster }
-        }
-        "memcached" => {
-            match &url {
-                None => p.add(&s.child_path("url"), "required for type: memcached"),
-                Some(u) => {
-                    let addr = u
-                        .strip_prefix("memcache://")
-                        .or_else(|| u.strip_prefix("memcached://"));
-                    if !addr.is_some_and(|a| a.trim_end_matches('/').contains(':')) {
-                        p.add(&s.child_path("url"), "must look like memcache://host:port");
-                    }
-                }
-            }
-            if mode == StoreMode::Replica && mode_given {
-                p.add(
-                    &s.child_path("mode"),
-                    "memcached cannot list its keys: only per_request is possible",
-                );
-            }
-            StoreKind::Memcached {
-                url: url.unwrap_or_default(),
-            }
-        }
+        "redis" => redis_kind(&s, url, cluster, p),
+        "memcached" => memcached_kind(&s, url, mode == StoreMode::Replica && mode_given, p),
         other => {
             p.add(
                 &s.child_path("type"),
@@ -166,6 +132,54 @@ pub(super) fn read_store(mut s: Section<'_>, base: &Path, p: &mut Problems) -> S
         mode,
         key_prefix,
         timeout,
+    }
+}
+
+fn redis_kind(
+    s: &Section<'_>,
+    url: Option<String>,
+    cluster: Vec<String>,
+    p: &mut Problems,
+) -> StoreKind {
+    match (&url, cluster.is_empty()) {
+        (None, true) => p.add(s.path(), "type: redis needs url or cluster"),
+        (Some(_), false) => p.add(s.path(), "give either url or cluster, not both"),
+        _ => {}
+    }
+    if let Some(u) = &url {
+        check_redis_url(u, &s.child_path("url"), p);
+    }
+    for (i, u) in cluster.iter().enumerate() {
+        check_redis_url(u, &format!("{}[{i}]", s.child_path("cluster")), p);
+    }
+    StoreKind::Redis { url, cluster }
+}
+
+fn memcached_kind(
+    s: &Section<'_>,
+    url: Option<String>,
+    replica: bool,
+    p: &mut Problems,
+) -> StoreKind {
+    match &url {
+        None => p.add(&s.child_path("url"), "required for type: memcached"),
+        Some(u) => {
+            let addr = u
+                .strip_prefix("memcache://")
+                .or_else(|| u.strip_prefix("memcached://"));
+            if !addr.is_some_and(|a| a.trim_end_matches('/').contains(':')) {
+                p.add(&s.child_path("url"), "must look like memcache://host:port");
+            }
+        }
+    }
+    if replica {
+        p.add(
+            &s.child_path("mode"),
+            "memcached cannot list its keys: only per_request is possible",
+        );
+    }
+    StoreKind::Memcached {
+        url: url.unwrap_or_default(),
     }
 }
 

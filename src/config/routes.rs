@@ -85,107 +85,124 @@ pub(super) fn read_routes(v: Option<&serde_yaml::Value>, p: &mut Problems) -> Ve
         p.add("routes", "expected a list of rules");
         return Vec::new();
     };
-    let mut routes = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let rp = format!("routes[{i}]");
-        let mut s = Section::open(Some(item), &rp, p);
-        let path = read_route_path(s.string("path", p), &s.child_path("path"), p);
-        let methods = s.string_list("methods", p).map(|list| {
-            list.iter()
-                .enumerate()
-                .map(|(j, m)| {
-                    let up = m.to_ascii_uppercase();
-                    if !METHODS.contains(&up.as_str()) {
-                        p.add(
-                            &format!("{rp}.methods[{j}]"),
-                            format!(
-                                "{m:?} is not a method this proxy knows ({}); a typo here would make the rule match nothing",
-                                METHODS.join(", ")
-                            ),
-                        );
-                    }
-                    up
-                })
-                .collect::<Vec<_>>()
-        });
-        if matches!(&methods, Some(m) if m.is_empty()) {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| read_route(item, &format!("routes[{i}]"), p))
+        .collect()
+}
+
+fn read_route(item: &serde_yaml::Value, rp: &str, p: &mut Problems) -> RouteSettings {
+    let mut s = Section::open(Some(item), rp, p);
+    let path = read_route_path(s.string("path", p), &s.child_path("path"), p);
+    let methods = read_methods(s.string_list("methods", p), rp, p);
+    let auth = one_of(
+        s.string("auth", p),
+        &[("none", false), ("required", true)],
+        true,
+        &s.child_path("auth"),
+        p,
+    );
+    let action = s.string("action", p).and_then(|a| match a.as_str() {
+        "revoke" => Some(Action::Revoke),
+        "purge" => Some(Action::Purge),
+        other => {
             p.add(
-                &format!("{rp}.methods"),
-                "must list at least one method (omit it for all)",
+                &format!("{rp}.action"),
+                format!("{other:?} is not one of revoke, purge"),
             );
+            None
         }
-        let auth = one_of(
-            s.string("auth", p),
-            &[("none", false), ("required", true)],
-            true,
-            &s.child_path("auth"),
-            p,
+    });
+    let apply_on = match s.string_list("apply_on", p) {
+        None => default_apply_on(action),
+        Some(list) => read_apply_on(&list, rp, p),
+    };
+    let upgrades = read_upgrades(&mut s, auth, rp, p);
+    let respond = s
+        .get("respond")
+        .and_then(|v| read_respond(v, &format!("{rp}.respond"), p));
+    if !auth && action.is_some() {
+        p.add(
+            rp,
+            "auth: none cannot be combined with an action (the action needs a verified token)",
         );
-        let action = s.string("action", p).and_then(|a| match a.as_str() {
-            "revoke" => Some(Action::Revoke),
-            "purge" => Some(Action::Purge),
-            other => {
+    }
+    if respond.is_some() && action.is_none() {
+        p.add(
+            &format!("{rp}.respond"),
+            "only routes with an action can answer by themselves",
+        );
+    }
+    s.finish(p);
+    RouteSettings {
+        path,
+        methods,
+        auth,
+        action,
+        apply_on,
+        respond,
+        upgrades,
+    }
+}
+
+/// Upper-cased; a name outside [`METHODS`] is a problem (a typo would make
+/// the rule match nothing, and a logout revoke nothing).
+fn read_methods(list: Option<Vec<String>>, rp: &str, p: &mut Problems) -> Option<Vec<String>> {
+    let list = list?;
+    if list.is_empty() {
+        p.add(
+            &format!("{rp}.methods"),
+            "must list at least one method (omit it for all)",
+        );
+    }
+    Some(
+        list.iter()
+            .enumerate()
+            .map(|(j, m)| {
+                let up = m.to_ascii_uppercase();
+                if !METHODS.contains(&up.as_str()) {
+                    p.add(
+                        &format!("{rp}.methods[{j}]"),
+                        format!(
+                            "{m:?} is not a method this proxy knows ({}); a typo here would make the rule match nothing",
+                            METHODS.join(", ")
+                        ),
+                    );
+                }
+                up
+            })
+            .collect(),
+    )
+}
+
+fn read_apply_on(list: &[String], rp: &str, p: &mut Problems) -> Vec<StatusMatch> {
+    list.iter()
+        .enumerate()
+        .filter_map(|(j, t)| {
+            parse_status_match(t).or_else(|| {
                 p.add(
-                    &format!("{rp}.action"),
-                    format!("{other:?} is not one of revoke, purge"),
+                    &format!("{rp}.apply_on[{j}]"),
+                    format!("{t:?} is not a status class (2xx) or a status (204)"),
                 );
                 None
-            }
-        });
-        let apply_on = match s.string_list("apply_on", p) {
-            None => default_apply_on(action),
-            Some(list) => list
-                .iter()
-                .enumerate()
-                .filter_map(|(j, t)| {
-                    parse_status_match(t).or_else(|| {
-                        p.add(
-                            &format!("{rp}.apply_on[{j}]"),
-                            format!("{t:?} is not a status class (2xx) or a status (204)"),
-                        );
-                        None
-                    })
-                })
-                .collect(),
-        };
-        let upgrades = read_upgrades(&mut s, auth, &rp, p);
-        let respond = s.get("respond").and_then(|v| {
-            let text = scalar_string(v, &format!("{rp}.respond"), p)?;
-            match text.parse::<u16>() {
-                Ok(code) if (200..600).contains(&code) => Some(code),
-                _ => {
-                    p.add(
-                        &format!("{rp}.respond"),
-                        format!("{text:?} is not a status code between 200 and 599"),
-                    );
-                    None
-                }
-            }
-        });
-        if !auth && action.is_some() {
+            })
+        })
+        .collect()
+}
+
+fn read_respond(v: &serde_yaml::Value, path: &str, p: &mut Problems) -> Option<u16> {
+    let text = scalar_string(v, path, p)?;
+    match text.parse::<u16>() {
+        Ok(code) if (200..600).contains(&code) => Some(code),
+        _ => {
             p.add(
-                &rp,
-                "auth: none cannot be combined with an action (the action needs a verified token)",
+                path,
+                format!("{text:?} is not a status code between 200 and 599"),
             );
+            None
         }
-        if respond.is_some() && action.is_none() {
-            p.add(
-                &format!("{rp}.respond"),
-                "only routes with an action can answer by themselves",
-            );
-        }
-        s.finish(p);
-        routes.push(RouteSettings {
-            path,
-            methods,
-            auth,
-            action,
-            apply_on,
-            respond,
-            upgrades,
-        });
     }
-    routes
 }
 
 fn parse_status_match(t: &str) -> Option<StatusMatch> {

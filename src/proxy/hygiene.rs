@@ -308,7 +308,12 @@ impl Policy {
     /// names the response's own `Connection` fields list.
     pub fn response_field(&self, connection: &[&[u8]], name: &str) -> Field {
         if same_field(name, "content-length") || same_field(name, "transfer-encoding") {
-            return Field::Framing;
+            // `Content_Length` frames nothing here but might to a client.
+            return if name.contains('_') {
+                Field::Drop
+            } else {
+                Field::Framing
+            };
         }
         if in_list(name, &HOP_BY_HOP)
             || in_list(name, &PROXY_OWNED_RESPONSE)

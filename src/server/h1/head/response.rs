@@ -1,0 +1,225 @@
+//! The response side: an upstream response head read (framing, reuse) and
+//! the client's copy written; the answers the proxy makes itself.
+
+use super::super::body::Framing;
+use super::{decimal, field, fields};
+use crate::proxy::hygiene::{tokens, Field, Policy};
+use http::{HeaderMap, StatusCode};
+use httparse::{Header, Status};
+use std::io::Write;
+
+/// An upstream response head, parsed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// A final response; its head (without the closing blank line) is in the output.
+    Final(Final),
+    /// A 1xx other than 101: consumed and skipped, as hyper's client does.
+    Interim(usize),
+    Partial,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct Final {
+    pub head_len: usize,
+    pub status: u16,
+    pub framing: Framing,
+    /// The upstream lets the connection be used again.
+    pub reusable: bool,
+}
+
+/// Parses an upstream response head from `buf` and writes the client's copy
+/// (status line and end-to-end fields, no final blank line) to `out`.
+pub fn read_response(
+    buf: &[u8],
+    head_request: bool,
+    policy: &Policy,
+    out: &mut Vec<u8>,
+) -> Result<Reply, String> {
+    let mut fields = fields();
+    let mut resp = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut resp,
+        buf,
+        &mut fields,
+    );
+    let head_len = match parsed {
+        Ok(Status::Complete(n)) => n,
+        Ok(Status::Partial) => return Ok(Reply::Partial),
+        Err(e) => return Err(format!("invalid response head: {e}")),
+    };
+    let status = resp.code.ok_or("no status")?;
+    if status == 101 {
+        return Err("upstream switched protocols without being asked".into());
+    }
+    if (100..200).contains(&status) {
+        return Ok(Reply::Interim(head_len));
+    }
+    let headers: &[Header<'_>] = resp.headers;
+    let f = Framed::read(headers)?;
+    let bodiless = head_request || status == 204 || status == 304;
+    let framing = if bodiless {
+        Framing::Empty
+    } else {
+        f.framing()
+    };
+    // A bodiless answer that still declares a body (RFC 9112 §6.3) may be
+    // followed by bytes nobody asked for: such a connection is not reused.
+    let reusable = !f.close
+        && framing != Framing::UntilClose
+        && !(bodiless && f.declares_body())
+        && (resp.version == Some(1) || f.keep_alive);
+    copy_head(
+        out,
+        status,
+        resp.reason.unwrap_or(""),
+        headers,
+        f.chunked.is_some(),
+        policy,
+    );
+    Ok(Reply::Final(Final {
+        head_len,
+        status,
+        framing,
+        reusable,
+    }))
+}
+
+/// What a response head says of its body and its connection.
+struct Framed {
+    /// The last transfer coding is chunked (`Some(false)`: another one).
+    chunked: Option<bool>,
+    length: Option<u64>,
+    close: bool,
+    keep_alive: bool,
+}
+
+impl Framed {
+    fn read(headers: &[Header<'_>]) -> Result<Framed, String> {
+        let mut f = Framed {
+            chunked: None,
+            length: None,
+            close: false,
+            keep_alive: false,
+        };
+        for h in headers {
+            if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                // The last coding decides; only chunked frames the body. A
+                // field without a coding frames nothing we could relay.
+                let last = tokens(h.value).last().ok_or("empty Transfer-Encoding")?;
+                f.chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
+            } else if h.name.eq_ignore_ascii_case("content-length") {
+                let n = decimal(h.value).ok_or("invalid Content-Length")?;
+                if f.length.is_some_and(|l| l != n) {
+                    return Err("conflicting Content-Length".into());
+                }
+                f.length = Some(n);
+            } else if h.name.eq_ignore_ascii_case("connection") {
+                for t in tokens(h.value) {
+                    f.close |= t.eq_ignore_ascii_case(b"close");
+                    f.keep_alive |= t.eq_ignore_ascii_case(b"keep-alive");
+                }
+            }
+        }
+        Ok(f)
+    }
+
+    /// RFC 9112 §6.3 for a response that may have a body.
+    fn framing(&self) -> Framing {
+        match (self.chunked, self.length) {
+            (Some(true), _) => Framing::Chunked,
+            (Some(false), _) | (None, None) => Framing::UntilClose,
+            (None, Some(0)) => Framing::Empty,
+            (None, Some(n)) => Framing::Length(n),
+        }
+    }
+
+    fn declares_body(&self) -> bool {
+        self.chunked.is_some() || self.length.is_some_and(|n| n > 0)
+    }
+}
+
+/// The client's copy of the head: status line and the fields the policy keeps.
+fn copy_head(
+    out: &mut Vec<u8>,
+    status: u16,
+    reason: &str,
+    headers: &[Header<'_>],
+    chunked: bool,
+    policy: &Policy,
+) {
+    let _ = write!(out, "HTTP/1.1 {status:03} {reason}\r\n");
+    let connection = policy.response_connection(headers);
+    for h in headers {
+        let keep = match policy.response_field(&connection, h.name) {
+            Field::Keep => true,
+            Field::Drop => false,
+            // Transfer-Encoding wins over Content-Length (RFC 9112 §6.3).
+            Field::Framing => !(chunked && h.name.eq_ignore_ascii_case("content-length")),
+        };
+        if keep {
+            field(out, h.name.as_bytes(), h.value);
+        }
+    }
+}
+
+/// Ends a response head: the revocation status, `Connection: close`, blank line.
+pub fn end_response(out: &mut Vec<u8>, revocation: Option<&'static str>, close: bool) {
+    if let Some(label) = revocation {
+        field(
+            out,
+            crate::proxy::REVOCATION_STATUS.as_bytes(),
+            label.as_bytes(),
+        );
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A response made here (an error, or a `respond:` route), complete with body.
+pub fn write_local(
+    out: &mut Vec<u8>,
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+    head_request: bool,
+    close: bool,
+) {
+    let _ = write!(
+        out,
+        "HTTP/1.1 {} {}\r\n",
+        status.as_str(),
+        status.canonical_reason().unwrap_or("")
+    );
+    for (name, value) in headers {
+        field(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    let _ = write!(out, "content-length: {}\r\n", body.len());
+    date(out);
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if !head_request {
+        out.extend_from_slice(body);
+    }
+}
+
+/// `date: <IMF-fixdate>`, formatted once a second per thread.
+fn date(out: &mut Vec<u8>) {
+    use std::cell::RefCell;
+    use std::time::{SystemTime, UNIX_EPOCH};
+    thread_local! {
+        static CACHED: RefCell<(u64, String)> = const { RefCell::new((0, String::new())) };
+    }
+    let now = SystemTime::now();
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    CACHED.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.0 != secs || c.1.is_empty() {
+            *c = (secs, httpdate::fmt_http_date(now));
+        }
+        field(out, b"date", c.1.as_bytes());
+    });
+}
