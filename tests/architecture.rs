@@ -16,7 +16,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("logging", &["config"]),
     ("routes", &["config"]),
     ("auth", &["config", "claims"]),
-    ("revocation", &["config", "claims"]),
+    ("revocation", &["config", "claims", "metrics"]),
     ("fetch", &["auth", "tls"]),
     (
         "proxy",

@@ -16,86 +16,12 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::relay::Relay;
 use support::servers::Redis;
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-/// A TCP relay to Redis: `delay_ms` is added to every chunk; bumping `cut`
-/// drops every connection through it.
-struct Relay {
-    addr: std::net::SocketAddr,
-    delay_ms: Arc<AtomicU64>,
-    cut: tokio::sync::watch::Sender<u64>,
-}
-
-impl Relay {
-    async fn start(to: u16) -> Relay {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let delay_ms = Arc::new(AtomicU64::new(0));
-        let (cut, cuts) = tokio::sync::watch::channel(0u64);
-        let delay = delay_ms.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((client, _)) = listener.accept().await else {
-                    continue;
-                };
-                let Ok(server) = TcpStream::connect(("127.0.0.1", to)).await else {
-                    continue;
-                };
-                let (delay, mut cuts) = (delay.clone(), cuts.clone());
-                // Only cuts after this connection began end it.
-                cuts.borrow_and_update();
-                tokio::spawn(async move {
-                    let (mut cr, mut cw) = client.into_split();
-                    let (mut sr, mut sw) = server.into_split();
-                    let d2 = delay.clone();
-                    let up = pump(&mut cr, &mut sw, &delay);
-                    let down = pump(&mut sr, &mut cw, &d2);
-                    tokio::select! {
-                        _ = up => {}
-                        _ = down => {}
-                        _ = cuts.changed() => {}
-                    }
-                });
-            }
-        });
-        Relay {
-            addr,
-            delay_ms,
-            cut,
-        }
-    }
-
-    fn cut_all(&self) {
-        self.cut.send_modify(|g| *g += 1);
-    }
-}
-
-async fn pump(
-    from: &mut tokio::net::tcp::OwnedReadHalf,
-    to: &mut tokio::net::tcp::OwnedWriteHalf,
-    delay: &AtomicU64,
-) {
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        let d = delay.load(Ordering::Relaxed);
-        if d > 0 {
-            tokio::time::sleep(Duration::from_millis(d)).await;
-        }
-        if to.write_all(&buf[..n]).await.is_err() {
-            return;
-        }
-    }
-}
 
 const STORE_TIMEOUT_MS: u64 = 100;
 /// What a loaded two-core machine may add to a request (debug build).
@@ -185,7 +111,7 @@ async fn revocations_survive_store_faults_under_load() {
     redis.resume();
     tokio::time::sleep(Duration::from_millis(800)).await;
     phase("feed connections killed");
-    redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    redis.kill_log_readers();
     tokio::time::sleep(Duration::from_millis(800)).await;
     phase("every store connection cut");
     relay.cut_all();

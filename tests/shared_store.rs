@@ -109,14 +109,11 @@ async fn a_revocation_made_while_the_feed_is_cut_is_enforced_after_resync() {
     let a = TestProxy::start(&yaml, &up.url(), &[]).await;
     let b = TestProxy::start(&yaml, &up.url(), &[]).await;
 
-    // CLIENT KILL of every subscriber, then revoke at once: b is reconnecting.
+    // CLIENT KILL of every log reader, then revoke at once: b is reconnecting.
     let c = claims("erin");
     let t = hs256(&c);
-    let killed = redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
-    assert!(
-        killed.trim().parse::<u32>().unwrap_or(0) >= 2,
-        "killed {killed}"
-    );
+    let killed = redis.kill_log_readers();
+    assert!(killed >= 2, "killed {killed}");
     assert_eq!(post(a.addr, "/logout", &t).await.status, 200);
     let keys = keys_of("erin", &jti(&c));
     let rb = b.app.revocations.clone();

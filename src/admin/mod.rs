@@ -97,7 +97,13 @@ impl Admin {
                         "Tokens verified from the cache.",
                         self.verifier().cache_hits(),
                     ),
+                    (
+                        "revoke_proxy_store_log_position_seconds",
+                        "Unix time of the last change log entry read (0: none yet).",
+                        r.sync.position_ms() / 1000,
+                    ),
                 ]);
+                let body = sync_metrics(body, &r.sync);
                 let mut resp = text(StatusCode::OK, &body);
                 resp.headers_mut().insert(
                     CONTENT_TYPE,
@@ -108,6 +114,34 @@ impl Admin {
             _ => text(StatusCode::NOT_FOUND, "not found\n"),
         }
     }
+}
+
+/// The replica's change-log figures, appended to the exposition.
+fn sync_metrics(mut out: String, s: &crate::revocation::sync::SyncStats) -> String {
+    use std::fmt::Write as _;
+    out.push_str(
+        "# HELP revoke_proxy_store_full_loads_total Loads of every key from the store, by reason.\n\
+         # TYPE revoke_proxy_store_full_loads_total counter\n",
+    );
+    for (reason, n) in s.full_loads() {
+        let _ = writeln!(
+            out,
+            "revoke_proxy_store_full_loads_total{{reason=\"{reason}\"}} {n}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP revoke_proxy_store_log_entries_total Entries read from the change log.\n\
+         # TYPE revoke_proxy_store_log_entries_total counter\n\
+         revoke_proxy_store_log_entries_total {}",
+        s.log_entries()
+    );
+    s.propagation_lag.render(
+        &mut out,
+        "revoke_proxy_propagation_lag_seconds",
+        "Time from a revocation's write on any replica to its apply here.",
+    );
+    out
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {

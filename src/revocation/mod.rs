@@ -9,6 +9,7 @@ pub mod clock;
 pub mod model;
 pub mod set;
 pub mod store;
+pub mod sync;
 
 pub use clock::Clock;
 pub use model::{Entry, Reason};
@@ -95,6 +96,8 @@ pub struct Revocations {
     lifetimes: Lifetimes,
     store_timeout: Duration,
     store_errors: AtomicU64,
+    /// How the replica keeps up with its store (metrics).
+    pub sync: sync::SyncStats,
 }
 
 impl Revocations {
@@ -127,6 +130,7 @@ impl Revocations {
                             StoreMode::Replica => Access::Replica,
                             StoreMode::PerRequest => Access::PerRequest,
                         },
+                        log_retention: settings.max_token_lifetime,
                     },
                 )?))
             }
@@ -321,6 +325,7 @@ impl Revocations {
             lifetimes,
             store_timeout,
             store_errors: AtomicU64::new(0),
+            sync: sync::SyncStats::default(),
         });
         if tokio::runtime::Handle::try_current().is_ok() {
             tokio::spawn(maintain(Arc::downgrade(&r), r.wake_retry.clone()));
@@ -491,6 +496,10 @@ impl Sink for Revocations {
 
     fn healthy(&self) {
         Revocations::healthy(self);
+    }
+
+    fn progress(&self, p: store::Progress<'_>) {
+        self.sync.record(p);
     }
 }
 

@@ -86,8 +86,10 @@ pub async fn run(b: &dyn Backing) {
     assert_eq!(check(&r, &n42, &s("j"), now).await, Some(Reason::Token));
 
     // A subject cutoff revokes older tokens; the purge second survives.
-    r.purge_subject(s("u3"), None).await;
+    // Read before the purge: if the second turns in between, the purge's
+    // cutoff is one later and both checks below still hold.
     let cutoff = clock.now();
+    r.purge_subject(s("u3"), None).await;
     assert_eq!(
         check(&r, &s("u3"), &s("x"), cutoff - 1).await,
         Some(Reason::Subject),
@@ -145,10 +147,12 @@ pub async fn run(b: &dyn Backing) {
     assert_eq!(check(&r, &s("u6"), &s("j"), later).await, None, "expired");
 
     // The global cutoff revokes every older token.
+    // The cutoff lies between these two readings of the clock.
+    let before = clock.now();
     r.purge_all(None).await;
     let global = clock.now();
     assert_eq!(
-        check(&r, &s("zz"), &s("x"), global - 1).await,
+        check(&r, &s("zz"), &s("x"), before - 1).await,
         Some(Reason::Global),
         "purge all"
     );

@@ -4,6 +4,7 @@
 
 pub mod conformance;
 pub mod paths;
+pub mod relay;
 pub mod servers;
 
 use bytes::Bytes;

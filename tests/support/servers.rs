@@ -63,6 +63,18 @@ impl Redis {
         Redis::spawn(args.iter().map(|a| a.to_string()).collect(), None, None)
     }
 
+    /// A server replicating `primary` (promote it with `REPLICAOF NO ONE`).
+    pub fn start_replica_of(primary: &Redis) -> Redis {
+        // Sync at once rather than after the 5 s diskless-sync delay.
+        primary.cli(&["CONFIG", "SET", "repl-diskless-sync-delay", "0"]);
+        let args = vec![
+            "--replicaof".into(),
+            "127.0.0.1".into(),
+            primary.port.to_string(),
+        ];
+        Redis::spawn(args, None, None)
+    }
+
     /// A TLS-only server (plain port off) with `tls` certificates.
     pub fn start_tls(tls: &TlsFiles) -> Redis {
         let args = vec![
@@ -146,6 +158,49 @@ impl Redis {
             .output()
             .expect("run redis-cli");
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Kills every replica's change-log reader connection; returns how many.
+    pub fn kill_log_readers(&self) -> usize {
+        let list = self.cli(&["CLIENT", "LIST"]);
+        let ids: Vec<&str> = list
+            .lines()
+            .filter(|l| l.contains(" name=revoke-proxy-log "))
+            .filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("id=")))
+            .collect();
+        for id in &ids {
+            self.cli(&["CLIENT", "KILL", "ID", id]);
+        }
+        ids.len()
+    }
+
+    /// Calls of `command` since start (`INFO commandstats`; 0 if none).
+    pub fn calls(&self, command: &str) -> u64 {
+        let stats = self.cli(&["INFO", "commandstats"]);
+        let prefix = format!("cmdstat_{}:calls=", command.to_ascii_lowercase());
+        stats
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(prefix.as_str()))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Every command's `(calls, usec)` summed over `INFO commandstats`.
+    pub fn command_totals(&self) -> (u64, u64) {
+        let stats = self.cli(&["INFO", "commandstats"]);
+        let field = |l: &str, name: &str| -> u64 {
+            l.split([':', ','])
+                .find_map(|f| f.strip_prefix(name))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        };
+        stats
+            .lines()
+            .filter(|l| l.starts_with("cmdstat_"))
+            .fold((0, 0), |(c, u), l| {
+                (c + field(l, "calls="), u + field(l, "usec="))
+            })
     }
 
     /// SIGSTOP / SIGCONT: the server keeps its sockets but stops answering.

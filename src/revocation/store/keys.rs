@@ -9,17 +9,12 @@
 //!
 //! `{subject}` and `{token}` are claim fragments (`s` + percent-encoded string,
 //! or `n` + number), so they never contain `:` or a space. Times are Unix
-//! seconds; each key expires at its `until`. The redis change feed is the
-//! channel `{prefix}feed`, one message per write: `{key} {value}`.
+//! seconds; each key expires at its `until`. The redis change log that
+//! carries every write to the replicas is described in `redis::log`.
 
 use crate::claims::ClaimValue;
 use crate::revocation::model::Entry;
 use std::fmt::Write as _;
-
-/// The feed channel under `prefix`.
-pub fn feed_channel(prefix: &str) -> String {
-    format!("{prefix}feed")
-}
 
 pub fn token_key(prefix: &str, subject: &ClaimValue, token: &ClaimValue) -> String {
     format!("{prefix}t:{}:{}", subject.fragment(), token.fragment())

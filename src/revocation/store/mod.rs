@@ -14,6 +14,7 @@ use crate::claims::ClaimValue;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -57,10 +58,30 @@ pub enum Access {
 
 /// Where a replicating store delivers what it learns.
 pub trait Sink: Send + Sync {
-    /// Entries read from the store (a full load or one feed message).
+    /// Entries read from the store (a batch of a full load, or of the log).
     fn apply(&self, entries: &[Entry]);
-    /// The store answered and the feed is connected: the replica is current.
+    /// The store answered and the log is being read: the replica is current.
     fn healthy(&self);
+    /// How the replica keeps up, for metrics.
+    fn progress(&self, _progress: Progress<'_>) {}
+}
+
+/// What a replicating store reports besides entries.
+#[derive(Debug, Clone, Copy)]
+pub enum Progress<'a> {
+    /// Every key was loaded; `reason` says why (`start`, `trimmed`, …).
+    FullLoad {
+        reason: &'static str,
+        entries: usize,
+    },
+    /// `entries` were read from the change log; `lags` are write-to-apply
+    /// times of those that carry their writer's time; `position_ms` is the
+    /// time part of the last id read.
+    Read {
+        entries: usize,
+        lags: &'a [Duration],
+        position_ms: u64,
+    },
 }
 
 /// A revocation store. Writes are atomic and never shorten an existing entry.

@@ -1,0 +1,63 @@
+//! How a replica keeps up with its shared store: full loads by reason,
+//! entries read from the change log, the log position reached, and the
+//! write-to-apply lag of each entry (exported as metrics).
+
+use super::store::Progress;
+use crate::metrics::Histogram;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Why a replica loaded every key, as counted (bounded labels).
+pub const LOAD_REASONS: [&str; 4] = ["start", "new_epoch", "log_behind", "trimmed"];
+
+#[derive(Default)]
+pub struct SyncStats {
+    full_loads: [AtomicU64; 4],
+    log_entries: AtomicU64,
+    position_ms: AtomicU64,
+    /// Time from an entry's write (its writer's clock) to its apply here.
+    pub propagation_lag: Histogram,
+}
+
+impl SyncStats {
+    pub fn record(&self, p: Progress<'_>) {
+        match p {
+            Progress::FullLoad { reason, .. } => {
+                let i = LOAD_REASONS.iter().position(|r| *r == reason).unwrap_or(0);
+                if let Some(c) = self.full_loads.get(i) {
+                    c.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Progress::Read {
+                entries,
+                lags,
+                position_ms,
+            } => {
+                self.log_entries
+                    .fetch_add(entries as u64, Ordering::Relaxed);
+                self.position_ms.fetch_max(position_ms, Ordering::Relaxed);
+                for lag in lags {
+                    self.propagation_lag.observe(*lag);
+                }
+            }
+        }
+    }
+
+    /// Full loads by reason, in [`LOAD_REASONS`] order.
+    pub fn full_loads(&self) -> [(&'static str, u64); 4] {
+        let mut out = [("", 0); 4];
+        for ((o, r), c) in out.iter_mut().zip(LOAD_REASONS).zip(&self.full_loads) {
+            *o = (r, c.load(Ordering::Relaxed));
+        }
+        out
+    }
+
+    /// Entries read from the change log since start.
+    pub fn log_entries(&self) -> u64 {
+        self.log_entries.load(Ordering::Relaxed)
+    }
+
+    /// The time part of the last log id read, in Unix milliseconds (0: none).
+    pub fn position_ms(&self) -> u64 {
+        self.position_ms.load(Ordering::Relaxed)
+    }
+}

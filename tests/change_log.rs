@@ -1,0 +1,228 @@
+//! The redis change log under the events a fleet sees: a cut feed, a Redis
+//! restart with its append-only file, a Redis that comes back empty, a
+//! failover to a promoted replica, and a log trimmed past a replica's
+//! position. After each, every revocation made before and during the event
+//! is enforced by every replica; where the log allows it, catching up costs
+//! what was missed (no `SCAN`, no full load), counted from Redis's own
+//! `INFO commandstats`.
+
+mod support;
+
+use revoke_proxy::claims::{ClaimValue, KeyHashes};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use support::relay::Relay;
+use support::servers::Redis;
+use support::*;
+
+fn config(url: &str) -> String {
+    format!(
+        "{BASIC}revocation:\n  max_staleness: 2s\n  store:\n    type: redis\n    url: {url}\n    \
+         timeout: 300ms\n"
+    )
+}
+
+struct Revoked {
+    token: String,
+    keys: KeyHashes,
+}
+
+/// Logs `sub` out through `via`; the revocation is at least held locally.
+async fn revoke(via: &TestProxy, sub: &str) -> Revoked {
+    let c = claims(sub);
+    let token = hs256(&c);
+    let resp = post(via.addr, "/logout", &token).await;
+    assert_eq!(
+        resp.status,
+        200,
+        "logout of {sub}: {:?} available {} lag {:?}",
+        resp.body,
+        via.app.revocations.available(),
+        via.app.revocations.sync_lag()
+    );
+    let jti = c["jti"].as_str().unwrap().to_string();
+    Revoked {
+        token,
+        keys: KeyHashes::new(&ClaimValue::Str(sub.into()), &ClaimValue::Str(jti.into())),
+    }
+}
+
+async fn revoke_many(via: &TestProxy, prefix: &str, n: usize) -> Vec<Revoked> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        out.push(revoke(via, &format!("{prefix}-{i}")).await);
+    }
+    out
+}
+
+/// Every replica enforces every revocation: locally, and on a request.
+async fn enforced_everywhere(replicas: &[&TestProxy], revoked: &[Revoked]) {
+    for (i, p) in replicas.iter().enumerate() {
+        let r = p.app.revocations.clone();
+        for rv in revoked {
+            let keys = rv.keys.clone();
+            let r = r.clone();
+            wait_until(&format!("replica {i} enforces"), move || {
+                r.check(&keys, None).is_some()
+            })
+            .await;
+        }
+        wait_until(&format!("replica {i} ready"), || {
+            p.app.revocations.available()
+        })
+        .await;
+        for rv in revoked.iter().take(3) {
+            assert_eq!(get(p.addr, "/api", Some(&rv.token)).await.status, 401);
+        }
+    }
+}
+
+/// `(reason, count)` of a replica's full loads.
+fn full_loads(p: &TestProxy) -> Vec<(&'static str, u64)> {
+    p.app
+        .revocations
+        .sync
+        .full_loads()
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_cut_feed_catches_up_with_only_what_it_missed() {
+    let redis = Redis::start();
+    let up = TestUpstream::start().await;
+    let yaml = config(&redis.url());
+    let a = TestProxy::start(&yaml, &up.url(), &[]).await;
+    let b = TestProxy::start(&yaml, &up.url(), &[]).await;
+    let mut revoked = revoke_many(&a, "before", 50).await;
+    enforced_everywhere(&[&a, &b], &revoked).await;
+    let scans = redis.calls("scan");
+    let gets = redis.calls("get");
+    let read_before = b.app.revocations.sync.log_entries();
+
+    let killed = redis.kill_log_readers();
+    assert!(killed >= 2, "killed {killed}");
+    revoked.extend(revoke_many(&a, "during", 20).await);
+    enforced_everywhere(&[&a, &b], &revoked).await;
+
+    assert_eq!(redis.calls("scan"), scans, "no full load after a cut");
+    assert_eq!(full_loads(&b), vec![("start", 1)]);
+    let read = b.app.revocations.sync.log_entries() - read_before;
+    assert!(read >= 20, "b read {read} log entries");
+    // GETs during the catch-up: the writes' own (one per script run) and
+    // the requests' nothing; no per-key reload.
+    let extra_gets = redis.calls("get") - gets;
+    assert!(
+        extra_gets <= 20 + 5,
+        "{extra_gets} GETs for 20 missed entries"
+    );
+    let lag = &b.app.revocations.sync.propagation_lag;
+    assert!(lag.count() >= 70, "lag observed {} times", lag.count());
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_redis_restart_with_its_aof_is_read_on_from_the_position() {
+    let mut redis = Redis::start_persistent();
+    let up = TestUpstream::start().await;
+    let yaml = config(&redis.url());
+    let a = TestProxy::start(&yaml, &up.url(), &[]).await;
+    let b = TestProxy::start(&yaml, &up.url(), &[]).await;
+    let mut revoked = revoke_many(&a, "before", 10).await;
+    enforced_everywhere(&[&a, &b], &revoked).await;
+
+    redis.restart();
+    revoked.extend(revoke_many(&a, "after", 10).await);
+    enforced_everywhere(&[&a, &b], &revoked).await;
+    // Redis's command counts start again at its restart: nothing scanned.
+    assert_eq!(redis.calls("scan"), 0, "no full load after an AOF restart");
+    assert_eq!(full_loads(&a), vec![("start", 1)]);
+    assert_eq!(full_loads(&b), vec![("start", 1)]);
+    // A replica starting now finds all of it in Redis.
+    let c = TestProxy::start(&yaml, &up.url(), &[]).await;
+    enforced_everywhere(&[&c], &revoked).await;
+    for p in [a, b, c] {
+        p.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_redis_that_comes_back_empty_is_detected_and_loaded_again() {
+    let mut redis = Redis::start();
+    let up = TestUpstream::start().await;
+    let yaml = config(&redis.url());
+    let a = TestProxy::start(&yaml, &up.url(), &[]).await;
+    let b = TestProxy::start(&yaml, &up.url(), &[]).await;
+    let mut revoked = revoke_many(&a, "before", 10).await;
+    enforced_everywhere(&[&a, &b], &revoked).await;
+
+    redis.restart();
+    revoked.extend(revoke_many(&a, "after", 10).await);
+    // Kept locally by both, and the new ones reach b through the new log.
+    enforced_everywhere(&[&a, &b], &revoked).await;
+    for p in [&a, &b] {
+        let loads = full_loads(p);
+        assert!(loads.contains(&("new_epoch", 1)), "{loads:?}");
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_failover_to_a_promoted_replica_loses_nothing() {
+    let primary = Redis::start();
+    let replica = Redis::start_replica_of(&primary);
+    let relay = Relay::start(primary.port).await;
+    let up = TestUpstream::start().await;
+    let yaml = config(&relay.url());
+    let a = TestProxy::start(&yaml, &up.url(), &[]).await;
+    let b = TestProxy::start(&yaml, &up.url(), &[]).await;
+    let mut revoked = revoke_many(&a, "before", 10).await;
+    enforced_everywhere(&[&a, &b], &revoked).await;
+    // The replica has caught up.
+    let log = "revoke-proxy:{log}";
+    wait_until("the Redis replica has the log", || {
+        replica.cli(&["XLEN", log]) == primary.cli(&["XLEN", log])
+    })
+    .await;
+
+    replica.cli(&["REPLICAOF", "NO", "ONE"]);
+    relay.point_at(replica.port);
+    relay.cut_all();
+    revoked.extend(revoke_many(&a, "after", 10).await);
+    enforced_everywhere(&[&a, &b], &revoked).await;
+    assert_eq!(replica.calls("scan"), 0, "read on from the position");
+    // A replica starting after the failover sees everything.
+    let c = TestProxy::start(&yaml, &up.url(), &[]).await;
+    enforced_everywhere(&[&c], &revoked).await;
+    for p in [a, b, c] {
+        p.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_log_trimmed_past_a_replicas_position_makes_it_load_again() {
+    let redis = Redis::start();
+    let relay = Relay::start(redis.port).await;
+    let up = TestUpstream::start().await;
+    let a = TestProxy::start(&config(&redis.url()), &up.url(), &[]).await;
+    let b = TestProxy::start(&config(&relay.url()), &up.url(), &[]).await;
+    let mut revoked = revoke_many(&a, "before", 5).await;
+    enforced_everywhere(&[&a, &b], &revoked).await;
+
+    // b is cut off; meanwhile revocations are made and the log is trimmed.
+    relay.refuse.store(true, Ordering::Relaxed);
+    relay.cut_all();
+    revoked.extend(revoke_many(&a, "away", 5).await);
+    redis.cli(&["XTRIM", "revoke-proxy:{log}", "MAXLEN", "0"]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    relay.refuse.store(false, Ordering::Relaxed);
+    enforced_everywhere(&[&a, &b], &revoked).await;
+    let loads = full_loads(&b);
+    assert!(loads.contains(&("trimmed", 1)), "{loads:?}");
+    assert_eq!(full_loads(&a), vec![("start", 1)]);
+    a.stop().await;
+    b.stop().await;
+}
