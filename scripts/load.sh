@@ -6,9 +6,11 @@
 #   rp-rs256    wrk → revoke-proxy (RS256, same) → upstream
 #   rp-info     HS256 as rp-hs256, at log.level info: one access line per
 #               request, written to a file
-#   rp-redis    HS256, redis store, replica mode (local copy + change feed)
+#   rp-redis    HS256, redis store, replica mode (local copy + change log)
 #   rp-redis-pr HS256, redis store, per_request mode (3 GETs per request)
 #   rp-memcd    HS256, memcached store (one multi-get per request)
+# `scripts/load.sh --fleet` instead runs scripts/fleet.py: 10 redis replicas
+# and 1,000,000 revocations (start-up, idle, catch-up, memory, propagation).
 # Each proxy run rotates over TOKENS distinct tokens. Prints requests/s, p50,
 # p99 and the ratios the README lists as targets. Bounded: each run lasts DURATION.
 set -euo pipefail
@@ -33,6 +35,10 @@ fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 cargo build --release --quiet
+if [ "${1:-}" = --fleet ]; then
+  # Fleet scale of the redis store (ENTRIES, REPLICAS, IDLE_SECONDS, MISSED).
+  exec python3 scripts/fleet.py
+fi
 BIN=target/release/revoke-proxy
 
 work=$(mktemp -d)
