@@ -60,7 +60,7 @@ async fn enforced_everywhere(replicas: &[&TestProxy], revoked: &[Revoked]) {
     for (i, p) in replicas.iter().enumerate() {
         let r = p.app.revocations.clone();
         for rv in revoked {
-            let keys = rv.keys.clone();
+            let keys = rv.keys;
             let r = r.clone();
             wait_until(&format!("replica {i} enforces"), move || {
                 r.check(&keys, None).is_some()
