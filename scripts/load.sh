@@ -11,6 +11,9 @@
 #   rp-memcd    HS256, memcached store (one multi-get per request)
 # `scripts/load.sh --fleet` instead runs scripts/fleet.py: 10 redis replicas
 # and 1,000,000 revocations (start-up, idle, catch-up, memory, propagation).
+# BASE_BIN=path/to/an/older/revoke-proxy adds rp-base (rp-hs256's config on
+# that binary) to the same rounds and prints rp-hs256 / rp-base: before/after
+# figures from one run.
 # Each proxy run rotates over TOKENS distinct tokens. Prints requests/s, p50,
 # p99 and the ratios the README lists as targets. Bounded: each run lasts DURATION.
 set -euo pipefail
@@ -53,6 +56,7 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 UP=$(free_port); NGX=$(free_port); HS=$(free_port); RS=$(free_port); IN=$(free_port)
 RD=$(free_port); MC=$(free_port); RR=$(free_port); RP=$(free_port); MP=$(free_port)
+BP=$(free_port)
 
 write_nginx() { # name port workers body
   cat > "$work/$1.conf" <<CONF
@@ -107,6 +111,12 @@ with_store "$MP" "    type: memcached\n    url: memcache://127.0.0.1:$MC\n" > "$
 for name in hs rs in rr rp mp; do
   "$BIN" run --config "$work/$name.yaml" > "$work/$name.log" 2>&1 & pids+=($!)
 done
+BASE_URL=()
+if [ -n "${BASE_BIN:-}" ]; then
+  sed -e "s/127.0.0.1:$HS/127.0.0.1:$BP/" "$work/hs.yaml" > "$work/base.yaml"
+  "$BASE_BIN" run --config "$work/base.yaml" > "$work/base.log" 2>&1 & pids+=($!)
+  BASE_URL=("http://127.0.0.1:$BP/")
+fi
 
 python3 scripts/mint.py HS256 "$SECRET" "$TOKENS" > "$work/hs.tokens"
 python3 scripts/mint.py RS256 tests/fixtures/keys/rsa.key "$TOKENS" > "$work/rs.tokens"
@@ -120,7 +130,7 @@ request = function()
 end
 LUA
 
-for port in "$UP" "$NGX" "$HS" "$RS" "$IN" "$RR" "$RP" "$MP"; do
+for port in "$UP" "$NGX" "$HS" "$RS" "$IN" "$RR" "$RP" "$MP" ${BASE_BIN:+"$BP"}; do
   for _ in $(seq 1 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
     sleep 0.05
@@ -129,7 +139,7 @@ done
 # Every proxy must answer 200 before it is measured.
 tok=$(head -1 "$work/hs.tokens")
 for url in "http://127.0.0.1:$NGX/" "http://127.0.0.1:$HS/" "http://127.0.0.1:$IN/" "http://127.0.0.1:$RR/" \
-           "http://127.0.0.1:$RP/" "http://127.0.0.1:$MP/"; do
+           "http://127.0.0.1:$RP/" "http://127.0.0.1:$MP/" "${BASE_URL[@]}"; do
   code=$(python3 - "$url" "$tok" <<'PY'
 import sys, time, urllib.error, urllib.request
 code = 0
@@ -176,6 +186,7 @@ for round in $(seq 1 "$ROUNDS"); do
   run direct "http://127.0.0.1:$UP/" "$work/hs.tokens"
   run nginx "http://127.0.0.1:$NGX/" "$work/hs.tokens"
   run rp-hs256 "http://127.0.0.1:$HS/" "$work/hs.tokens"
+  [ -n "${BASE_BIN:-}" ] && run rp-base "http://127.0.0.1:$BP/" "$work/hs.tokens"
   run rp-rs256 "http://127.0.0.1:$RS/" "$work/rs.tokens"
   run rp-info "http://127.0.0.1:$IN/" "$work/hs.tokens"
   run rp-redis "http://127.0.0.1:$RR/" "$work/hs.tokens"
@@ -211,4 +222,7 @@ print(f"p99 added over direct, nginx    : {t['nginx'] - t['direct']:.2f} ms")
 print(f"redis replica / memory     : {r['rp-redis'] / r['rp-hs256']:.2f}   (target >= 0.95)")
 print(f"redis per_request / memory : {r['rp-redis-pr'] / r['rp-hs256']:.2f}")
 print(f"memcached / memory         : {r['rp-memcd'] / r['rp-hs256']:.2f}")
+if "rp-base" in r:
+    print(f"rp-hs256 / rp-base (this build / BASE_BIN) : {r['rp-hs256'] / r['rp-base']:.2f}")
+    print(f"rp-base / nginx   : {r['rp-base'] / r['nginx']:.2f}")
 PY

@@ -226,3 +226,98 @@ async fn a_log_trimmed_past_a_replicas_position_makes_it_load_again() {
     a.stop().await;
     b.stop().await;
 }
+
+/// `n` token revocations written as a backend would: `SET` plus the log entry.
+fn backend_writes(redis: &Redis, prefix: &str, n: usize) -> Vec<(String, String)> {
+    let until = (now() + 3600).to_string();
+    let mut commands = Vec::new();
+    let mut written = Vec::new();
+    for i in 0..n {
+        let (sub, jti) = (format!("{prefix}{i}"), format!("j{i}"));
+        let key = format!("revoke-proxy:t:s{sub}:s{jti}");
+        commands.push(vec![
+            "SET".into(),
+            key.clone(),
+            until.clone(),
+            "EXAT".into(),
+            until.clone(),
+        ]);
+        commands.push(vec![
+            "XADD".into(),
+            "revoke-proxy:{log}".into(),
+            "*".into(),
+            "k".into(),
+            key,
+            "v".into(),
+            until.clone(),
+            "t".into(),
+            "0".into(),
+        ]);
+        written.push((sub, jti));
+    }
+    redis.pipe(&commands);
+    written
+}
+
+fn holds(p: &TestProxy, sub: &str, jti: &str) -> bool {
+    let keys = KeyHashes::new(&ClaimValue::Str(sub.into()), &ClaimValue::Str(jti.into()));
+    p.app.revocations.check(&keys, None).is_some()
+}
+
+fn manifest(redis: &Redis) -> String {
+    redis
+        .cli(&["GET", "revoke-proxy:{log}snap"])
+        .trim()
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_new_replica_starts_from_the_snapshot_and_the_logs_tail() {
+    let redis = Redis::start();
+    let up = TestUpstream::start().await;
+    let yaml = config(&redis.url());
+    let first = backend_writes(&redis, "bulk", 12_000);
+    // a scans the keys; the set is large, so it writes the first snapshot.
+    let a = TestProxy::start(&yaml, &up.url(), &[]).await;
+    assert!(holds(&a, "bulk11999", "j11999"));
+    wait_until("the first snapshot", || manifest(&redis).starts_with("v1 ")).await;
+    let m1 = manifest(&redis);
+    assert!(m1.contains(" 12000 "), "{m1}");
+    // Written after the snapshot: only in the log's tail.
+    let tail = revoke_many(&a, "tail", 5).await;
+
+    redis.cli(&["CONFIG", "RESETSTAT"]);
+    let b = TestProxy::start(&yaml, &up.url(), &[]).await;
+    enforced_everywhere(&[&b], &tail).await;
+    for (sub, jti) in first.iter().step_by(997) {
+        assert!(holds(&b, sub, jti), "{sub} from the snapshot");
+    }
+    assert_eq!(redis.calls("scan"), 0, "no key scan at start-up");
+    let gets = redis.calls("get");
+    assert!(gets <= 10, "{gets} GETs: the manifest and a few parts");
+    let by_source = b.app.revocations.sync.full_loads_by_source();
+    assert!(
+        by_source.contains(&("start", "snapshot", 1)),
+        "{by_source:?}"
+    );
+
+    // 10,000 more log entries: the next snapshot merges them into the old
+    // one (no scan), and a replica started after it needs neither.
+    let second = backend_writes(&redis, "more", 10_000);
+    redis.cli(&["CONFIG", "RESETSTAT"]);
+    wait_until("a merged snapshot", || {
+        let m = manifest(&redis);
+        m != m1 && m.starts_with("v1 ")
+    })
+    .await;
+    assert_eq!(redis.calls("scan"), 0, "merged, not scanned");
+    let c = TestProxy::start(&yaml, &up.url(), &[]).await;
+    enforced_everywhere(&[&c], &tail).await;
+    for (sub, jti) in first.iter().chain(&second).step_by(991) {
+        assert!(holds(&c, sub, jti), "{sub} in the merged snapshot");
+    }
+    assert_eq!(redis.calls("scan"), 0);
+    for p in [a, b, c] {
+        p.stop().await;
+    }
+}

@@ -123,10 +123,10 @@ fn sync_metrics(mut out: String, s: &crate::revocation::sync::SyncStats) -> Stri
         "# HELP revoke_proxy_store_full_loads_total Loads of every key from the store, by reason.\n\
          # TYPE revoke_proxy_store_full_loads_total counter\n",
     );
-    for (reason, n) in s.full_loads() {
+    for (reason, source, n) in s.full_loads_by_source() {
         let _ = writeln!(
             out,
-            "revoke_proxy_store_full_loads_total{{reason=\"{reason}\"}} {n}"
+            "revoke_proxy_store_full_loads_total{{reason=\"{reason}\",source=\"{source}\"}} {n}"
         );
     }
     let _ = writeln!(

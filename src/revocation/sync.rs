@@ -6,12 +6,14 @@ use super::store::Progress;
 use crate::metrics::Histogram;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Why a replica loaded every key, as counted (bounded labels).
+/// Why a replica loaded the whole set, as counted (bounded labels).
 pub const LOAD_REASONS: [&str; 4] = ["start", "new_epoch", "log_behind", "trimmed"];
+/// Where it loaded it from.
+pub const LOAD_SOURCES: [&str; 2] = ["snapshot", "keys"];
 
 #[derive(Default)]
 pub struct SyncStats {
-    full_loads: [AtomicU64; 4],
+    full_loads: [AtomicU64; 8],
     log_entries: AtomicU64,
     position_ms: AtomicU64,
     /// Time from an entry's write (its writer's clock) to its apply here.
@@ -21,9 +23,10 @@ pub struct SyncStats {
 impl SyncStats {
     pub fn record(&self, p: Progress<'_>) {
         match p {
-            Progress::FullLoad { reason, .. } => {
-                let i = LOAD_REASONS.iter().position(|r| *r == reason).unwrap_or(0);
-                if let Some(c) = self.full_loads.get(i) {
+            Progress::FullLoad { reason, source, .. } => {
+                let r = LOAD_REASONS.iter().position(|r| *r == reason).unwrap_or(0);
+                let s = LOAD_SOURCES.iter().position(|s| *s == source).unwrap_or(1);
+                if let Some(c) = self.full_loads.get(r * LOAD_SOURCES.len() + s) {
                     c.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -42,11 +45,27 @@ impl SyncStats {
         }
     }
 
-    /// Full loads by reason, in [`LOAD_REASONS`] order.
+    /// Full loads by reason (summed over sources), in [`LOAD_REASONS`] order.
     pub fn full_loads(&self) -> [(&'static str, u64); 4] {
         let mut out = [("", 0); 4];
-        for ((o, r), c) in out.iter_mut().zip(LOAD_REASONS).zip(&self.full_loads) {
-            *o = (r, c.load(Ordering::Relaxed));
+        for (o, (r, c)) in out.iter_mut().zip(
+            LOAD_REASONS
+                .iter()
+                .zip(self.full_loads.chunks(LOAD_SOURCES.len())),
+        ) {
+            *o = (r, c.iter().map(|n| n.load(Ordering::Relaxed)).sum());
+        }
+        out
+    }
+
+    /// Full loads by `(reason, source)`.
+    pub fn full_loads_by_source(&self) -> Vec<(&'static str, &'static str, u64)> {
+        let mut out = Vec::new();
+        for (i, c) in self.full_loads.iter().enumerate() {
+            let (r, s) = (i / LOAD_SOURCES.len(), i % LOAD_SOURCES.len());
+            if let (Some(r), Some(s)) = (LOAD_REASONS.get(r), LOAD_SOURCES.get(s)) {
+                out.push((*r, *s, c.load(Ordering::Relaxed)));
+            }
         }
         out
     }

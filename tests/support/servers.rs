@@ -174,6 +174,33 @@ impl Redis {
         ids.len()
     }
 
+    /// Sends `commands` (each a list of arguments) through `redis-cli --pipe`.
+    pub fn pipe(&self, commands: &[Vec<String>]) {
+        use std::io::Write as _;
+        let mut resp = Vec::new();
+        for c in commands {
+            let _ = write!(resp, "*{}\r\n", c.len());
+            for a in c {
+                let _ = write!(resp, "${}\r\n{a}\r\n", a.len());
+            }
+        }
+        let mut child = Command::new(require("redis-cli"))
+            .arg("-p")
+            .arg(self.port.to_string())
+            .arg("--pipe")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("run redis-cli --pipe");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(&resp)
+            .expect("write commands");
+        assert!(child.wait().expect("redis-cli --pipe").success());
+    }
+
     /// Calls of `command` since start (`INFO commandstats`; 0 if none).
     pub fn calls(&self, command: &str) -> u64 {
         let stats = self.cli(&["INFO", "commandstats"]);

@@ -69,9 +69,11 @@ pub trait Sink: Send + Sync {
 /// What a replicating store reports besides entries.
 #[derive(Debug, Clone, Copy)]
 pub enum Progress<'a> {
-    /// Every key was loaded; `reason` says why (`start`, `trimmed`, …).
+    /// The whole set was loaded; `reason` says why (`start`, `trimmed`, …),
+    /// `source` from where (`snapshot` or `keys`).
     FullLoad {
         reason: &'static str,
+        source: &'static str,
         entries: usize,
     },
     /// `entries` were read from the change log; `lags` are write-to-apply

@@ -2,9 +2,10 @@
 //! start and when the change log no longer reaches back to a replica's
 //! position; never periodically.
 
+use super::snapshot::Pairs;
 use super::{backend, log, RedisStore, LOAD_TIMEOUT, SCAN_BATCH};
 use crate::revocation::model::Entry;
-use crate::revocation::store::{keys, StoreError};
+use crate::revocation::store::{keys, BoxFuture, StoreError};
 use redis::{AsyncConnectionConfig, Client, ConnectionAddr, TlsCertificates};
 
 impl RedisStore {
@@ -56,13 +57,24 @@ impl RedisStore {
         &self,
         apply: &(dyn Fn(&[Entry]) + Sync),
     ) -> Result<usize, StoreError> {
+        let mut to = Apply {
+            prefix: &self.target.key_prefix,
+            apply,
+            total: 0,
+            entries: Vec::with_capacity(SCAN_BATCH),
+        };
+        self.scan_all(&mut to).await?;
+        Ok(to.total)
+    }
+
+    /// Every entry key under the prefix with its value, batch by batch.
+    pub(super) async fn scan_all(&self, each: &mut dyn Pairs) -> Result<(), StoreError> {
         let prefix = &self.target.key_prefix;
         let pattern = format!("{}*", glob_escape(prefix));
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(LOAD_TIMEOUT))
             .set_response_timeout(Some(LOAD_TIMEOUT));
-        let mut total = 0;
-        let mut entries = Vec::with_capacity(SCAN_BATCH);
+        let mut pairs = Vec::with_capacity(SCAN_BATCH);
         for node in self.masters().await? {
             let mut conn = node
                 .get_multiplexed_async_connection_with_config(&config)
@@ -91,14 +103,14 @@ impl RedisStore {
                     }
                     let values: Vec<Option<String>> =
                         pipe.query_async(&mut conn).await.map_err(backend)?;
-                    entries.clear();
-                    for (k, v) in names.iter().zip(values) {
-                        if let Some(e) = v.and_then(|v| keys::entry_from(prefix, k, &v)) {
-                            entries.push(e);
-                        }
-                    }
-                    total += entries.len();
-                    apply(&entries);
+                    pairs.clear();
+                    pairs.extend(
+                        names
+                            .into_iter()
+                            .zip(values)
+                            .filter_map(|(k, v)| Some((k, v?))),
+                    );
+                    each.take(&pairs).await?;
                 }
                 cursor = next;
                 if cursor == 0 {
@@ -106,7 +118,33 @@ impl RedisStore {
                 }
             }
         }
-        Ok(total)
+        Ok(())
+    }
+}
+
+/// Applies scanned pairs to the local set, counting entries.
+struct Apply<'a> {
+    prefix: &'a str,
+    apply: &'a (dyn Fn(&[Entry]) + Sync),
+    total: usize,
+    entries: Vec<Entry>,
+}
+
+impl Pairs for Apply<'_> {
+    fn take<'a>(
+        &'a mut self,
+        pairs: &'a [(String, String)],
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.entries.clear();
+        let prefix = self.prefix;
+        self.entries.extend(
+            pairs
+                .iter()
+                .filter_map(|(k, v)| keys::entry_from(prefix, k, v)),
+        );
+        self.total += self.entries.len();
+        (self.apply)(&self.entries);
+        Box::pin(async { Ok(()) })
     }
 }
 

@@ -197,34 +197,37 @@ pub fn entries_of(v: &Value) -> Vec<LogEntry> {
         Value::Map(m) => m.iter().map(|(_, v)| v).collect(),
         _ => Vec::new(),
     };
-    let mut out = Vec::new();
-    for entries in streams {
-        let Value::Array(entries) = entries else {
+    streams.into_iter().flat_map(range_entries).collect()
+}
+
+/// The entries of an `XRANGE` reply (or of one stream in an `XREAD` reply).
+pub fn range_entries(v: &Value) -> Vec<LogEntry> {
+    let Value::Array(entries) = v else {
+        return Vec::new();
+    };
+    let mut out = Vec::with_capacity(entries.len());
+    for e in entries {
+        let Value::Array(parts) = e else { continue };
+        let Some(id) = parts.first().and_then(id_of) else {
             continue;
         };
-        for e in entries {
-            let Value::Array(parts) = e else { continue };
-            let Some(id) = parts.first().and_then(id_of) else {
-                continue;
-            };
-            let mut entry = LogEntry {
-                id,
-                key: String::new(),
-                value: String::new(),
-                written_ms: None,
-            };
-            if let Some(fields) = parts.get(1) {
-                for (name, value) in pairs(fields) {
-                    match name.as_str() {
-                        "k" => entry.key = text_of(value).unwrap_or_default(),
-                        "v" => entry.value = text_of(value).unwrap_or_default(),
-                        "t" => entry.written_ms = text_of(value).and_then(|t| t.parse().ok()),
-                        _ => {}
-                    }
+        let mut entry = LogEntry {
+            id,
+            key: String::new(),
+            value: String::new(),
+            written_ms: None,
+        };
+        if let Some(fields) = parts.get(1) {
+            for (name, value) in pairs(fields) {
+                match name.as_str() {
+                    "k" => entry.key = text_of(value).unwrap_or_default(),
+                    "v" => entry.value = text_of(value).unwrap_or_default(),
+                    "t" => entry.written_ms = text_of(value).and_then(|t| t.parse().ok()),
+                    _ => {}
                 }
             }
-            out.push(entry);
         }
+        out.push(entry);
     }
     out
 }

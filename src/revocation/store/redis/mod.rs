@@ -16,6 +16,7 @@
 mod load;
 pub mod log;
 mod script;
+pub mod snapshot;
 
 use super::keys;
 use super::{Access, BoxFuture, Progress, Sink, Store, StoreError};
@@ -26,6 +27,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, Client, RedisError, TlsCertificates, Value};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -108,6 +110,10 @@ pub struct RedisStore {
     log: String,
     epoch: String,
     next_seed: std::sync::atomic::AtomicUsize,
+    /// Entries this replica's last key scan found (a first snapshot is due
+    /// when they are many).
+    scanned: AtomicU64,
+    snapshotting: AtomicBool,
 }
 
 fn backend(e: RedisError) -> StoreError {
@@ -145,6 +151,8 @@ impl RedisStore {
             write: redis::Script::new(script::WRITE),
             append: redis::Script::new(script::APPEND),
             next_seed: 0.into(),
+            scanned: AtomicU64::new(0),
+            snapshotting: AtomicBool::new(false),
         })
     }
 
@@ -275,7 +283,7 @@ impl RedisStore {
     /// One session on the log: find this replica's place in it (loading
     /// everything only when it has none), then read on until an error.
     async fn follow(
-        &self,
+        self: &Arc<Self>,
         sink: &Weak<dyn Sink>,
         pos: &mut Option<Position>,
     ) -> Result<(), StoreError> {
@@ -325,6 +333,7 @@ impl RedisStore {
                         gap.label()
                     )));
                 }
+                self.start_snapshot(epoch, info);
             }
         }
     }
@@ -334,7 +343,7 @@ impl RedisStore {
     /// load (the end is read first, so a write made during the load is read
     /// again from the log; applying it twice changes nothing).
     async fn find_place(
-        &self,
+        self: &Arc<Self>,
         reader: &Conn,
         sink: &Weak<dyn Sink>,
         pos: &mut Option<Position>,
@@ -353,27 +362,68 @@ impl RedisStore {
             );
         }
         let started = tokio::time::Instant::now();
-        let loaded = self.load_all(&|batch| apply_to(sink, batch)).await?;
-        *pos = Some(Position {
-            epoch,
-            id: info.last,
-            seen: info.added,
-        });
+        let apply = |batch: &[Entry]| apply_to(sink, batch);
+        let (source, loaded) = match self.load_snapshot(reader, &epoch, &info, &apply).await? {
+            Some((at, n)) => {
+                *pos = Some(at);
+                ("snapshot", n)
+            }
+            None => {
+                let n = self.load_all(&apply).await?;
+                self.scanned.store(n as u64, Ordering::Relaxed);
+                *pos = Some(Position {
+                    epoch: epoch.clone(),
+                    id: info.last,
+                    seen: info.added,
+                });
+                // A large set and no usable snapshot: the next start-up
+                // should not have to scan again.
+                self.start_snapshot(epoch.clone(), info.clone());
+                ("keys", n)
+            }
+        };
         let Some(s) = sink.upgrade() else {
             return Ok(());
         };
         s.progress(Progress::FullLoad {
             reason: gap.label(),
+            source,
             entries: loaded,
         });
         s.healthy();
         tracing::info!(
             entries = loaded,
             reason = gap.label(),
+            source,
             took_ms = started.elapsed().as_millis() as u64,
             "Revocations loaded from redis; following the change log"
         );
         Ok(())
+    }
+
+    /// Writes a snapshot in the background if one is due (one at a time per
+    /// process; one replica of the fleet at a time through the lease).
+    fn start_snapshot(self: &Arc<Self>, epoch: String, info: LogInfo) {
+        if self.snapshotting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let loaded = this.scanned.load(Ordering::Relaxed);
+            let started = tokio::time::Instant::now();
+            match this.snapshot_if_due(&epoch, &info, loaded).await {
+                Ok(Some(m)) => tracing::info!(
+                    entries = m.entries,
+                    parts = m.parts,
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "Revocation snapshot written to redis"
+                ),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error.reason = e.reason(), error = %e,
+                    "Could not write a revocation snapshot; start-ups load keys meanwhile"),
+            }
+            this.snapshotting.store(false, Ordering::Release);
+        });
     }
 
     /// Applies log entries; reports how long after their writes they arrived.
