@@ -6,8 +6,9 @@
 //!   time, `SET … EXAT until`, append the result to the change log (a
 //!   stream). Atomic, so two replicas revoking for one user at once both stick.
 //! - Replica mode: [`Store::replicate`] reads the log's epoch and position,
-//!   loads every key ([`load`]) only when it has no position in this log or
-//!   the log no longer reaches back to it, then follows the log with
+//!   loads the whole set ([`snapshot`], else every key: [`load`]) only when
+//!   it has no position in this log or the log no longer reaches back to
+//!   it, then follows the log with
 //!   `XREAD BLOCK` from its position. After a disconnect it reads on from
 //!   where it stopped: catching up costs what was missed, not the set.
 //! - Per-request mode: [`Store::lookup`] reads the three keys that could
