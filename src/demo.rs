@@ -105,21 +105,11 @@ pub fn mint(secret: &str, sub: &str, now: i64) -> Result<String, jsonwebtoken::e
 }
 
 /// Runs the demo until Ctrl-C; returns the exit code.
-pub async fn run(mut listen: SocketAddr) -> i32 {
-    if listen.port() == 0 {
-        // Pick a free port now so the printed curl lines are right.
-        match std::net::TcpListener::bind(listen).and_then(|l| l.local_addr()) {
-            Ok(a) => listen = a,
-            Err(e) => {
-                eprintln!("revoke-proxy demo: cannot listen on {listen}: {e}");
-                return crate::exit::UNAVAILABLE;
-            }
-        }
-    }
-    let upstream = match TcpListener::bind("127.0.0.1:0").await {
-        Ok(l) => l,
+pub async fn run(listen: SocketAddr) -> i32 {
+    let (listen, upstream) = match bind(listen).await {
+        Ok(pair) => pair,
         Err(e) => {
-            eprintln!("revoke-proxy demo: cannot start the echo upstream: {e}");
+            eprintln!("revoke-proxy demo: {e}");
             return crate::exit::UNAVAILABLE;
         }
     };
@@ -142,20 +132,41 @@ pub async fn run(mut listen: SocketAddr) -> i32 {
         }
     };
     crate::logging::init(&settings);
-    let now = crate::revocation::clock::unix_now();
-    let (alice, alice2, bob) = match (
-        mint(&secret, "alice", now),
-        mint(&secret, "alice", now),
-        mint(&secret, "bob", now),
-    ) {
-        (Ok(a), Ok(b), Ok(c)) => (a, b, c),
-        _ => {
-            eprintln!("revoke-proxy demo: cannot sign demo tokens");
-            return 1;
-        }
+    let Some(banner) = banner(&secret, listen, upstream_addr) else {
+        eprintln!("revoke-proxy demo: cannot sign demo tokens");
+        return crate::exit::SOFTWARE;
     };
+    {
+        use std::io::Write;
+        // Not println!: a closed stdout must not stop the demo.
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{banner}").and_then(|()| out.flush());
+    }
+    crate::app::serve(settings, None).await
+}
+
+/// The proxy's address (a free port picked now when 0, so the printed curl
+/// lines are right) and the echo upstream's listener.
+async fn bind(mut listen: SocketAddr) -> Result<(SocketAddr, TcpListener), String> {
+    if listen.port() == 0 {
+        listen = std::net::TcpListener::bind(listen)
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    }
+    let upstream = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| format!("cannot start the echo upstream: {e}"))?;
+    Ok((listen, upstream))
+}
+
+/// Three demo tokens and the curl lines that use them.
+fn banner(secret: &str, listen: SocketAddr, upstream_addr: SocketAddr) -> Option<String> {
+    let now = crate::revocation::clock::unix_now();
+    let alice = mint(secret, "alice", now).ok()?;
+    let alice2 = mint(secret, "alice", now).ok()?;
+    let bob = mint(secret, "bob", now).ok()?;
     let base = format!("http://{listen}");
-    let banner = format!(
+    Some(format!(
         "revoke-proxy demo: proxy on {base}, echo upstream on {upstream_addr}, memory store.\n\n\
          TOKEN={alice}\n\
          TOKEN2={alice2}\n\
@@ -167,12 +178,5 @@ pub async fn run(mut listen: SocketAddr) -> i32 {
          curl -i -X POST -H \"Authorization: Bearer $TOKEN2\" {base}/logout/all  # 204: purge every token of alice\n\
          curl -i -H \"Authorization: Bearer $BOB\" {base}/hello               # 200: bob is untouched\n\
          curl -i {base}/hello                                              # 401 no token\n"
-    );
-    {
-        use std::io::Write;
-        // Not println!: a closed stdout must not stop the demo.
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{banner}").and_then(|()| out.flush());
-    }
-    crate::app::serve(settings, None).await
+    ))
 }

@@ -36,6 +36,29 @@ pub enum Outcome {
     Refused(Vec<String>),
 }
 
+/// What a running process cannot change keeps its old value in `new`;
+/// returns the names of those that were changed in the file.
+fn keep_fixed(old: &Settings, new: &mut Settings) -> Vec<&'static str> {
+    let mut needs_restart = Vec::new();
+    macro_rules! fixed {
+        ($($field:ident).+, $name:literal) => {
+            if differs(&old.$($field).+, &new.$($field).+) {
+                needs_restart.push($name);
+                new.$($field).+ = old.$($field).+.clone();
+            }
+        };
+    }
+    fixed!(listen, "listen");
+    fixed!(upstream, "upstream");
+    fixed!(upstream_tls, "upstream_tls");
+    fixed!(tls, "tls");
+    fixed!(timeouts, "timeouts");
+    fixed!(revocation, "revocation");
+    fixed!(admin, "admin");
+    fixed!(log.format, "log.format");
+    needs_restart
+}
+
 fn differs<T: Serialize>(a: &T, b: &T) -> bool {
     serde_json::to_value(a).ok() != serde_json::to_value(b).ok()
 }
@@ -57,82 +80,57 @@ impl Reloader {
 
     /// Reads the file again and swaps the configuration if it is valid.
     pub async fn reload(&self, why: &str) -> Outcome {
-        let mut new = match Settings::load(&self.path) {
-            Ok(s) => s,
-            Err(e) => {
-                let problems: Vec<String> = e.0.iter().map(ToString::to_string).collect();
-                tracing::error!(trigger = why, problems = ?problems,
-                    "New configuration refused; the old one keeps serving");
-                return Outcome::Refused(problems);
-            }
-        };
-        let old = self.current.lock().clone();
-        // What a running process cannot change: keep the old value, say so.
-        let mut needs_restart = Vec::new();
-        macro_rules! fixed {
-            ($($field:ident).+, $name:literal) => {
-                if differs(&old.$($field).+, &new.$($field).+) {
-                    needs_restart.push($name);
-                    new.$($field).+ = old.$($field).+.clone();
+        match self.prepare().await {
+            Ok((new, proxy, needs_restart)) => {
+                self.live.store(Arc::new(proxy));
+                // Logged once in service, at the old level (a new one could silence it).
+                if needs_restart.is_empty() {
+                    tracing::info!(trigger = why, "Configuration reloaded");
+                } else {
+                    tracing::warn!(trigger = why, needs_restart = ?needs_restart,
+                        "Configuration reloaded; these settings changed but only take effect after a restart");
                 }
-            };
-        }
-        fixed!(listen, "listen");
-        fixed!(upstream, "upstream");
-        fixed!(upstream_tls, "upstream_tls");
-        fixed!(tls, "tls");
-        fixed!(timeouts, "timeouts");
-        fixed!(revocation, "revocation");
-        fixed!(admin, "admin");
-        fixed!(log.format, "log.format");
-
-        let verifier = match Verifier::new(&new.jwt, &new.revocation, &new.forward) {
-            Ok(v) => v,
+                if let Err(e) = crate::logging::set_level(&new.log.level) {
+                    tracing::warn!(error = %e, "Log level not changed");
+                }
+                *self.current.lock() = new;
+                Outcome::Applied { needs_restart }
+            }
             Err(problems) => {
-                let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
                 tracing::error!(trigger = why, problems = ?problems,
                     "New configuration refused; the old one keeps serving");
-                return Outcome::Refused(problems);
+                Outcome::Refused(problems)
             }
+        }
+    }
+
+    /// Reads the file and builds the proxy it describes (with its keys
+    /// fetched), keeping the old value of what cannot change while running.
+    async fn prepare(&self) -> Result<(Settings, Proxy, Vec<&'static str>), Vec<String>> {
+        let strings = |p: &[crate::config::Problem]| -> Vec<String> {
+            p.iter().map(ToString::to_string).collect()
         };
+        let mut new = Settings::load(&self.path).map_err(|e| strings(&e.0))?;
+        let needs_restart = keep_fixed(&self.current.lock(), &mut new);
+        let verifier =
+            Verifier::new(&new.jwt, &new.revocation, &new.forward).map_err(|p| strings(&p))?;
         if let Some(jwks) = &verifier.jwks {
             // Keys first: the new configuration must not serve without them.
             jwks.use_fetcher(self.fetcher.clone());
-            if let Err(e) = jwks.refresh().await {
-                let problems = vec![format!("jwt.jwks_url: {e}")];
-                tracing::error!(trigger = why, problems = ?problems,
-                    "New configuration refused; the old one keeps serving");
-                return Outcome::Refused(problems);
-            }
+            jwks.refresh()
+                .await
+                .map_err(|e| vec![format!("jwt.jwks_url: {e}")])?;
             jwks.watch(self.fetcher.clone());
         }
         let old_proxy = self.live.load_full();
-        let proxy = match Proxy::new(
+        let proxy = Proxy::new(
             &new,
             verifier,
             old_proxy.revocations.clone(),
             old_proxy.metrics.clone(),
-        ) {
-            Ok(p) => p,
-            Err(problems) => {
-                let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
-                tracing::error!(trigger = why, problems = ?problems, "New configuration refused");
-                return Outcome::Refused(problems);
-            }
-        };
-        self.live.store(Arc::new(proxy));
-        // Logged once in service, at the old level (a new one could silence it).
-        if needs_restart.is_empty() {
-            tracing::info!(trigger = why, "Configuration reloaded");
-        } else {
-            tracing::warn!(trigger = why, needs_restart = ?needs_restart,
-                "Configuration reloaded; these settings changed but only take effect after a restart");
-        }
-        if let Err(e) = crate::logging::set_level(&new.log.level) {
-            tracing::warn!(error = %e, "Log level not changed");
-        }
-        *self.current.lock() = new;
-        Outcome::Applied { needs_restart }
+        )
+        .map_err(|p| strings(&p))?;
+        Ok((new, proxy, needs_restart))
     }
 
     /// Reloads on SIGHUP and whenever the file's modification time changes.

@@ -4,6 +4,8 @@
 //! subject; never a token) and goes through the same [`Revocations`] door as
 //! intercepted routes, so it reaches every replica.
 
+use super::body::{claim, object_and_lifetime};
+pub use super::body::{form_pairs, parse_purge, Purge};
 use super::Admin;
 use crate::auth::Verified;
 use crate::claims::{ClaimValue, KeyHashes};
@@ -13,7 +15,7 @@ use http::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
 
@@ -303,35 +305,6 @@ impl Admin {
     }
 }
 
-/// What a valid `/v1/purge` body asks for.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Purge {
-    Subject(ClaimValue),
-    All,
-}
-
-/// Reads a whole `/v1/purge` body (`subject_name` is `revocation.subject_claim`):
-/// the target and the optional lifetime, or what is wrong with it.
-pub fn parse_purge(body: Value, subject_name: &str) -> Result<(Purge, Option<i64>), String> {
-    let (mut obj, lifetime) = object_and_lifetime(body)?;
-    let all = obj.remove("all");
-    let target = match (all, obj.contains_key(subject_name)) {
-        (Some(Value::Bool(true)), false) => Purge::All,
-        (Some(Value::Bool(true)), true) => {
-            return Err(format!("give {subject_name:?} or \"all\": true, not both"))
-        }
-        (Some(_), _) => return Err("\"all\" must be true".into()),
-        (None, true) => Purge::Subject(claim(&mut obj, subject_name)?),
-        (None, false) => return Err(format!("give {subject_name:?} or \"all\": true")),
-    };
-    if let Some(k) = obj.keys().next() {
-        return Err(format!(
-            "unknown field {k:?} (give {subject_name:?} or \"all\", and \"lifetime\")"
-        ));
-    }
-    Ok((target, lifetime))
-}
-
 enum Body {
     Json(Value),
     Form(Vec<(String, String)>),
@@ -361,61 +334,6 @@ async fn read_body(req: Request<Incoming>) -> Result<Body, Reply> {
         .map_err(|e| bad_request(format!("body is not valid JSON: {e}")))
 }
 
-/// `application/x-www-form-urlencoded` pairs (also query strings).
-pub fn form_pairs(bytes: &[u8]) -> Vec<(String, String)> {
-    bytes
-        .split(|b| *b == b'&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let mut it = pair.splitn(2, |b| *b == b'=');
-            let k = decode_form(it.next().unwrap_or_default());
-            let v = decode_form(it.next().unwrap_or_default());
-            (k, v)
-        })
-        .collect()
-}
-
-fn decode_form(raw: &[u8]) -> String {
-    let plus: Vec<u8> = raw
-        .iter()
-        .map(|b| if *b == b'+' { b' ' } else { *b })
-        .collect();
-    percent_encoding::percent_decode(&plus)
-        .decode_utf8_lossy()
-        .into_owned()
-}
-
-/// The body as a JSON object, with its optional `lifetime` taken out.
-fn object_and_lifetime(body: Value) -> Result<(Map<String, Value>, Option<i64>), String> {
-    let Value::Object(mut obj) = body else {
-        return Err("body must be a JSON object".into());
-    };
-    let lifetime = take_lifetime(&mut obj)?;
-    Ok((obj, lifetime))
-}
-
-/// Removes and checks the optional `lifetime` (positive whole seconds).
-fn take_lifetime(obj: &mut Map<String, Value>) -> Result<Option<i64>, String> {
-    let bad = || "\"lifetime\" must be a positive whole number of seconds".to_string();
-    match obj.remove("lifetime") {
-        None => Ok(None),
-        Some(Value::Number(n)) => match n.as_u64() {
-            Some(secs) if secs > 0 && secs <= i64::MAX as u64 => Ok(Some(secs as i64)),
-            _ => Err(bad()),
-        },
-        Some(_) => Err(bad()),
-    }
-}
-
-/// Removes a required claim value (string or number).
-fn claim(obj: &mut Map<String, Value>, name: &str) -> Result<ClaimValue, String> {
-    match obj.remove(name) {
-        None => Err(format!("missing {name:?}")),
-        Some(v) => ClaimValue::from_json(&v)
-            .ok_or_else(|| format!("{name:?} must be a string or a number")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -425,54 +343,5 @@ mod tests {
         let a = token_digest("secret-admin-token");
         assert!(same(&a, &token_digest("secret-admin-token")));
         assert!(!same(&a, &token_digest("secret-admin-tokeN")));
-    }
-
-    #[test]
-    fn form_bodies_decode() {
-        assert_eq!(
-            form_pairs(b"token=a%2Eb+c&token_type_hint=access_token"),
-            vec![
-                ("token".to_string(), "a.b c".to_string()),
-                ("token_type_hint".to_string(), "access_token".to_string())
-            ]
-        );
-    }
-
-    #[test]
-    fn purge_bodies_are_checked_whole() {
-        assert_eq!(
-            parse_purge(json!({"sub": "x", "lifetime": 60}), "sub"),
-            Ok((Purge::Subject(ClaimValue::Str("x".into())), Some(60)))
-        );
-        assert_eq!(
-            parse_purge(json!({"all": true}), "sub"),
-            Ok((Purge::All, None))
-        );
-        for bad in [
-            json!({"sub": "x", "liftime": 60}),
-            json!({"all": true, "dry_run": true}),
-            json!({"all": false}),
-            json!({"all": true, "sub": "x"}),
-            json!({}),
-            json!([1]),
-            json!({"sub": "x", "lifetime": -1}),
-        ] {
-            assert!(parse_purge(bad.clone(), "sub").is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn lifetimes_must_be_positive_whole_seconds() {
-        for (v, ok) in [
-            (json!(60), true),
-            (json!(0), false),
-            (json!(-5), false),
-            (json!(1.5), false),
-            (json!("60"), false),
-        ] {
-            let mut m = Map::new();
-            m.insert("lifetime".into(), v.clone());
-            assert_eq!(take_lifetime(&mut m).is_ok(), ok, "{v}");
-        }
     }
 }

@@ -111,24 +111,8 @@ fn request_of(call: &Call) -> Result<(Method, String, Option<Value>), String> {
             exp,
             lifetime,
         } => {
-            let mut body = Map::new();
-            match (jwt_of(target)?, &target.sub, &target.jti) {
-                (Some(jwt), _, _) => {
-                    body.insert("token".into(), json!(jwt));
-                }
-                (None, Some(sub), Some(jti)) => {
-                    body.insert(target.subject_claim.clone(), json!(sub));
-                    body.insert(target.token_claim.clone(), json!(jti));
-                    if let Some(e) = exp {
-                        body.insert("exp".into(), json!(e));
-                    }
-                }
-                _ => return Err("give --jwt, --jwt-file, or --sub with --jti".into()),
-            }
-            if let Some(l) = lifetime {
-                body.insert("lifetime".into(), json!(l));
-            }
-            Ok((Method::POST, "/v1/revoke".into(), Some(Value::Object(body))))
+            let body = revoke_body(target, *exp, *lifetime)?;
+            Ok((Method::POST, "/v1/revoke".into(), Some(body)))
         }
         Call::Purge {
             sub,
@@ -152,29 +136,59 @@ fn request_of(call: &Call) -> Result<(Method, String, Option<Value>), String> {
             Ok((Method::POST, "/v1/purge".into(), Some(Value::Object(body))))
         }
         Call::Status { target, iat } => {
-            let enc = |v: &str| {
-                percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)
-                    .to_string()
-            };
-            let query = match (jwt_of(target)?, &target.sub, &target.jti) {
-                (Some(jwt), _, _) => format!("token={}", enc(&jwt)),
-                (None, Some(sub), Some(jti)) => {
-                    let mut q = format!(
-                        "{}={}&{}={}",
-                        enc(&target.subject_claim),
-                        enc(sub),
-                        enc(&target.token_claim),
-                        enc(jti)
-                    );
-                    if let Some(i) = iat {
-                        q.push_str(&format!("&iat={i}"));
-                    }
-                    q
-                }
-                _ => return Err("give --jwt, --jwt-file, or --sub with --jti".into()),
-            };
+            let query = status_query(target, *iat)?;
             Ok((Method::GET, format!("/v1/status?{query}"), None))
         }
+    }
+}
+
+/// `/v1/revoke`'s body: the token itself, or its claims.
+fn revoke_body(
+    target: &TokenOrClaims,
+    exp: Option<i64>,
+    lifetime: Option<i64>,
+) -> Result<Value, String> {
+    let mut body = Map::new();
+    match (jwt_of(target)?, &target.sub, &target.jti) {
+        (Some(jwt), _, _) => {
+            body.insert("token".into(), json!(jwt));
+        }
+        (None, Some(sub), Some(jti)) => {
+            body.insert(target.subject_claim.clone(), json!(sub));
+            body.insert(target.token_claim.clone(), json!(jti));
+            if let Some(e) = exp {
+                body.insert("exp".into(), json!(e));
+            }
+        }
+        _ => return Err("give --jwt, --jwt-file, or --sub with --jti".into()),
+    }
+    if let Some(l) = lifetime {
+        body.insert("lifetime".into(), json!(l));
+    }
+    Ok(Value::Object(body))
+}
+
+/// `/v1/status`'s query: the token itself, or its claims (and `iat`).
+fn status_query(target: &TokenOrClaims, iat: Option<i64>) -> Result<String, String> {
+    let enc = |v: &str| {
+        percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    match (jwt_of(target)?, &target.sub, &target.jti) {
+        (Some(jwt), _, _) => Ok(format!("token={}", enc(&jwt))),
+        (None, Some(sub), Some(jti)) => {
+            let mut q = format!(
+                "{}={}&{}={}",
+                enc(&target.subject_claim),
+                enc(sub),
+                enc(&target.token_claim),
+                enc(jti)
+            );
+            if let Some(i) = iat {
+                q.push_str(&format!("&iat={i}"));
+            }
+            Ok(q)
+        }
+        _ => Err("give --jwt, --jwt-file, or --sub with --jti".into()),
     }
 }
 

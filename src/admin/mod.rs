@@ -3,6 +3,7 @@
 //! listener of its own (`server::serve_admin`), never proxied.
 
 pub mod api;
+pub mod body;
 pub mod client;
 
 use crate::auth::Verifier;
@@ -59,60 +60,63 @@ impl Admin {
                 "not ready: revocation store not synced\n",
             ),
             "/readyz" => text(StatusCode::OK, "ready\n"),
-            "/metrics" => {
-                let r = &self.revocations;
-                let body = self.metrics.render(&[
-                    (
-                        "revoke_proxy_revocations_live",
-                        "Live revocation entries in memory.",
-                        r.len() as u64,
-                    ),
-                    (
-                        "revoke_proxy_revocations_pending",
-                        "Revocations not yet taken by the store.",
-                        r.pending() as u64,
-                    ),
-                    (
-                        "revoke_proxy_store_errors",
-                        "Failed store operations since start.",
-                        r.store_errors(),
-                    ),
-                    (
-                        "revoke_proxy_store_sync_lag_ms",
-                        "Milliseconds since the store last proved healthy (0 for local stores).",
-                        r.sync_lag().as_millis() as u64,
-                    ),
-                    (
-                        "revoke_proxy_log_lines_dropped",
-                        "Log lines dropped because stdout could not keep up.",
-                        crate::logging::dropped_lines(),
-                    ),
-                    (
-                        "revoke_proxy_store_available",
-                        "1 while the revocation store is usable, else 0.",
-                        u64::from(r.available()),
-                    ),
-                    (
-                        "revoke_proxy_verify_cache_hits",
-                        "Tokens verified from the cache.",
-                        self.verifier().cache_hits(),
-                    ),
-                    (
-                        "revoke_proxy_store_log_position_seconds",
-                        "Unix time of the last change log entry read (0: none yet).",
-                        r.sync.position_ms() / 1000,
-                    ),
-                ]);
-                let body = sync_metrics(body, &r.sync);
-                let mut resp = text(StatusCode::OK, &body);
-                resp.headers_mut().insert(
-                    CONTENT_TYPE,
-                    HeaderValue::from_static("text/plain; version=0.0.4"),
-                );
-                resp
-            }
+            "/metrics" => self.metrics(),
             _ => text(StatusCode::NOT_FOUND, "not found\n"),
         }
+    }
+
+    /// `/metrics`: the Prometheus text exposition.
+    fn metrics(&self) -> Response<Full<Bytes>> {
+        let r = &self.revocations;
+        let body = self.metrics.render(&[
+            (
+                "revoke_proxy_revocations_live",
+                "Live revocation entries in memory.",
+                r.len() as u64,
+            ),
+            (
+                "revoke_proxy_revocations_pending",
+                "Revocations not yet taken by the store.",
+                r.pending() as u64,
+            ),
+            (
+                "revoke_proxy_store_errors",
+                "Failed store operations since start.",
+                r.store_errors(),
+            ),
+            (
+                "revoke_proxy_store_sync_lag_ms",
+                "Milliseconds since the store last proved healthy (0 for local stores).",
+                r.sync_lag().as_millis() as u64,
+            ),
+            (
+                "revoke_proxy_log_lines_dropped",
+                "Log lines dropped because stdout could not keep up.",
+                crate::logging::dropped_lines(),
+            ),
+            (
+                "revoke_proxy_store_available",
+                "1 while the revocation store is usable, else 0.",
+                u64::from(r.available()),
+            ),
+            (
+                "revoke_proxy_verify_cache_hits",
+                "Tokens verified from the cache.",
+                self.verifier().cache_hits(),
+            ),
+            (
+                "revoke_proxy_store_log_position_seconds",
+                "Unix time of the last change log entry read (0: none yet).",
+                r.sync.position_ms() / 1000,
+            ),
+        ]);
+        let body = sync_metrics(body, &r.sync);
+        let mut resp = text(StatusCode::OK, &body);
+        resp.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        );
+        resp
     }
 }
 

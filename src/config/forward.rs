@@ -99,36 +99,8 @@ impl Serialize for Cidr {
 }
 
 pub(super) fn read_forward(mut s: Section<'_>, p: &mut Problems) -> ForwardSettings {
-    let mut claims_to_headers = Vec::new();
     let map_path = s.child_path("claims_to_headers");
-    match s.get("claims_to_headers") {
-        None => {}
-        Some(serde_yaml::Value::Mapping(m)) => {
-            for (k, v) in m {
-                let claim = k.as_str().unwrap_or_default().to_string();
-                let path = reader::join(&map_path, &claim);
-                let Some(header) = scalar_string(v, &path, p) else {
-                    continue;
-                };
-                if claim.is_empty() {
-                    p.add(&path, "claim names must be non-empty strings");
-                } else if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
-                    p.add(&path, format!("{header:?} is not a valid header name"));
-                } else if let Some((other, _)) = claims_to_headers
-                    .iter()
-                    .find(|(_, h): &&(String, String)| same_field_name(h, &header))
-                {
-                    p.add(
-                        &path,
-                        format!("{header} already carries claim {other:?}: one header, one claim"),
-                    );
-                } else {
-                    claims_to_headers.push((claim, header));
-                }
-            }
-        }
-        Some(_) => p.add(&map_path, "expected a mapping of claim: Header-Name"),
-    }
+    let claims_to_headers = read_claim_headers(s.get("claims_to_headers"), &map_path, p);
     let authorization = one_of(
         s.string("authorization", p),
         &[
@@ -168,6 +140,44 @@ pub(super) fn read_forward(mut s: Section<'_>, p: &mut Problems) -> ForwardSetti
         host,
         trusted_proxies,
     }
+}
+
+/// `claims_to_headers`: claim → header, one claim per header name.
+fn read_claim_headers(
+    value: Option<&serde_yaml::Value>,
+    map_path: &str,
+    p: &mut Problems,
+) -> Vec<(String, String)> {
+    let mut claims_to_headers = Vec::new();
+    match value {
+        None => {}
+        Some(serde_yaml::Value::Mapping(m)) => {
+            for (k, v) in m {
+                let claim = k.as_str().unwrap_or_default().to_string();
+                let path = reader::join(map_path, &claim);
+                let Some(header) = scalar_string(v, &path, p) else {
+                    continue;
+                };
+                if claim.is_empty() {
+                    p.add(&path, "claim names must be non-empty strings");
+                } else if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+                    p.add(&path, format!("{header:?} is not a valid header name"));
+                } else if let Some((other, _)) = claims_to_headers
+                    .iter()
+                    .find(|(_, h): &&(String, String)| same_field_name(h, &header))
+                {
+                    p.add(
+                        &path,
+                        format!("{header} already carries claim {other:?}: one header, one claim"),
+                    );
+                } else {
+                    claims_to_headers.push((claim, header));
+                }
+            }
+        }
+        Some(_) => p.add(map_path, "expected a mapping of claim: Header-Name"),
+    }
+    claims_to_headers
 }
 
 /// Header names a CGI-style app reads as one: any case, `_` for `-`.

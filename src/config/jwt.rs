@@ -139,41 +139,12 @@ pub(super) fn read_jwt(mut s: Section<'_>, base: &Path, p: &mut Problems) -> Jwt
         .unwrap_or_else(|| vec!["exp".to_string(), "iat".to_string()]);
     let token_path = s.child_path("token_from");
     let token_from = read_token_sources(s.get("token_from"), &token_path, p);
-    let realm = s
-        .string("realm", p)
-        .unwrap_or_else(|| DEFAULT_REALM.to_string());
-    if realm.contains('"') || realm.contains('\\') || realm.chars().any(char::is_control) {
-        p.add(
-            &s.child_path("realm"),
-            "must not contain quotes, backslashes or control characters",
-        );
-    }
+    let realm = read_realm(&mut s, p);
 
     let secret = read_secret(&mut s, base, p);
     check_hmac_length(secret.as_ref(), &algorithms, s.path(), p);
-    let public_key_pem = public_key_file
-        .as_ref()
-        .and_then(|f| match std::fs::read(f) {
-            Ok(bytes) => Some(bytes),
-            Err(e) => {
-                p.add(
-                    &s.child_path("public_key_file"),
-                    format!("cannot read {}: {e}", f.display()),
-                );
-                None
-            }
-        });
-    if let Some(u) = &jwks_url {
-        if !(u.starts_with("http://") || u.starts_with("https://")) {
-            p.add(
-                &s.child_path("jwks_url"),
-                "must be an http:// or https:// URL",
-            );
-        }
-        if public_key_file.is_some() {
-            p.add(s.path(), "give public_key_file or jwks_url, not both");
-        }
-    }
+    let public_key_pem = read_public_key(public_key_file.as_deref(), &s, p);
+    check_jwks_url(jwks_url.as_deref(), public_key_file.is_some(), &s, p);
     let given = GivenKeys {
         secret: secret.is_some(),
         public_key_file: public_key_file.is_some(),
@@ -182,10 +153,8 @@ pub(super) fn read_jwt(mut s: Section<'_>, base: &Path, p: &mut Problems) -> Jwt
     check_keys_fit(&algorithms, &given, s.path(), p);
     for (i, claim) in require.iter().enumerate() {
         if claim.is_empty() {
-            p.add(
-                &format!("{}[{i}]", s.child_path("require")),
-                "empty claim name",
-            );
+            let at = format!("{}[{i}]", s.child_path("require"));
+            p.add(&at, "empty claim name");
         }
     }
     s.finish(p);
@@ -201,6 +170,49 @@ pub(super) fn read_jwt(mut s: Section<'_>, base: &Path, p: &mut Problems) -> Jwt
         require,
         token_from,
         realm,
+    }
+}
+
+/// `realm` (default [`DEFAULT_REALM`]): it goes inside a quoted string of
+/// `WWW-Authenticate`.
+fn read_realm(s: &mut Section<'_>, p: &mut Problems) -> String {
+    let realm = s
+        .string("realm", p)
+        .unwrap_or_else(|| DEFAULT_REALM.to_string());
+    if realm.contains('"') || realm.contains('\\') || realm.chars().any(char::is_control) {
+        p.add(
+            &s.child_path("realm"),
+            "must not contain quotes, backslashes or control characters",
+        );
+    }
+    realm
+}
+
+/// The PEM of `public_key_file`, read now so a missing file is a config error.
+fn read_public_key(file: Option<&Path>, s: &Section<'_>, p: &mut Problems) -> Option<Vec<u8>> {
+    let f = file?;
+    match std::fs::read(f) {
+        Ok(bytes) => Some(bytes),
+        Err(e) => {
+            p.add(
+                &s.child_path("public_key_file"),
+                format!("cannot read {}: {e}", f.display()),
+            );
+            None
+        }
+    }
+}
+
+fn check_jwks_url(url: Option<&str>, has_key_file: bool, s: &Section<'_>, p: &mut Problems) {
+    let Some(u) = url else { return };
+    if !(u.starts_with("http://") || u.starts_with("https://")) {
+        p.add(
+            &s.child_path("jwks_url"),
+            "must be an http:// or https:// URL",
+        );
+    }
+    if has_key_file {
+        p.add(s.path(), "give public_key_file or jwks_url, not both");
     }
 }
 

@@ -6,10 +6,15 @@
 //! kept and retried until it is stored, never dropped.
 
 pub mod clock;
+mod health;
 pub mod model;
 pub mod set;
 pub mod store;
 pub mod sync;
+mod writes;
+
+pub use health::HEALTH_PING_EVERY;
+pub use writes::{RETRY_FIRST, RETRY_MAX, SWEEP_EVERY};
 
 pub use clock::Clock;
 pub use model::{Entry, Reason};
@@ -20,19 +25,13 @@ use crate::config::{RevocationSettings, StoreKind, StoreMode, DEFAULT_MAX_STALEN
 use parking_lot::Mutex;
 use set::RevocationSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, OnceLock, Weak};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 use store::Sink;
 use tokio::sync::Notify;
 
-/// Process-local origin of the health timestamps.
-static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
-
 /// Seconds a client is told to wait (`Retry-After`) while the store is unavailable.
 pub const RETRY_AFTER_SECS: u64 = 5;
-
-/// Per-request stores are pinged this often to keep `/readyz` honest (1 s).
-pub const HEALTH_PING_EVERY: Duration = Duration::from_secs(1);
 
 /// The answer of the revocation check for one verified token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,13 +42,6 @@ pub enum Verdict {
     /// older than `max_staleness`: `on_store_failure` decides.
     Unavailable,
 }
-
-/// How often expired entries are swept from memory (30 s).
-pub const SWEEP_EVERY: Duration = Duration::from_secs(30);
-/// First wait before a failed store write is retried (250 ms); doubles up to [`RETRY_MAX`].
-pub const RETRY_FIRST: Duration = Duration::from_millis(250);
-/// Longest wait between retries of a failed store write (5 s).
-pub const RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// Whether a revocation has reached the store (SPEC §4 `Revocation-Status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,96 +145,6 @@ impl Revocations {
         Ok(r)
     }
 
-    /// Opens the journal of unshared writes and replays it: every entry is
-    /// enforced here at once and queued for the store again (writes merge, so
-    /// one that did reach the store before a crash is harmless to repeat).
-    pub async fn open_spool(&self, path: &std::path::Path, clock: Clock) -> Result<(), StoreError> {
-        let spool = store::file::FileStore::open(path, clock)?;
-        let entries = spool.load().await?;
-        if !entries.is_empty() {
-            tracing::info!(
-                entries = entries.len(),
-                "Replaying revocations not yet shared"
-            );
-            for e in &entries {
-                self.set.apply(e);
-            }
-            self.pending.lock().extend(entries);
-            self.wake_retry.notify_one();
-        }
-        if self.spool.set(spool).is_err() {
-            return Err(StoreError::Io(std::io::Error::other("spool already open")));
-        }
-        Ok(())
-    }
-
-    /// How long a replica that lost its store keeps serving its set.
-    pub fn set_max_staleness(&self, d: Duration) {
-        self.max_staleness_ms
-            .store(d.as_millis() as u64, Ordering::Relaxed);
-    }
-
-    /// Starts following the store: the feed for a replica, a health ping
-    /// for a per-request store. Nothing for local stores.
-    pub fn start_sync(self: &Arc<Self>) {
-        let Some(store) = self.store.clone() else {
-            return;
-        };
-        if tokio::runtime::Handle::try_current().is_err() {
-            return;
-        }
-        match self.access {
-            Access::Loaded => {}
-            Access::Replica => {
-                let strong: Arc<dyn Sink> = self.clone();
-                tokio::spawn(store.replicate(Arc::downgrade(&strong)));
-            }
-            Access::PerRequest => {
-                let weak = Arc::downgrade(self);
-                tokio::spawn(async move {
-                    loop {
-                        let Some(r) = weak.upgrade() else { return };
-                        let wait = r.store_timeout.max(HEALTH_PING_EVERY);
-                        if let Ok(Ok(())) = tokio::time::timeout(wait, store.ping()).await {
-                            r.healthy();
-                        }
-                        drop(r);
-                        tokio::time::sleep(HEALTH_PING_EVERY).await;
-                    }
-                });
-            }
-        }
-    }
-
-    /// Whether the store is usable: local stores always; a replica while it
-    /// has synced within `max_staleness`; a per-request store while its
-    /// pings answer within that window.
-    pub fn available(&self) -> bool {
-        if self.access == Access::Loaded {
-            return true;
-        }
-        self.synced.load(Ordering::Relaxed)
-            && self.sync_lag()
-                <= Duration::from_millis(self.max_staleness_ms.load(Ordering::Relaxed))
-    }
-
-    /// Time since the store last proved healthy (zero for local stores).
-    pub fn sync_lag(&self) -> Duration {
-        if self.access == Access::Loaded {
-            return Duration::ZERO;
-        }
-        if !self.synced.load(Ordering::Relaxed) {
-            return EPOCH.elapsed();
-        }
-        let now = EPOCH.elapsed().as_millis() as u64;
-        Duration::from_millis(now.saturating_sub(self.healthy_at.load(Ordering::Relaxed)))
-    }
-
-    /// How requests consult the store.
-    pub fn access(&self) -> Access {
-        self.access
-    }
-
     /// The full check for one verified token: the local set, then (per-request
     /// stores) the store within `store.timeout`, or (replicas) the staleness
     /// window.
@@ -297,12 +199,6 @@ impl Revocations {
         }
     }
 
-    fn healthy(&self) {
-        self.healthy_at
-            .store(EPOCH.elapsed().as_millis() as u64, Ordering::Relaxed);
-        self.synced.store(true, Ordering::Relaxed);
-    }
-
     /// A service over `store` (none: memory only). Call [`Revocations::load`] next.
     pub fn new(
         store: Option<Arc<dyn Store>>,
@@ -328,7 +224,7 @@ impl Revocations {
             sync: sync::SyncStats::default(),
         });
         if tokio::runtime::Handle::try_current().is_ok() {
-            tokio::spawn(maintain(Arc::downgrade(&r), r.wake_retry.clone()));
+            tokio::spawn(writes::maintain(Arc::downgrade(&r), r.wake_retry.clone()));
         }
         r
     }
@@ -361,103 +257,6 @@ impl Revocations {
         self.set.check(keys, iat, self.clock.now())
     }
 
-    /// Revokes one token. Kept until `exp` + leeway, or `lifetime` seconds
-    /// from now when given, or `max_token_lifetime` when the token has no `exp`.
-    pub async fn revoke_token(
-        &self,
-        subject: ClaimValue,
-        token: ClaimValue,
-        exp: Option<i64>,
-        lifetime: Option<i64>,
-    ) -> WriteStatus {
-        let now = self.clock.now();
-        let until = match (lifetime, exp) {
-            (Some(l), _) => now.saturating_add(l),
-            (None, Some(exp)) => exp.saturating_add(self.lifetimes.leeway).max(now + 1),
-            (None, None) => now.saturating_add(self.lifetimes.max_token),
-        };
-        self.record(Entry::Token {
-            subject,
-            token,
-            until,
-        })
-        .await
-    }
-
-    /// Revokes every token of `subject` issued before this second.
-    pub async fn purge_subject(&self, subject: ClaimValue, lifetime: Option<i64>) -> WriteStatus {
-        self.purge_subject_at(subject, self.clock.now(), lifetime)
-            .await
-    }
-
-    /// Revokes every token of `subject` issued before `cutoff` (never later
-    /// than now: a cutoff in the future would revoke tokens not yet issued).
-    pub async fn purge_subject_at(
-        &self,
-        subject: ClaimValue,
-        cutoff: i64,
-        lifetime: Option<i64>,
-    ) -> WriteStatus {
-        let now = self.clock.now();
-        let cutoff = cutoff.min(now);
-        let until = self.cutoff_until(now, lifetime);
-        self.record(Entry::Subject {
-            subject,
-            cutoff,
-            until,
-        })
-        .await
-    }
-
-    /// Revokes every token issued before this second.
-    pub async fn purge_all(&self, lifetime: Option<i64>) -> WriteStatus {
-        let now = self.clock.now();
-        let until = self.cutoff_until(now, lifetime);
-        self.record(Entry::Global { cutoff: now, until }).await
-    }
-
-    fn cutoff_until(&self, now: i64, lifetime: Option<i64>) -> i64 {
-        let keep = lifetime.unwrap_or(self.lifetimes.max_token + self.lifetimes.leeway);
-        now.saturating_add(keep)
-    }
-
-    /// Applies locally at once, then hands the entry to the store.
-    pub async fn record(&self, entry: Entry) -> WriteStatus {
-        self.set.apply(&entry);
-        let Some(store) = &self.store else {
-            return WriteStatus::Stored;
-        };
-        match tokio::time::timeout(self.store_timeout, store.write(&entry)).await {
-            Ok(Ok(())) => WriteStatus::Stored,
-            outcome => {
-                let error = match outcome {
-                    Ok(Err(e)) => e,
-                    _ => StoreError::Timeout,
-                };
-                self.store_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(kind = entry.kind(), error.reason = error.reason(), error = %error,
-                    "Revocation not stored yet; enforced locally and retried");
-                if let Some(spool) = self.spool.get() {
-                    if let Err(e) = spool.write(&entry).await {
-                        tracing::error!(error = %e, "Cannot journal an unshared revocation");
-                    }
-                }
-                self.pending.lock().push(entry);
-                self.wake_retry.notify_one();
-                WriteStatus::Pending
-            }
-        }
-    }
-
-    /// Revocations enforced here that the store has not taken yet.
-    pub fn pending(&self) -> usize {
-        self.pending.lock().len()
-    }
-
-    pub fn store_errors(&self) -> u64 {
-        self.store_errors.load(Ordering::Relaxed)
-    }
-
     /// Live entries in memory.
     pub fn len(&self) -> usize {
         self.set.len()
@@ -465,25 +264,6 @@ impl Revocations {
 
     pub fn is_empty(&self) -> bool {
         self.set.is_empty()
-    }
-
-    /// Tries every pending write once; returns how many are still pending.
-    pub async fn retry_pending(&self) -> usize {
-        let Some(store) = &self.store else { return 0 };
-        let batch = std::mem::take(&mut *self.pending.lock());
-        let mut failed = Vec::new();
-        for entry in batch {
-            match tokio::time::timeout(self.store_timeout, store.write(&entry)).await {
-                Ok(Ok(())) => tracing::info!(kind = entry.kind(), "Pending revocation stored"),
-                _ => {
-                    self.store_errors.fetch_add(1, Ordering::Relaxed);
-                    failed.push(entry);
-                }
-            }
-        }
-        let mut pending = self.pending.lock();
-        pending.extend(failed);
-        pending.len()
     }
 }
 
@@ -500,45 +280,5 @@ impl Sink for Revocations {
 
     fn progress(&self, p: store::Progress<'_>) {
         self.sync.record(p);
-    }
-}
-
-/// Sweeps expired entries and retries pending writes while the service lives.
-async fn maintain(this: Weak<Revocations>, wake: Arc<Notify>) {
-    let mut backoff = RETRY_FIRST;
-    let mut since_sweep = Duration::ZERO;
-    loop {
-        let wait = {
-            let Some(r) = this.upgrade() else { return };
-            if r.pending() > 0 {
-                backoff
-            } else {
-                SWEEP_EVERY.saturating_sub(since_sweep)
-            }
-        };
-        // No strong reference is held while waiting, so the service can close.
-        let started = tokio::time::Instant::now();
-        let notified = tokio::select! {
-            _ = wake.notified() => true,
-            _ = tokio::time::sleep(wait) => false,
-        };
-        since_sweep += started.elapsed();
-        let Some(r) = this.upgrade() else { return };
-        if notified {
-            // A fresh failure: give the store a moment before the first retry.
-            tokio::time::sleep(RETRY_FIRST).await;
-        }
-        if r.pending() > 0 {
-            backoff = if r.retry_pending().await == 0 {
-                RETRY_FIRST
-            } else {
-                (backoff * 2).min(RETRY_MAX)
-            };
-        }
-        if since_sweep >= SWEEP_EVERY {
-            since_sweep = Duration::ZERO;
-            let removed = r.set.sweep(r.clock.now());
-            tracing::debug!(removed, "Swept expired revocations");
-        }
     }
 }

@@ -180,7 +180,7 @@ async fn forward(
     proxy.metrics.upstream_latency.observe(sent.elapsed());
     let (up, reply) = match exchanged {
         Err(_) => return Err(ProxyError::UpstreamTimeout.into()),
-        Ok(Err(message)) => return Err(ProxyError::UpstreamFailed(message).into()),
+        Ok(Err(e)) => return Err(ProxyError::UpstreamFailed(e.to_string()).into()),
         Ok(Ok(r)) => r,
     };
     relay_answer(proxy, req, conn, lane, &admitted, up, reply, *body).await

@@ -8,6 +8,7 @@
 //! and revocations are the same [`Proxy`] methods on either path.
 
 pub mod body;
+pub mod error;
 mod exchange;
 pub mod head;
 pub mod pool;

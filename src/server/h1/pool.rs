@@ -1,6 +1,7 @@
 //! The fast path's upstream connections: one pool per worker thread, most
 //! recently used first, so a few warm connections carry the load.
 
+use super::error::UpstreamError;
 use crate::proxy::forward::POOL_IDLE;
 use bytes::BytesMut;
 use parking_lot::Mutex;
@@ -39,7 +40,7 @@ impl Pool {
     /// is probed: a connection holding bytes nobody asked for (an extra
     /// response, a body after a HEAD answer) would hand them to the next
     /// client as its answer.
-    pub async fn get(&self) -> Result<Upstream, String> {
+    pub async fn get(&self) -> Result<Upstream, UpstreamError> {
         loop {
             let Some(mut conn) = self.idle.lock().pop() else {
                 break;
@@ -53,11 +54,11 @@ impl Pool {
     }
 
     /// A new connection, bypassing the pool.
-    pub async fn connect(&self) -> Result<Upstream, String> {
+    pub async fn connect(&self) -> Result<Upstream, UpstreamError> {
         let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.address))
             .await
-            .map_err(|_| format!("connect to {} timed out", self.address))?
-            .map_err(|e| format!("connect to {}: {e}", self.address))?;
+            .map_err(|_| UpstreamError::ConnectTimeout(self.address.clone()))?
+            .map_err(|e| UpstreamError::Connect(self.address.clone(), e))?;
         let _ = stream.set_nodelay(true);
         Ok(Upstream {
             stream,

@@ -4,6 +4,7 @@
 //! watched for, and the response head read.
 
 use super::body::{self, READ_SIZE};
+use super::error::UpstreamError;
 use super::exchange::{BodyState, Conn};
 use super::head::{self, Final, Reply};
 use super::pool::{self, Pool};
@@ -15,13 +16,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// Why an exchange with the upstream failed.
 enum Exchange {
     /// Nothing came back: the request may be sent again if it is idempotent.
-    Unanswered(String),
+    Unanswered(UpstreamError),
     /// Something came back, or the request body is gone: never repeated.
-    Failed(String),
+    Failed(UpstreamError),
 }
 
 impl Exchange {
-    fn lost(message: String, nothing_received: bool) -> Exchange {
+    fn lost(message: UpstreamError, nothing_received: bool) -> Exchange {
         if nothing_received {
             Exchange::Unanswered(message)
         } else {
@@ -59,7 +60,7 @@ pub(super) async fn send(
     left: u64,
     ask: Ask<'_>,
     body: &mut BodyState,
-) -> Result<(pool::Upstream, Final), String> {
+) -> Result<(pool::Upstream, Final), UpstreamError> {
     let mut up = pool.get().await?;
     loop {
         match send_once(&mut up, conn, left, ask, body).await {
@@ -125,29 +126,23 @@ async fn send_body(
                 left -= now as u64;
             }
             Event::Sent(Err(Side::Client(e))) => {
-                return Err(Exchange::Failed(format!("request body: {e}")))
+                return Err(Exchange::Failed(UpstreamError::ClientBody(e)))
             }
             // It may have answered and then stopped reading: read what it sent.
             Event::Sent(Err(Side::Upstream)) => return Ok(false),
-            Event::Answer(Ok(0)) => {
-                return Err(Exchange::Failed(
-                    "upstream closed the connection during the request body".into(),
-                ))
-            }
-            Event::Answer(Err(e)) => {
-                return Err(Exchange::Failed(format!("upstream connection: {e}")))
-            }
+            Event::Answer(Ok(0)) => return Err(Exchange::Failed(UpstreamError::ClosedDuringBody)),
+            Event::Answer(Err(e)) => return Err(Exchange::Failed(UpstreamError::Io(e))),
             Event::Answer(Ok(_)) => loop {
                 conn.back.clear();
                 match head::read_response(&up.buf, ask.head, ask.policy, conn.back) {
                     // An interim answer (100 Continue): keep sending.
                     Ok(Reply::Interim(n)) => up.buf.advance(n),
                     Ok(Reply::Partial) if up.buf.len() >= MAX_HEADER_BYTES => {
-                        return Err(Exchange::Failed("response head too large".into()));
+                        return Err(Exchange::Failed(UpstreamError::HeadTooLarge));
                     }
                     Ok(Reply::Partial) => break,
                     Ok(Reply::Final(_)) => return Ok(false),
-                    Err(e) => return Err(Exchange::Failed(e)),
+                    Err(e) => return Err(Exchange::Failed(e.into())),
                 }
             },
         }
@@ -163,7 +158,7 @@ async fn send_once(
     ask: Ask<'_>,
     body: &mut BodyState,
 ) -> Result<Final, Exchange> {
-    let fresh = |e: std::io::Error| Exchange::Unanswered(format!("upstream connection: {e}"));
+    let fresh = |e: std::io::Error| Exchange::Unanswered(UpstreamError::Io(e));
     up.stream.write_all(conn.out).await.map_err(fresh)?;
     if left > 0 {
         *body = BodyState::Broken;
@@ -186,23 +181,18 @@ async fn send_once(
                     continue;
                 }
                 Ok(Reply::Partial) if up.buf.len() >= MAX_HEADER_BYTES => {
-                    return Err(Exchange::Failed("response head too large".into()));
+                    return Err(Exchange::Failed(UpstreamError::HeadTooLarge));
                 }
                 Ok(Reply::Partial) => {}
-                Err(e) => return Err(Exchange::Failed(e)),
+                Err(e) => return Err(Exchange::Failed(e.into())),
             }
         }
         up.buf.reserve(READ_SIZE);
         let nothing = up.buf.is_empty() && !interim;
         match up.stream.read_buf(&mut up.buf).await {
-            Ok(0) => {
-                return Err(Exchange::lost(
-                    "upstream closed the connection".into(),
-                    nothing,
-                ))
-            }
+            Ok(0) => return Err(Exchange::lost(UpstreamError::Closed, nothing)),
             Ok(_) => {}
-            Err(e) => return Err(Exchange::lost(format!("upstream connection: {e}"), nothing)),
+            Err(e) => return Err(Exchange::lost(UpstreamError::Io(e), nothing)),
         }
     }
 }

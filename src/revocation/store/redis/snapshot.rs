@@ -105,6 +105,14 @@ impl Manifest {
     }
 }
 
+/// What a due snapshot is built from.
+struct Plan {
+    /// The manifest in Redis now (its parts expire once replaced).
+    old: Option<Manifest>,
+    /// A usable snapshot to merge the log into; none: scan the keys.
+    merge_from: Option<Manifest>,
+}
+
 /// Receives `(key, value)` pairs batch by batch (a key scan's output).
 pub(super) trait Pairs: Send {
     fn take<'a>(
@@ -232,29 +240,15 @@ impl RedisStore {
         info: &LogInfo,
         loaded: u64,
     ) -> Result<Option<Manifest>, StoreError> {
-        let prefix = &self.target.key_prefix;
         let c = self.conn().await?;
-        let text: Option<String> = c
-            .query(redis::cmd("GET").arg(manifest_key(prefix)))
-            .await
-            .map_err(backend)?;
-        let old = text.as_deref().and_then(Manifest::parse);
-        let usable = old.as_ref().filter(|m| m.usable(epoch, info));
-        let added = info.added.unwrap_or(0);
-        let now_ms = crate::revocation::clock::unix_now_ms();
-        let scan_due =
-            |m: &Manifest| now_ms.saturating_sub(m.scanned_ms) >= SCAN_EVERY.as_millis() as u64;
-        let due = match usable {
-            Some(m) => added.saturating_sub(m.seen) >= SNAPSHOT_EVERY || scan_due(m),
-            None => added >= SNAPSHOT_EVERY || loaded >= SNAPSHOT_EVERY,
-        };
-        if !due {
+        let Some(plan) = self.plan(&c, epoch, info, loaded).await? else {
             return Ok(None);
-        }
-        let lease: Option<String> = c
+        };
+        let lease = lease_key(&self.target.key_prefix);
+        let taken: Option<String> = c
             .query(
                 redis::cmd("SET")
-                    .arg(lease_key(prefix))
+                    .arg(&lease)
                     .arg(epoch)
                     .arg("NX")
                     .arg("PX")
@@ -262,50 +256,89 @@ impl RedisStore {
             )
             .await
             .map_err(backend)?;
-        if lease.is_none() {
+        if taken.is_none() {
             return Ok(None);
         }
+        let built = self.build(&c, epoch, info, &plan).await;
+        let _ = c.query::<Value>(redis::cmd("DEL").arg(&lease)).await;
+        let m = built?;
+        if let Some(old) = plan.old {
+            self.expire_parts(&c, &old).await;
+        }
+        Ok(Some(m))
+    }
+
+    /// Whether a snapshot is due, and from what it would be built.
+    async fn plan(
+        &self,
+        c: &Conn,
+        epoch: &str,
+        info: &LogInfo,
+        loaded: u64,
+    ) -> Result<Option<Plan>, StoreError> {
+        let text: Option<String> = c
+            .query(redis::cmd("GET").arg(manifest_key(&self.target.key_prefix)))
+            .await
+            .map_err(backend)?;
+        let old = text.as_deref().and_then(Manifest::parse);
+        let usable = old.clone().filter(|m| m.usable(epoch, info));
+        let added = info.added.unwrap_or(0);
+        let now_ms = crate::revocation::clock::unix_now_ms();
+        let scan_due =
+            |m: &Manifest| now_ms.saturating_sub(m.scanned_ms) >= SCAN_EVERY.as_millis() as u64;
+        let due = match &usable {
+            Some(m) => added.saturating_sub(m.seen) >= SNAPSHOT_EVERY || scan_due(m),
+            None => added >= SNAPSHOT_EVERY || loaded >= SNAPSHOT_EVERY,
+        };
+        Ok(due.then(|| Plan {
+            merge_from: usable.filter(|m| !scan_due(m)),
+            old,
+        }))
+    }
+
+    /// Writes the parts and the manifest: merged from the old snapshot and
+    /// the log, or from a key scan.
+    async fn build(
+        &self,
+        c: &Conn,
+        epoch: &str,
+        info: &LogInfo,
+        plan: &Plan,
+    ) -> Result<Manifest, StoreError> {
+        let now_ms = crate::revocation::clock::unix_now_ms();
         let mut w = PartWriter {
             conn: c.clone(),
-            prefix: prefix.clone(),
+            prefix: self.target.key_prefix.clone(),
             generation: now_ms,
             now: crate::revocation::clock::unix_now(),
             buf: Vec::with_capacity(PART_BYTES + 4096),
             parts: 0,
             entries: 0,
         };
-        let built = match usable.filter(|m| !scan_due(m)) {
-            Some(m) => self.merge_into(&c, m, &mut w).await,
+        let (id, seen, scanned_ms) = match &plan.merge_from {
+            Some(m) => self.merge_into(c, m, &mut w).await?,
             None => {
                 // The log's end before the scan: entries written during it
                 // are in the log after this position, and applying them
                 // again changes nothing.
-                let covered = (info.last, added, now_ms);
-                self.scan_all(&mut w).await.map(|()| covered)
+                self.scan_all(&mut w).await?;
+                (info.last, info.added.unwrap_or(0), now_ms)
             }
         };
-        let result = match built {
-            Ok((id, seen, scanned_ms)) => {
-                self.publish(&c, &mut w, epoch, id, seen, scanned_ms).await
-            }
-            Err(e) => Err(e),
-        };
-        let _ = c
-            .query::<Value>(redis::cmd("DEL").arg(lease_key(prefix)))
-            .await;
-        let m = result?;
-        if let Some(old) = old {
-            for i in 0..old.parts {
-                let _ = c
-                    .query::<Value>(
-                        redis::cmd("PEXPIRE")
-                            .arg(part_key(prefix, old.generation, i))
-                            .arg(OLD_PARTS_KEPT.as_millis() as u64),
-                    )
-                    .await;
-            }
+        self.publish(c, &mut w, epoch, id, seen, scanned_ms).await
+    }
+
+    /// Lets a replaced snapshot's parts expire once readers are done.
+    async fn expire_parts(&self, c: &Conn, old: &Manifest) {
+        for i in 0..old.parts {
+            let _ = c
+                .query::<Value>(
+                    redis::cmd("PEXPIRE")
+                        .arg(part_key(&self.target.key_prefix, old.generation, i))
+                        .arg(OLD_PARTS_KEPT.as_millis() as u64),
+                )
+                .await;
         }
-        Ok(Some(m))
     }
 
     /// Writes the last part and then the manifest that makes them current.

@@ -179,7 +179,7 @@ mod tests {
         );
     }
 
-    fn reply(head: &str, head_request: bool) -> (Result<Reply, String>, String) {
+    fn reply(head: &str, head_request: bool) -> (Result<Reply, HeadError>, String) {
         let mut out = Vec::new();
         let r = read_response(head.as_bytes(), head_request, &policy(false, &[]), &mut out);
         (r, String::from_utf8(out).unwrap())

@@ -8,6 +8,23 @@ use http::{HeaderMap, StatusCode};
 use httparse::{Header, Status};
 use std::io::Write;
 
+/// Why an upstream response head cannot be relayed (the client gets 502).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HeadError {
+    #[error("invalid response head: {0}")]
+    Invalid(httparse::Error),
+    #[error("response head without a status")]
+    NoStatus,
+    #[error("upstream switched protocols without being asked")]
+    UnaskedSwitch,
+    #[error("empty Transfer-Encoding")]
+    EmptyTransferEncoding,
+    #[error("invalid Content-Length")]
+    InvalidLength,
+    #[error("conflicting Content-Length")]
+    ConflictingLength,
+}
+
 /// An upstream response head, parsed.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Reply {
@@ -34,7 +51,7 @@ pub fn read_response(
     head_request: bool,
     policy: &Policy,
     out: &mut Vec<u8>,
-) -> Result<Reply, String> {
+) -> Result<Reply, HeadError> {
     let mut fields = fields();
     let mut resp = httparse::Response::new(&mut []);
     let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
@@ -45,11 +62,11 @@ pub fn read_response(
     let head_len = match parsed {
         Ok(Status::Complete(n)) => n,
         Ok(Status::Partial) => return Ok(Reply::Partial),
-        Err(e) => return Err(format!("invalid response head: {e}")),
+        Err(e) => return Err(HeadError::Invalid(e)),
     };
-    let status = resp.code.ok_or("no status")?;
+    let status = resp.code.ok_or(HeadError::NoStatus)?;
     if status == 101 {
-        return Err("upstream switched protocols without being asked".into());
+        return Err(HeadError::UnaskedSwitch);
     }
     if (100..200).contains(&status) {
         return Ok(Reply::Interim(head_len));
@@ -94,7 +111,7 @@ struct Framed {
 }
 
 impl Framed {
-    fn read(headers: &[Header<'_>]) -> Result<Framed, String> {
+    fn read(headers: &[Header<'_>]) -> Result<Framed, HeadError> {
         let mut f = Framed {
             chunked: None,
             length: None,
@@ -105,12 +122,14 @@ impl Framed {
             if h.name.eq_ignore_ascii_case("transfer-encoding") {
                 // The last coding decides; only chunked frames the body. A
                 // field without a coding frames nothing we could relay.
-                let last = tokens(h.value).last().ok_or("empty Transfer-Encoding")?;
+                let last = tokens(h.value)
+                    .last()
+                    .ok_or(HeadError::EmptyTransferEncoding)?;
                 f.chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
             } else if h.name.eq_ignore_ascii_case("content-length") {
-                let n = decimal(h.value).ok_or("invalid Content-Length")?;
+                let n = decimal(h.value).ok_or(HeadError::InvalidLength)?;
                 if f.length.is_some_and(|l| l != n) {
-                    return Err("conflicting Content-Length".into());
+                    return Err(HeadError::ConflictingLength);
                 }
                 f.length = Some(n);
             } else if h.name.eq_ignore_ascii_case("connection") {
