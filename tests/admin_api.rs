@@ -450,3 +450,61 @@ async fn without_an_admin_token_the_api_is_off_and_never_on_the_proxy_port() {
     }
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn an_expired_token_keeps_nothing_and_curl_style_json_is_read() {
+    let doc = Doc::load();
+    let up = TestUpstream::start().await;
+    let proxy = TestProxy::start(
+        &admin_config(),
+        &up.url(),
+        &[("ADMIN", ADMIN_TOKEN.to_string())],
+    )
+    .await;
+    let admin = proxy.admin.unwrap();
+    // Past its exp (and the leeway): refused anyway, nothing is kept.
+    let expired = json!({ "sub": "old", "jti": "j1", "exp": now() - 3600 });
+    let r = post_json(&doc, admin, "/v1/revoke", &expired).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["revoked"], false);
+    assert_eq!(r.json()["reason"], "expired");
+    assert!(proxy.app.revocations.is_empty(), "nothing kept");
+    // A lifetime asks to keep it anyway.
+    let kept = json!({ "sub": "old", "jti": "j1", "exp": now() - 3600, "lifetime": 60 });
+    let r = post_json(&doc, admin, "/v1/revoke", &kept).await;
+    assert_eq!(r.json()["status"], "stored", "{}", r.body);
+
+    // `curl -d '{…}'` sends JSON labelled as a form: read as JSON.
+    let body = json!({ "sub": "curl", "jti": "j2" }).to_string();
+    let r = call(
+        admin,
+        "POST",
+        "/v1/revoke",
+        &body,
+        "application/x-www-form-urlencoded",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["status"], "stored");
+    let r = call(
+        admin,
+        "POST",
+        "/v1/purge",
+        r#"{"sub":"curl"}"#,
+        "application/x-www-form-urlencoded",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // A real form still goes the RFC 7009 way.
+    let r = call(
+        admin,
+        "POST",
+        "/v1/revoke",
+        "token=not-a-jwt",
+        "application/x-www-form-urlencoded",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["revoked"], false);
+    proxy.stop().await;
+}

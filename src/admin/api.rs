@@ -174,6 +174,22 @@ impl Admin {
             }
             (subject, token_id, exp)
         };
+        // A token past its `exp` (and leeway) is refused anyway: there is
+        // nothing to keep, and saying "stored" would promise what status
+        // would then deny.
+        let lifetimes = r.lifetimes();
+        if lifetime.is_none()
+            && exp.is_some_and(|e| e.saturating_add(lifetimes.leeway) <= r.clock().now())
+        {
+            return reply(
+                StatusCode::OK,
+                json!({
+                    "revoked": false,
+                    "reason": "expired",
+                    "detail": "the token is past its exp and refused anyway; nothing was kept"
+                }),
+            );
+        }
         let status = r
             .revoke_token(subject.clone(), token_id, exp, lifetime)
             .await;
@@ -326,7 +342,9 @@ async fn read_body(req: Request<Incoming>) -> Result<Body, Reply> {
         }
         Err(_) => return Err(bad_request("body could not be read")),
     };
-    if form {
+    // `curl -d '{…}'` labels JSON as a form: a body that opens a JSON object
+    // is read as JSON whatever its label (no form field starts with `{`).
+    if form && bytes.trim_ascii_start().first() != Some(&b'{') {
         return Ok(Body::Form(form_pairs(&bytes)));
     }
     serde_json::from_slice(&bytes)
