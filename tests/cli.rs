@@ -76,11 +76,87 @@ fn every_shipped_config_file_loads_and_checks() {
             !stdout.contains("admin-token-for-tests"),
             "nor the admin token"
         );
+        round_trips(state.path(), &stdout);
     }
     assert!(
         seen >= 3,
         "config/ holds the example, quickstart and demo files"
     );
+}
+
+/// The settings `check` printed are a configuration `check` accepts, and
+/// checking them again prints them unchanged.
+fn round_trips(dir: &Path, printed: &str) {
+    let body = |out: &str| -> String { out.lines().skip(1).collect::<Vec<_>>().join("\n") };
+    let again = dir.join("printed.yaml");
+    std::fs::write(&again, printed).unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&again)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "printed settings fed back: {}\n{printed}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        body(&String::from_utf8_lossy(&out.stdout)),
+        body(printed),
+        "checking the printed settings prints them unchanged"
+    );
+}
+
+#[test]
+fn check_prints_every_kind_of_setting_as_a_config_that_checks_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = fixtures().join("keys");
+    let yaml = format!(
+        "listen: 127.0.0.1:18080\nupstream: http://127.0.0.1:3000\n\
+         timeouts:\n  upstream_response: 1500ms\n  client_idle: 2m\n\
+         jwt:\n  algorithms: [RS256, PS256]\n  public_key_file: {rsa}\n  issuer: https://id.example\n\
+         \x20 audience: [app, api]\n  leeway: 5s\n  require: [exp]\n  realm: shop\n\
+         \x20 token_from:\n    - header: Authorization\n    - cookie: access_token\n    - query: at\n\
+         revocation:\n  subject_claim: uid\n  token_claim: tid\n  max_token_lifetime: 12h\n\
+         \x20 on_store_failure: allow\n  max_staleness: 10s\n  store:\n    type: redis\n\
+         \x20   url: redis://user:hunter2@127.0.0.1:6379/0\n    mode: per_request\n\
+         \x20   key_prefix: \"shop:\"\n    timeout: 250ms\n    path: {spool}\n\
+         routes:\n  - path: /logout\n    methods: [POST, GET]\n    action: revoke\n\
+         \x20   apply_on: [2xx, 302]\n  - path: /password\n    methods: [POST]\n    action: purge\n\
+         \x20 - path: /bye\n    action: revoke\n    respond: 204\n\
+         \x20 - path: /public/*\n    auth: none\n  - path: /ws\n    upgrades: [websocket]\n\
+         forward:\n  claims_to_headers:\n    uid: X-User\n    email: X-Email\n\
+         \x20 authorization: strip\n  host: upstream\n  trusted_proxies: [10.0.0.0/8, \"::1/128\"]\n\
+         admin:\n  listen: 127.0.0.1:19901\n  token: admin-token-for-tests-0123456789\n\
+         log:\n  format: json\n  level: debug\n",
+        rsa = keys.join("rsa.pub").display(),
+        spool = dir.path().join("spool").display(),
+    );
+    let file = dir.path().join("c.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!printed.contains("hunter2") && !printed.contains("admin-token-for-tests"));
+    for shown in [
+        "- cookie: access_token",
+        "- 2xx",
+        "- '302'",
+        "auth: none",
+        "uid: X-User",
+        "respond: 204",
+    ] {
+        assert!(printed.contains(shown), "{shown:?} in\n{printed}");
+    }
+    round_trips(dir.path(), &printed);
 }
 
 #[test]

@@ -16,6 +16,7 @@ pub enum AuthorizationForward {
 #[derive(Debug, Clone, Serialize)]
 pub struct ForwardSettings {
     /// (claim name, header name), in file order.
+    #[serde(serialize_with = "ser_pairs")]
     pub claims_to_headers: Vec<(String, String)>,
     pub authorization: AuthorizationForward,
     /// The `Host` the upstream receives.
@@ -178,6 +179,11 @@ fn read_claim_headers(
         Some(_) => p.add(map_path, "expected a mapping of claim: Header-Name"),
     }
     claims_to_headers
+}
+
+/// `claim: Header`, as the file writes it.
+fn ser_pairs<S: serde::Serializer>(pairs: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(pairs.iter().map(|(k, v)| (k, v)))
 }
 
 /// Header names a CGI-style app reads as one: any case, `_` for `-`.

@@ -16,12 +16,26 @@ pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
 pub const DEFAULT_REALM: &str = "revoke-proxy";
 
 /// Where a token is looked for, tried in order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenSource {
     Header(String),
     Cookie(String),
     Query(String),
+}
+
+impl Serialize for TokenSource {
+    /// As the file writes it: `{header: Authorization}`.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let (kind, name) = match self {
+            TokenSource::Header(n) => ("header", n),
+            TokenSource::Cookie(n) => ("cookie", n),
+            TokenSource::Query(n) => ("query", n),
+        };
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry(kind, name)?;
+        m.end()
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -29,12 +43,16 @@ pub struct JwtSettings {
     pub algorithms: Vec<Algorithm>,
     /// HMAC secret: `secret`, `secret_base64`, or the contents of
     /// `secret_file` (read as `secret_encoding`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<SecretBytes>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub public_key_file: Option<PathBuf>,
     /// The PEM read from `public_key_file`.
     #[serde(skip)]
     pub public_key_pem: Option<Vec<u8>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub jwks_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
     pub audience: Vec<String>,
     #[serde(serialize_with = "ser_duration")]

@@ -25,6 +25,7 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
 #[derive(Debug, Clone, Serialize)]
 pub struct UpstreamTls {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
 }
 
@@ -52,6 +53,7 @@ pub struct Timeouts {
 #[derive(Debug, Clone, Serialize)]
 pub struct AdminSettings {
     pub listen: SocketAddr,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<Secret>,
 }
 

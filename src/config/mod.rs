@@ -37,13 +37,16 @@ use std::path::{Path, PathBuf};
 pub struct Settings {
     pub listen: SocketAddr,
     pub upstream: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_tls: Option<UpstreamTls>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<ServerTls>,
     pub timeouts: Timeouts,
     pub jwt: JwtSettings,
     pub revocation: RevocationSettings,
     pub routes: Vec<RouteSettings>,
     pub forward: ForwardSettings,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub admin: Option<AdminSettings>,
     pub log: LogSettings,
 }

@@ -54,7 +54,9 @@ pub struct StoreSettings {
     pub kind: StoreKind,
     /// redis/memcached: local journal of revocations the store has not taken
     /// yet (`path`), replayed at start. Without it they live in memory only.
+    #[serde(rename = "path", skip_serializing_if = "Option::is_none")]
     pub spool: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
     pub mode: StoreMode,
     pub key_prefix: String,

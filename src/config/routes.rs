@@ -21,12 +21,22 @@ impl Action {
 }
 
 /// Which upstream statuses apply a route's action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusMatch {
     /// `2xx`: a whole class, given by its first digit.
     Class(u16),
     /// `204`: one status.
     Exact(u16),
+}
+
+impl Serialize for StatusMatch {
+    /// As the file writes it: `2xx` or `204`.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            StatusMatch::Class(c) => s.serialize_str(&format!("{c}xx")),
+            StatusMatch::Exact(code) => s.serialize_str(&code.to_string()),
+        }
+    }
 }
 
 impl StatusMatch {
@@ -43,14 +53,23 @@ pub struct RouteSettings {
     /// The pattern as written: `/logout` (exact) or `/static/*` (prefix).
     pub path: String,
     /// Upper-case method names; `None` = every method.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub methods: Option<Vec<String>>,
     /// `false` for `auth: none`.
+    #[serde(serialize_with = "ser_auth")]
     pub auth: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub action: Option<Action>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub apply_on: Vec<StatusMatch>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub respond: Option<u16>,
     /// Upgrade protocols (`Upgrade:` tokens, lower case) this route tunnels.
     pub upgrades: Vec<String>,
+}
+
+fn ser_auth<S: serde::Serializer>(auth: &bool, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(if *auth { "required" } else { "none" })
 }
 
 fn read_route_path(text: Option<String>, path: &str, p: &mut Problems) -> String {

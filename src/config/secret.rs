@@ -15,9 +15,16 @@ impl std::fmt::Debug for Secret {
 }
 
 impl Serialize for Secret {
+    /// Masked, at the secret's own length: the printed settings stay a
+    /// valid configuration (length checks pass) without showing it.
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str("********")
+        s.serialize_str(&mask(self.0.len()))
     }
+}
+
+/// `*` repeated `len` times (at least 8).
+fn mask(len: usize) -> String {
+    "*".repeat(len.max(8))
 }
 
 /// A URL with its password (the part between `:` and `@`) masked.
@@ -82,6 +89,6 @@ impl std::fmt::Debug for SecretBytes {
 
 impl Serialize for SecretBytes {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str("********")
+        s.serialize_str(&mask(self.0.len()))
     }
 }
