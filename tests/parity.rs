@@ -243,3 +243,35 @@ async fn claims_cannot_be_mapped_to_headers_the_proxy_owns() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_host_the_upstream_sees_follows_forward_host_on_every_path() {
+    let (url, seen) = upstream().await;
+    let authority = url.trim_start_matches("http://").to_string();
+    let token = hs256(&claims("alice"));
+    let auth = format!("Bearer {token}").into_bytes();
+    for (mode, yaml) in [
+        ("preserve", BASIC.to_string()),
+        (
+            "upstream",
+            BASIC.replace("forward:\n", "forward:\n  host: upstream\n"),
+        ),
+    ] {
+        let paths = Paths::start(&yaml, &url, &[]).await;
+        for via in ALL {
+            // The client's Host (or :authority) is `app` on every path.
+            let h: Vec<(&str, &[u8])> = vec![("authorization", &auth)];
+            let r = paths.send(via, "GET", "/api", &h, b"").await;
+            assert_eq!(r.status, 200, "{mode} {via:?}: {}", r.body);
+            let got = seen.lock().unwrap().last().cloned().unwrap();
+            let host = got.headers.get("host").and_then(|v| v.to_str().ok());
+            if mode == "upstream" {
+                assert_eq!(host, Some(authority.as_str()), "{mode} {via:?}");
+                assert_eq!(got.headers["x-forwarded-host"], "app", "{via:?}");
+            } else {
+                assert_eq!(host, Some("app"), "{mode} {via:?}");
+            }
+        }
+        paths.stop().await;
+    }
+}

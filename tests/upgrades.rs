@@ -217,3 +217,65 @@ async fn the_handshake_token_may_come_from_a_cookie_or_the_query_when_configured
     }
     proxy.stop().await;
 }
+
+/// A WebSocket server that, like the Autobahn test server, refuses a
+/// handshake whose `Host` is not its own address.
+async fn strict_host_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let own = addr.to_string();
+                let callback =
+                    |req: &tokio_tungstenite::tungstenite::handshake::server::Request, resp| {
+                        let host = req.headers().get("host").and_then(|v| v.to_str().ok());
+                        if host == Some(own.as_str()) {
+                            Ok(resp)
+                        } else {
+                            let mut refuse = tokio_tungstenite::tungstenite::handshake::server::ErrorResponse::new(None);
+                            *refuse.status_mut() = http::StatusCode::BAD_REQUEST;
+                            Err(refuse)
+                        }
+                    };
+                let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else {
+                    return;
+                };
+                let _ = ws.send(Message::text("hello")).await;
+                while let Some(Ok(msg)) = ws.next().await {
+                    if msg.is_text() && ws.send(msg).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn forward_host_upstream_lets_a_host_checking_websocket_server_accept() {
+    let server = strict_host_server().await;
+    let upstream = format!("http://{server}");
+    let token = hs256(&claims("alice"));
+    // preserve (the default): the client's Host reaches the server, which refuses.
+    let preserve = TestProxy::start(BASIC, &upstream, &[]).await;
+    assert_eq!(connect(preserve.addr, Some(&token)).await.err(), Some(400));
+    preserve.stop().await;
+    // upstream: the server sees its own address and accepts.
+    let yaml = BASIC.replace("forward:\n", "forward:\n  host: upstream\n");
+    assert_ne!(yaml, BASIC, "BASIC has a forward section");
+    let rewrite = TestProxy::start(&yaml, &upstream, &[]).await;
+    let mut ws = connect(rewrite.addr, Some(&token))
+        .await
+        .expect("handshake accepted with the upstream's Host");
+    match ws.next().await {
+        Some(Ok(Message::Text(t))) => assert_eq!(t.as_str(), "hello"),
+        other => panic!("{other:?}"),
+    }
+    echo(&mut ws, "ping").await;
+    rewrite.stop().await;
+}
