@@ -3,7 +3,8 @@
 
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::Value;
-use xxhash_rust::xxh3::xxh3_128;
+use std::sync::LazyLock;
+use xxhash_rust::xxh3::xxh3_128_with_secret;
 
 /// Everything but `A-Z a-z 0-9 - . _ ~` is percent-encoded, so a fragment
 /// never contains the `:` that separates key parts, nor a space.
@@ -91,12 +92,34 @@ impl KeyHashes {
     }
 }
 
-pub fn subject_hash(subject: &ClaimValue) -> u128 {
-    xxh3_128(subject.fragment().as_bytes())
+/// The key of the digests: random per process, drawn from the operating
+/// system's generator (through std's `RandomState`). Digests never leave
+/// the process — stores and the change log hold claim text — so no replica
+/// needs another's, and nobody outside can choose values that collide.
+static DIGEST_SECRET: LazyLock<[u8; 192]> = LazyLock::new(|| {
+    use std::hash::{BuildHasher, Hasher};
+    let state = std::collections::hash_map::RandomState::new();
+    let mut secret = [0u8; 192];
+    for (i, chunk) in secret.chunks_mut(8).enumerate() {
+        let mut h = state.build_hasher();
+        h.write_usize(i);
+        chunk.copy_from_slice(&h.finish().to_le_bytes());
+    }
+    secret
+});
+
+fn digest(bytes: &[u8]) -> u128 {
+    xxh3_128_with_secret(bytes, &DIGEST_SECRET[..])
 }
 
+/// A keyed 128-bit digest of a subject's identity.
+pub fn subject_hash(subject: &ClaimValue) -> u128 {
+    digest(subject.fragment().as_bytes())
+}
+
+/// A keyed 128-bit digest of a (subject, token id) pair.
 pub fn token_hash(subject: &ClaimValue, token: &ClaimValue) -> u128 {
-    xxh3_128(format!("{}:{}", subject.fragment(), token.fragment()).as_bytes())
+    digest(format!("{}:{}", subject.fragment(), token.fragment()).as_bytes())
 }
 
 #[cfg(test)]

@@ -281,4 +281,8 @@ impl Sink for Revocations {
     fn progress(&self, p: store::Progress<'_>) {
         self.sync.record(p);
     }
+
+    fn reserve(&self, entries: usize) {
+        self.set.reserve(entries);
+    }
 }

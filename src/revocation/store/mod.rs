@@ -64,6 +64,8 @@ pub trait Sink: Send + Sync {
     fn healthy(&self);
     /// How the replica keeps up, for metrics.
     fn progress(&self, _progress: Progress<'_>) {}
+    /// About `entries` are about to be applied at once (a snapshot).
+    fn reserve(&self, _entries: usize) {}
 }
 
 /// What a replicating store reports besides entries.

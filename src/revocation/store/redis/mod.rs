@@ -364,7 +364,15 @@ impl RedisStore {
         }
         let started = tokio::time::Instant::now();
         let apply = |batch: &[Entry]| apply_to(sink, batch);
-        let (source, loaded) = match self.load_snapshot(reader, &epoch, &info, &apply).await? {
+        let reserve = |n: usize| {
+            if let Some(s) = sink.upgrade() {
+                s.reserve(n);
+            }
+        };
+        let (source, loaded) = match self
+            .load_snapshot(reader, &epoch, &info, &apply, &reserve)
+            .await?
+        {
             Some((at, n)) => {
                 *pos = Some(at);
                 ("snapshot", n)

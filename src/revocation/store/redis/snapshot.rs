@@ -187,6 +187,7 @@ impl RedisStore {
         epoch: &str,
         info: &LogInfo,
         apply: &(dyn Fn(&[Entry]) + Sync),
+        reserve: &(dyn Fn(usize) + Sync),
     ) -> Result<Option<(Position, usize)>, StoreError> {
         let prefix = &self.target.key_prefix;
         let text: Option<String> = c
@@ -199,6 +200,7 @@ impl RedisStore {
         if !m.usable(epoch, info) {
             return Ok(None);
         }
+        reserve(usize::try_from(m.entries).unwrap_or(0));
         let mut total = 0;
         let mut batch = Vec::with_capacity(5_000);
         for i in 0..m.parts {
