@@ -23,8 +23,10 @@ use redis::Value;
 use std::collections::HashMap;
 use std::time::Duration;
 
-/// Largest part written (4 MiB).
-pub const PART_BYTES: usize = 4 << 20;
+/// Largest part written (256 KiB): small enough that reading one leaves no
+/// large freed buffer for the allocator to keep, large enough that a
+/// million entries are under 200 reads.
+pub const PART_BYTES: usize = 256 << 10;
 /// Log entries since the last snapshot (or live entries, for a first one)
 /// that make a new snapshot due.
 pub const SNAPSHOT_EVERY: u64 = 10_000;
