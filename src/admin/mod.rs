@@ -1,6 +1,9 @@
 //! The admin endpoints: `/healthz`, `/readyz`, `/metrics` (open) and the
 //! revocation API under `/v1/` ([`api`], admin token required). Served on a
 //! listener of its own (`server::serve_admin`), never proxied.
+//!
+//! Owns: health, readiness, metrics text, the /v1/ API and its CLI client.
+//! May import: config, claims, auth, revocation, metrics, logging, exit.
 
 pub mod api;
 pub mod body;

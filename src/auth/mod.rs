@@ -1,5 +1,9 @@
 //! Authentication: find the bearer token and verify it. Plain values in,
 //! decisions out; nothing here knows about sockets, the upstream or stores.
+//!
+//! Owns: token extraction, JOSE header rules, verification, its cache, JWKS
+//! parsing (fetching is a [`jwks::Fetch`] the caller supplies), ROCA check.
+//! May import: config, claims.
 
 pub mod cache;
 mod error;

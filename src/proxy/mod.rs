@@ -1,6 +1,10 @@
 //! The request path: route → admit (where every 401 is decided) → forward →
 //! apply the route's revocation. [`Proxy::handle`] never fails: each error is
 //! logged once and turned into a response in [`error`].
+//!
+//! Owns: admission, actions, the header policy ([`hygiene`]), the error
+//! table, the hyper-path upstream client, upgrades.
+//! May import: config, claims, auth, routes, revocation, metrics, tls.
 
 pub mod admit;
 pub mod error;
@@ -175,26 +179,15 @@ impl Proxy {
         let resp = upstream.send(req, &admitted.path.strict).await;
         self.metrics.upstream_latency.observe(sent.elapsed());
         let mut resp = resp?;
-        let switched = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
         let switched_to = resp.headers().get(UPGRADE).cloned();
         self.rewrite_response(resp.headers_mut());
-        if switched {
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             let (Some(client_upgrade), Some(to)) = (client_upgrade, switched_to) else {
                 return Err(ProxyError::UpstreamFailed(
                     "upstream switched protocols without being asked".into(),
                 ));
             };
-            upgrade::restore(resp.headers_mut(), to);
-            let upstream_upgrade = hyper::upgrade::on(&mut resp);
-            upgrade::tunnel(
-                client_upgrade,
-                upstream_upgrade,
-                self.revocations.clone(),
-                verified.clone(),
-                self.verifier.leeway(),
-                self.allow_on_store_failure,
-            );
-            return Ok(resp.map(Either::Left));
+            return Ok(self.tunnel(resp, client_upgrade, to, verified.clone()));
         }
         let mut resp = resp.map(Either::Left);
         if let Some(written) = self.after_upstream(&admitted, resp.status()).await {
@@ -202,6 +195,28 @@ impl Proxy {
                 .insert(REVOCATION_STATUS, HeaderValue::from_static(written.label()));
         }
         Ok(resp)
+    }
+
+    /// Joins the client's and the upstream's upgraded connections in a
+    /// tunnel that closes when the token stops being admissible.
+    fn tunnel(
+        &self,
+        mut resp: Response<Incoming>,
+        client_upgrade: hyper::upgrade::OnUpgrade,
+        to: HeaderValue,
+        verified: Option<Arc<crate::auth::Verified>>,
+    ) -> Response<Body> {
+        upgrade::restore(resp.headers_mut(), to);
+        let upstream_upgrade = hyper::upgrade::on(&mut resp);
+        upgrade::tunnel(
+            client_upgrade,
+            upstream_upgrade,
+            self.revocations.clone(),
+            verified,
+            self.verifier.leeway(),
+            self.allow_on_store_failure,
+        );
+        resp.map(Either::Left)
     }
 
     /// The request's fields as the header policy has them: dropped, kept,

@@ -1,9 +1,12 @@
-//! Revocation: the model of SPEC §3, the in-memory set every request is
+//! Revocation: the model (token entries, subject and global cutoffs), the in-memory set every request is
 //! checked against, and the stores that keep or share it.
 //!
 //! [`Revocations`] is the one door: writes go to the local set first (so they
 //! are enforced at once), then to the store; a write the store did not take is
 //! kept and retried until it is stored, never dropped.
+//!
+//! Owns: the model, the in-memory set, the stores, sync statistics.
+//! May import: config, claims, metrics.
 
 pub mod clock;
 mod health;

@@ -4,6 +4,8 @@
 //! shutdown. The caller binds. Requests go to [`crate::proxy`]; nothing in
 //! `proxy` imports this module.
 //!
+//! May import: config, proxy.
+//!
 //! Thread per core: one acceptor deals connections to one worker thread per
 //! core in turn; each runs a single-threaded tokio runtime and owns its own
 //! upstream connection pool, so a request, its upstream exchange and its

@@ -3,6 +3,9 @@
 //!
 //! The in-memory set in [`super::set`] is always the first copy; a store adds
 //! durability (`file`) or sharing between replicas. `memory` has no store.
+//!
+//! Owns: the Store trait, file, memcached and redis stores, the key layout.
+//! May import: its parent (`revocation`), config, claims.
 
 pub mod file;
 pub mod keys;

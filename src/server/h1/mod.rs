@@ -6,6 +6,10 @@
 //! oversized heads) is handed to hyper with the bytes already read, for the
 //! rest of that connection. Routes, admission (where every 401 is decided)
 //! and revocations are the same [`Proxy`] methods on either path.
+//!
+//! Owns: heads ([`head`]), bodies ([`body`]), the raw upstream pool ([`pool`]),
+//! exchanges and their typed failures ([`error`]).
+//! May import: config, proxy (as the rest of `server`).
 
 pub mod body;
 pub mod error;

@@ -132,22 +132,35 @@ async fn send_body(
             Event::Sent(Err(Side::Upstream)) => return Ok(false),
             Event::Answer(Ok(0)) => return Err(Exchange::Failed(UpstreamError::ClosedDuringBody)),
             Event::Answer(Err(e)) => return Err(Exchange::Failed(UpstreamError::Io(e))),
-            Event::Answer(Ok(_)) => loop {
-                conn.back.clear();
-                match head::read_response(&up.buf, ask.head, ask.policy, conn.back) {
-                    // An interim answer (100 Continue): keep sending.
-                    Ok(Reply::Interim(n)) => up.buf.advance(n),
-                    Ok(Reply::Partial) if up.buf.len() >= MAX_HEADER_BYTES => {
-                        return Err(Exchange::Failed(UpstreamError::HeadTooLarge));
-                    }
-                    Ok(Reply::Partial) => break,
-                    Ok(Reply::Final(_)) => return Ok(false),
-                    Err(e) => return Err(Exchange::Failed(e.into())),
+            Event::Answer(Ok(_)) => {
+                if answered_early(&mut up.buf, conn, ask)? {
+                    return Ok(false);
                 }
-            },
+            }
         }
     }
     Ok(true)
+}
+
+/// Whether the bytes the upstream sent while the body was still going out
+/// hold its final answer (interim ones are skipped: keep sending).
+fn answered_early(
+    buf: &mut bytes::BytesMut,
+    conn: &mut Conn<'_>,
+    ask: Ask<'_>,
+) -> Result<bool, Exchange> {
+    loop {
+        conn.back.clear();
+        match head::read_response(buf, ask.head, ask.policy, conn.back) {
+            Ok(Reply::Interim(n)) => buf.advance(n),
+            Ok(Reply::Partial) if buf.len() >= MAX_HEADER_BYTES => {
+                return Err(Exchange::Failed(UpstreamError::HeadTooLarge));
+            }
+            Ok(Reply::Partial) => return Ok(false),
+            Ok(Reply::Final(_)) => return Ok(true),
+            Err(e) => return Err(Exchange::Failed(e.into())),
+        }
+    }
 }
 
 /// Sends the request once and reads the response head.
