@@ -206,21 +206,11 @@ impl RedisStore {
         let mut total = 0;
         let mut batch = Vec::with_capacity(5_000);
         for i in 0..m.parts {
-            let part: Option<Vec<u8>> = c
-                .query(redis::cmd("GET").arg(part_key(prefix, m.generation, i)))
-                .await
-                .map_err(backend)?;
             // Replaced (and expired) while we read: load the keys instead.
-            let Some(part) = part else {
+            let Some(part) = read_part(c, prefix, &m, i).await? else {
                 return Ok(None);
             };
-            for line in part.split(|&b| b == b'\n') {
-                let Some((k, v)) = std::str::from_utf8(line)
-                    .ok()
-                    .and_then(|l| l.split_once(' '))
-                else {
-                    continue;
-                };
+            for (k, v) in lines(&part) {
                 if let Some(e) = keys::entry_from(prefix, k, v) {
                     batch.push(e);
                 }
@@ -408,18 +398,10 @@ impl RedisStore {
             }
         }
         for i in 0..m.parts {
-            let part: Option<Vec<u8>> = c
-                .query(redis::cmd("GET").arg(part_key(prefix, m.generation, i)))
-                .await
-                .map_err(backend)?;
-            let part = part.ok_or_else(|| StoreError::Backend("snapshot part gone".into()))?;
-            for line in part.split(|&b| b == b'\n') {
-                let Some((k, v)) = std::str::from_utf8(line)
-                    .ok()
-                    .and_then(|l| l.split_once(' '))
-                else {
-                    continue;
-                };
+            let part = read_part(c, prefix, m, i)
+                .await?
+                .ok_or_else(|| StoreError::Backend("snapshot part gone".into()))?;
+            for (k, v) in lines(&part) {
                 match tail.remove(k) {
                     Some(newer) => {
                         let merged = merged_value(prefix, k, v, &newer);
@@ -434,6 +416,27 @@ impl RedisStore {
         }
         Ok((at, seen, m.scanned_ms))
     }
+}
+
+/// Part `i` of snapshot `m` (`None`: gone, replaced by a newer one).
+async fn read_part(
+    c: &Conn,
+    prefix: &str,
+    m: &Manifest,
+    i: u32,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    c.query(redis::cmd("GET").arg(part_key(prefix, m.generation, i)))
+        .await
+        .map_err(backend)
+}
+
+/// The `(key, value)` lines of a part; unreadable lines are skipped.
+fn lines(part: &[u8]) -> impl Iterator<Item = (&str, &str)> {
+    part.split(|&b| b == b'\n').filter_map(|line| {
+        std::str::from_utf8(line)
+            .ok()
+            .and_then(|l| l.split_once(' '))
+    })
 }
 
 /// Adds one log entry to `tail`, merged with what it holds for the key.
