@@ -174,6 +174,18 @@ async fn call(
     .await
 }
 
+/// An upstream and a proxy with the admin API on (token [`ADMIN_TOKEN`]).
+async fn admin_proxy() -> (TestUpstream, TestProxy) {
+    let up = TestUpstream::start().await;
+    let proxy = TestProxy::start(
+        &admin_config(),
+        &up.url(),
+        &[("ADMIN", ADMIN_TOKEN.to_string())],
+    )
+    .await;
+    (up, proxy)
+}
+
 /// POSTs a JSON body and checks the answer against the document.
 async fn post_json(doc: &Doc, admin: std::net::SocketAddr, path: &str, body: &Value) -> Resp {
     let r = call(admin, "POST", path, &body.to_string(), "application/json").await;
@@ -184,13 +196,7 @@ async fn post_json(doc: &Doc, admin: std::net::SocketAddr, path: &str, body: &Va
 #[tokio::test]
 async fn the_admin_api_matches_its_openapi_document() {
     let doc = Doc::load();
-    let up = TestUpstream::start().await;
-    let proxy = TestProxy::start(
-        &admin_config(),
-        &up.url(),
-        &[("ADMIN", ADMIN_TOKEN.to_string())],
-    )
-    .await;
+    let (_up, proxy) = admin_proxy().await;
     let admin = proxy.admin.unwrap();
     let mut exercised: BTreeSet<(String, String)> = BTreeSet::new();
     let mut seen = |path: &str, method: &str| {
@@ -454,13 +460,7 @@ async fn without_an_admin_token_the_api_is_off_and_never_on_the_proxy_port() {
 #[tokio::test]
 async fn an_expired_token_keeps_nothing_and_curl_style_json_is_read() {
     let doc = Doc::load();
-    let up = TestUpstream::start().await;
-    let proxy = TestProxy::start(
-        &admin_config(),
-        &up.url(),
-        &[("ADMIN", ADMIN_TOKEN.to_string())],
-    )
-    .await;
+    let (_up, proxy) = admin_proxy().await;
     let admin = proxy.admin.unwrap();
     // Past its exp (and the leeway): refused anyway, nothing is kept.
     let expired = json!({ "sub": "old", "jti": "j1", "exp": now() - 3600 });

@@ -88,15 +88,25 @@ fn full_loads(p: &TestProxy) -> Vec<(&'static str, u64)> {
         .collect()
 }
 
+/// An upstream and two replicas on the store at `url`; `n` revocations made
+/// through the first and enforced by both.
+async fn two_replicas(
+    url: &str,
+    n: usize,
+) -> (TestUpstream, String, TestProxy, TestProxy, Vec<Revoked>) {
+    let up = TestUpstream::start().await;
+    let yaml = config(url);
+    let a = TestProxy::start(&yaml, &up.url(), &[]).await;
+    let b = TestProxy::start(&yaml, &up.url(), &[]).await;
+    let revoked = revoke_many(&a, "before", n).await;
+    enforced_everywhere(&[&a, &b], &revoked).await;
+    (up, yaml, a, b, revoked)
+}
+
 #[tokio::test]
 async fn a_cut_feed_catches_up_with_only_what_it_missed() {
     let redis = Redis::start();
-    let up = TestUpstream::start().await;
-    let yaml = config(&redis.url());
-    let a = TestProxy::start(&yaml, &up.url(), &[]).await;
-    let b = TestProxy::start(&yaml, &up.url(), &[]).await;
-    let mut revoked = revoke_many(&a, "before", 50).await;
-    enforced_everywhere(&[&a, &b], &revoked).await;
+    let (_up, _yaml, a, b, mut revoked) = two_replicas(&redis.url(), 50).await;
     let scans = redis.calls("scan");
     let gets = redis.calls("get");
     let read_before = b.app.revocations.sync.log_entries();
@@ -126,12 +136,7 @@ async fn a_cut_feed_catches_up_with_only_what_it_missed() {
 #[tokio::test]
 async fn a_redis_restart_with_its_aof_is_read_on_from_the_position() {
     let mut redis = Redis::start_persistent();
-    let up = TestUpstream::start().await;
-    let yaml = config(&redis.url());
-    let a = TestProxy::start(&yaml, &up.url(), &[]).await;
-    let b = TestProxy::start(&yaml, &up.url(), &[]).await;
-    let mut revoked = revoke_many(&a, "before", 10).await;
-    enforced_everywhere(&[&a, &b], &revoked).await;
+    let (up, yaml, a, b, mut revoked) = two_replicas(&redis.url(), 10).await;
 
     redis.restart();
     revoked.extend(revoke_many(&a, "after", 10).await);
@@ -151,12 +156,7 @@ async fn a_redis_restart_with_its_aof_is_read_on_from_the_position() {
 #[tokio::test]
 async fn a_redis_that_comes_back_empty_is_detected_and_loaded_again() {
     let mut redis = Redis::start();
-    let up = TestUpstream::start().await;
-    let yaml = config(&redis.url());
-    let a = TestProxy::start(&yaml, &up.url(), &[]).await;
-    let b = TestProxy::start(&yaml, &up.url(), &[]).await;
-    let mut revoked = revoke_many(&a, "before", 10).await;
-    enforced_everywhere(&[&a, &b], &revoked).await;
+    let (_up, _yaml, a, b, mut revoked) = two_replicas(&redis.url(), 10).await;
 
     redis.restart();
     revoked.extend(revoke_many(&a, "after", 10).await);
@@ -175,12 +175,7 @@ async fn a_failover_to_a_promoted_replica_loses_nothing() {
     let primary = Redis::start();
     let replica = Redis::start_replica_of(&primary);
     let relay = Relay::start(primary.port).await;
-    let up = TestUpstream::start().await;
-    let yaml = config(&relay.url());
-    let a = TestProxy::start(&yaml, &up.url(), &[]).await;
-    let b = TestProxy::start(&yaml, &up.url(), &[]).await;
-    let mut revoked = revoke_many(&a, "before", 10).await;
-    enforced_everywhere(&[&a, &b], &revoked).await;
+    let (up, yaml, a, b, mut revoked) = two_replicas(&relay.url(), 10).await;
     // The replica has caught up.
     let log = "revoke-proxy:{log}";
     wait_until("the Redis replica has the log", || {

@@ -84,17 +84,22 @@ fn every_shipped_config_file_loads_and_checks() {
     );
 }
 
+/// `revoke-proxy check --config path`, with the environment as it is.
+fn check(path: &Path) -> std::process::Output {
+    Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(path)
+        .output()
+        .unwrap()
+}
+
 /// The settings `check` printed are a configuration `check` accepts, and
 /// checking them again prints them unchanged.
 fn round_trips(dir: &Path, printed: &str) {
     let body = |out: &str| -> String { out.lines().skip(1).collect::<Vec<_>>().join("\n") };
     let again = dir.join("printed.yaml");
     std::fs::write(&again, printed).unwrap();
-    let out = Command::new(BIN)
-        .args(["check", "--config"])
-        .arg(&again)
-        .output()
-        .unwrap();
+    let out = check(&again);
     assert!(
         out.status.success(),
         "printed settings fed back: {}\n{printed}",
@@ -134,11 +139,7 @@ fn check_prints_every_kind_of_setting_as_a_config_that_checks_again() {
     );
     let file = dir.path().join("c.yaml");
     std::fs::write(&file, yaml).unwrap();
-    let out = Command::new(BIN)
-        .args(["check", "--config"])
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = check(&file);
     let printed = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),

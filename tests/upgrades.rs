@@ -14,14 +14,18 @@ use support::servers::Redis;
 use support::*;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::server::{
+    ErrorResponse, Request as HandshakeRequest,
+};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// A WebSocket echo server on 127.0.0.1:0 that also reports the
-/// `Authorization` and identity headers it saw in the handshake.
-async fn echo_server() -> SocketAddr {
+/// A WebSocket echo server on 127.0.0.1:0. Its first message is `hello`
+/// followed by the identity header the handshake carried; a handshake
+/// `accept` refuses (given the request and the server's own address) gets 400.
+async fn ws_server(accept: fn(&HandshakeRequest, SocketAddr) -> bool) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -31,16 +35,20 @@ async fn echo_server() -> SocketAddr {
             };
             tokio::spawn(async move {
                 let mut subject = String::new();
-                let callback =
-                    |req: &tokio_tungstenite::tungstenite::handshake::server::Request, resp| {
-                        subject = req
-                            .headers()
-                            .get("x-auth-subject")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("-")
-                            .to_string();
-                        Ok(resp)
-                    };
+                let callback = |req: &HandshakeRequest, resp| {
+                    if !accept(req, addr) {
+                        let mut refuse = ErrorResponse::new(None);
+                        *refuse.status_mut() = http::StatusCode::BAD_REQUEST;
+                        return Err(refuse);
+                    }
+                    subject = req
+                        .headers()
+                        .get("x-auth-subject")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-")
+                        .to_string();
+                    Ok(resp)
+                };
                 let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else {
                     return;
                 };
@@ -54,6 +62,11 @@ async fn echo_server() -> SocketAddr {
         }
     });
     addr
+}
+
+/// Accepts every handshake and reports the identity header it saw.
+async fn echo_server() -> SocketAddr {
+    ws_server(|_, _| true).await
 }
 
 async fn connect(proxy: SocketAddr, token: Option<&str>) -> Result<Ws, u16> {
@@ -221,39 +234,10 @@ async fn the_handshake_token_may_come_from_a_cookie_or_the_query_when_configured
 /// A WebSocket server that, like the Autobahn test server, refuses a
 /// handshake whose `Host` is not its own address.
 async fn strict_host_server() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            tokio::spawn(async move {
-                let own = addr.to_string();
-                let callback =
-                    |req: &tokio_tungstenite::tungstenite::handshake::server::Request, resp| {
-                        let host = req.headers().get("host").and_then(|v| v.to_str().ok());
-                        if host == Some(own.as_str()) {
-                            Ok(resp)
-                        } else {
-                            let mut refuse = tokio_tungstenite::tungstenite::handshake::server::ErrorResponse::new(None);
-                            *refuse.status_mut() = http::StatusCode::BAD_REQUEST;
-                            Err(refuse)
-                        }
-                    };
-                let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else {
-                    return;
-                };
-                let _ = ws.send(Message::text("hello")).await;
-                while let Some(Ok(msg)) = ws.next().await {
-                    if msg.is_text() && ws.send(msg).await.is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    addr
+    ws_server(|req, own| {
+        req.headers().get("host").and_then(|v| v.to_str().ok()) == Some(own.to_string().as_str())
+    })
+    .await
 }
 
 #[tokio::test]
@@ -273,7 +257,7 @@ async fn forward_host_upstream_lets_a_host_checking_websocket_server_accept() {
         .await
         .expect("handshake accepted with the upstream's Host");
     match ws.next().await {
-        Some(Ok(Message::Text(t))) => assert_eq!(t.as_str(), "hello"),
+        Some(Ok(Message::Text(t))) => assert_eq!(t.as_str(), "hello alice"),
         other => panic!("{other:?}"),
     }
     echo(&mut ws, "ping").await;
