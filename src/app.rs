@@ -149,7 +149,7 @@ impl App {
             certs,
         } = prepare(settings)?;
         let fetcher: Arc<dyn Fetch> = Arc::new(crate::fetch::HttpFetcher::new());
-        if let Some(jwks) = &verifier.jwks {
+        if let Some(jwks) = &verifier.keys.jwks {
             jwks.watch(fetcher.clone());
         }
         let revocations =
@@ -172,10 +172,11 @@ impl App {
             ready: true.into(),
             verifier: Box::new(move || from.load().verifier.clone()),
             token_digest,
-            claim_names: (
-                settings.revocation.subject_claim.clone(),
-                settings.revocation.token_claim.clone(),
-            ),
+            claim_names: crate::admin::ClaimNames {
+                subject: settings.revocation.subject_claim.clone(),
+                token: settings.revocation.token_claim.clone(),
+                session: settings.revocation.session_claim.clone(),
+            },
         });
         Ok(App {
             settings,

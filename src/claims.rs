@@ -75,12 +75,23 @@ impl ClaimValue {
     }
 }
 
+/// What names one verified token to the set and the stores: its subject,
+/// its token id and, when it carries `revocation.session_claim`, its session.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenRef<'a> {
+    pub subject: &'a ClaimValue,
+    pub token: &'a ClaimValue,
+    pub session: Option<&'a ClaimValue>,
+}
+
 /// Hashed identity of one token for the in-memory set: 128-bit digests of the
-/// subject fragment and of the (subject, token) pair.
+/// subject fragment, of the (subject, token) pair and of the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct KeyHashes {
     pub subject: u128,
     pub token: u128,
+    /// Absent for a token without the session claim.
+    pub session: Option<u128>,
 }
 
 impl KeyHashes {
@@ -88,7 +99,14 @@ impl KeyHashes {
         KeyHashes {
             subject: subject_hash(subject),
             token: token_hash(subject, token),
+            session: None,
         }
+    }
+
+    /// The same with a session.
+    pub fn with_session(mut self, session: Option<&ClaimValue>) -> KeyHashes {
+        self.session = session.map(session_hash);
+        self
     }
 }
 
@@ -115,6 +133,12 @@ fn digest(bytes: &[u8]) -> u128 {
 /// A keyed 128-bit digest of a subject's identity.
 pub fn subject_hash(subject: &ClaimValue) -> u128 {
     digest(subject.fragment().as_bytes())
+}
+
+/// A keyed 128-bit digest of a session's identity (`i:` keeps it apart
+/// from a subject of the same value).
+pub fn session_hash(session: &ClaimValue) -> u128 {
+    digest(format!("i:{}", session.fragment()).as_bytes())
 }
 
 /// A keyed 128-bit digest of a (subject, token id) pair.

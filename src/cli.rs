@@ -47,11 +47,13 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
     },
-    /// Revoke one token through a running proxy's admin API.
+    /// Revoke one token, or every token of an identity-provider session
+    /// (--sid), through a running proxy's admin API.
     #[command(after_help = "Examples:\n  \
         export REVOKE_PROXY_ADMIN_TOKEN=$(cat /run/secrets/admin-token)\n  \
         revoke-proxy revoke --admin http://127.0.0.1:9901 --jwt-file stolen.jwt\n  \
         revoke-proxy revoke --sub alice --jti 4f1c2a --exp 1767225600\n  \
+        revoke-proxy revoke --sid 0f6e-session-id\n  \
         echo \"$TOKEN\" | revoke-proxy revoke --token-file admin.token --jwt-file -\n\n\
         Exit codes: 0 done, 64 usage, 65 refused (400), 69 unreachable, 77 admin token refused.")]
     Revoke {
@@ -92,7 +94,7 @@ pub enum Command {
     #[command(after_help = "Examples:\n  \
         revoke-proxy status --jwt-file token.jwt\n  \
         revoke-proxy status --sub alice --jti 4f1c2a --iat 1767220000\n\n\
-        Prints {\"revoked\":true,\"reason\":\"token|subject|global\"} or {\"revoked\":false}.\n\
+        Prints {\"revoked\":true,\"reason\":\"token|subject|session|global\"} or {\"revoked\":false}.\n\
         Exit codes: 0 answered, 64 usage, 65 refused (400), 69 unreachable or store down, 77 admin token refused.")]
     Status {
         #[command(flatten)]

@@ -114,7 +114,7 @@ impl Reloader {
         let needs_restart = keep_fixed(&self.current.lock(), &mut new);
         let verifier =
             Verifier::new(&new.jwt, &new.revocation, &new.forward).map_err(|p| strings(&p))?;
-        if let Some(jwks) = &verifier.jwks {
+        if let Some(jwks) = &verifier.keys.jwks {
             // Keys first: the new configuration must not serve without them.
             jwks.use_fetcher(self.fetcher.clone());
             jwks.refresh()

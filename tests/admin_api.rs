@@ -419,6 +419,60 @@ async fn the_admin_api_matches_its_openapi_document() {
     .await;
     assert_eq!(r.json(), json!({ "revoked": true, "reason": "global" }));
 
+    // A whole identity-provider session: every token naming it, whatever
+    // its subject; the same user's other session keeps working.
+    let in_session = |sub: &str, sid: &str| {
+        hs256(&json!({ "sub": sub, "jti": format!("{sub}-{sid}"), "sid": sid,
+                       "iat": now(), "exp": now() + 600 }))
+    };
+    let (s1, s2) = (in_session("dave", "sess-1"), in_session("dave", "sess-2"));
+    let body = json!({ "sid": "sess-1" });
+    doc.check_request("/v1/revoke", &body, true);
+    let r = post_json(&doc, admin, "/v1/revoke", &body).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["kind"], "session");
+    assert_eq!(get(proxy.addr, "/api", Some(&s1)).await.status, 401);
+    assert_eq!(get(proxy.addr, "/api", Some(&s2)).await.status, 200);
+    let r = call(admin, "GET", &format!("/v1/status?token={s1}"), "", "").await;
+    assert_eq!(r.json(), json!({ "revoked": true, "reason": "session" }));
+    doc.check_response("/v1/status", "GET", &r);
+    let r = call(admin, "GET", "/v1/status?sub=x&jti=y&sid=sess-1", "", "").await;
+    assert_eq!(r.json(), json!({ "revoked": true, "reason": "session" }));
+    for body in [json!({ "sid": "s", "sub": "dave" }), json!({ "sid": ["s"] })] {
+        doc.check_request("/v1/revoke", &body, false);
+        let r = post_json(&doc, admin, "/v1/revoke", &body).await;
+        assert_eq!(r.status, 400, "{body}");
+    }
+
+    // Global Token Revocation: every token of the subject issued before now.
+    // (Issued after the purge-all above; the revocation comes a second later.)
+    let erin = hs256(&json!({ "sub": "erin", "jti": "e1", "iat": now(), "exp": now() + 600 }));
+    assert_eq!(get(proxy.addr, "/api", Some(&erin)).await.status, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    for body in [
+        json!({ "sub_id": { "format": "iss_sub", "iss": "https://idp.example", "sub": "erin" } }),
+        json!({ "sub_id": { "format": "opaque", "id": "frank" } }),
+    ] {
+        doc.check_request("/v1/global-token-revocation", &body, true);
+        let r = post_json(&doc, admin, "/v1/global-token-revocation", &body).await;
+        assert_eq!(r.status, 204, "{}", r.body);
+        assert!(r.body.is_empty());
+    }
+    seen("/v1/global-token-revocation", "POST");
+    assert_eq!(get(proxy.addr, "/api", Some(&erin)).await.status, 401);
+    for body in [
+        json!({ "sub_id": { "format": "email", "email": "erin@example.com" } }),
+        json!({ "sub_id": { "format": "iss_sub", "sub": "erin" } }),
+        json!({ "sub": "erin" }),
+    ] {
+        doc.check_request("/v1/global-token-revocation", &body, false);
+        let r = post_json(&doc, admin, "/v1/global-token-revocation", &body).await;
+        assert_eq!(r.status, 400, "{body}");
+    }
+    let r = send(admin, "POST", "/v1/global-token-revocation", &[], "{}").await;
+    assert_eq!(r.status, 401, "admin token required");
+    doc.check_response("/v1/global-token-revocation", "POST", &r);
+
     // Every documented operation was exercised.
     let documented: BTreeSet<(String, String)> = doc.0["paths"]
         .as_object()

@@ -11,7 +11,7 @@ mod support;
 use proptest::prelude::*;
 use revoke_proxy::claims::{ClaimValue, KeyHashes};
 use revoke_proxy::revocation::store::file::FileStore;
-use revoke_proxy::revocation::{Clock, Lifetimes, Reason, Revocations, Verdict};
+use revoke_proxy::revocation::{Clock, Lifetimes, Reason, Revocations, TokenRef, Verdict};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,22 +28,25 @@ const LIFETIMES: Lifetimes = Lifetimes {
 enum Op {
     Revoke { sub: u8, jti: u8, ttl: i64 },
     Purge { sub: u8 },
+    RevokeSession { sid: u8 },
     PurgeAll,
     Advance(i64),
     Restart,
-    Check { sub: u8, jti: u8, age: i64 },
+    /// `sid` 3 is a token without the session claim.
+    Check { sub: u8, jti: u8, sid: u8, age: i64 },
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (0u8..3, 0u8..3, 1i64..120).prop_map(|(sub, jti, ttl)| Op::Revoke { sub, jti, ttl }),
         2 => (0u8..3).prop_map(|sub| Op::Purge { sub }),
+        2 => (0u8..3).prop_map(|sid| Op::RevokeSession { sid }),
         1 => Just(Op::PurgeAll),
         3 => prop_oneof![0i64..3, 50i64..700].prop_map(Op::Advance),
         1 => Just(Op::Restart),
         // Ages near zero hit the purge's own second; large ones old tokens.
-        6 => (0u8..3, 0u8..3, prop_oneof![-3i64..4, 0i64..900])
-            .prop_map(|(sub, jti, age)| Op::Check { sub, jti, age }),
+        6 => (0u8..3, 0u8..3, 0u8..4, prop_oneof![-3i64..4, 0i64..900])
+            .prop_map(|(sub, jti, sid, age)| Op::Check { sub, jti, sid, age }),
     ]
 }
 
@@ -52,13 +55,17 @@ fn op() -> impl Strategy<Value = Op> {
 struct Model {
     tokens: HashMap<(u8, u8), i64>,
     subjects: HashMap<u8, (i64, i64)>,
+    sessions: HashMap<u8, i64>,
     global: Option<(i64, i64)>,
 }
 
 impl Model {
-    fn check(&self, sub: u8, jti: u8, iat: i64, now: i64) -> Option<Reason> {
+    fn check(&self, sub: u8, jti: u8, sid: Option<u8>, iat: i64, now: i64) -> Option<Reason> {
         if self.tokens.get(&(sub, jti)).is_some_and(|u| *u > now) {
             return Some(Reason::Token);
+        }
+        if sid.is_some_and(|s| self.sessions.get(&s).is_some_and(|u| *u > now)) {
+            return Some(Reason::Session);
         }
         if self
             .subjects
@@ -160,6 +167,16 @@ async fn run(ops: &[Op], redis_url: &str, case: u64) -> Result<(), TestCaseError
                     *e = (e.0.max(entry.0), e.1.max(entry.1));
                 }
             }
+            Op::RevokeSession { sid } => {
+                for r in &live {
+                    r.revoke_session(name(sid), None).await;
+                }
+                let until = now + MAX_TOKEN + LEEWAY;
+                for m in [&mut model, &mut memory_model] {
+                    let e = m.sessions.entry(sid).or_insert(until);
+                    *e = (*e).max(until);
+                }
+            }
             Op::PurgeAll => {
                 for r in &live {
                     r.purge_all(None).await;
@@ -180,15 +197,22 @@ async fn run(ops: &[Op], redis_url: &str, case: u64) -> Result<(), TestCaseError
                 }
                 memory_model = Model::default();
             }
-            Op::Check { sub, jti, age } => {
+            Op::Check { sub, jti, sid, age } => {
                 let iat = now - age;
-                let keys = KeyHashes::new(&name(sub), &name(jti));
+                let sid = (sid < 3).then_some(sid);
+                let (subject, token, session) = (name(sub), name(jti), sid.map(name));
+                let keys = KeyHashes::new(&subject, &token).with_session(session.as_ref());
+                let id = TokenRef {
+                    subject: &subject,
+                    token: &token,
+                    session: session.as_ref(),
+                };
                 for (k, r) in kinds.iter().zip(&live) {
                     let want = match k {
-                        Kind::Memory => memory_model.check(sub, jti, iat, now),
-                        _ => model.check(sub, jti, iat, now),
+                        Kind::Memory => memory_model.check(sub, jti, sid, iat, now),
+                        _ => model.check(sub, jti, sid, iat, now),
                     };
-                    let got = match r.verdict(&name(sub), &name(jti), &keys, Some(iat)).await {
+                    let got = match r.verdict(id, &keys, Some(iat)).await {
                         Verdict::Clear => None,
                         Verdict::Revoked(reason) => Some(reason),
                         Verdict::Unavailable => panic!("store unavailable"),

@@ -9,7 +9,7 @@ pub use super::body::{form_pairs, parse_purge, Purge};
 use super::Admin;
 use crate::auth::Verified;
 use crate::claims::{ClaimValue, KeyHashes};
-use crate::revocation::{Verdict, WriteStatus};
+use crate::revocation::{TokenRef, Verdict, WriteStatus};
 use bytes::Bytes;
 use http::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
@@ -117,8 +117,15 @@ impl Admin {
                 Ok(Body::Form(_)) => bad_request("purge takes a JSON body"),
                 Err(r) => r,
             },
+            ("/v1/global-token-revocation", &Method::POST) => match read_body(req).await {
+                Ok(Body::Json(v)) => self.global_token_revocation(v, remote).await,
+                Ok(Body::Form(_)) => bad_request("global token revocation takes a JSON body"),
+                Err(r) => r,
+            },
             ("/v1/status", &Method::GET) => self.status(req.uri().query().unwrap_or("")).await,
-            ("/v1/revoke" | "/v1/purge", _) => method_not_allowed("POST"),
+            ("/v1/revoke" | "/v1/purge" | "/v1/global-token-revocation", _) => {
+                method_not_allowed("POST")
+            }
             ("/v1/status", _) => method_not_allowed("GET"),
             _ => reply(
                 StatusCode::NOT_FOUND,
@@ -140,6 +147,10 @@ impl Admin {
             Err(e) => return bad_request(e),
         };
         let r = &self.revocations;
+        let names = &self.claim_names;
+        if obj.contains_key(&names.session) && !obj.contains_key("token") {
+            return self.revoke_session(obj, lifetime, remote).await;
+        }
         let (subject, token_id, exp) = if let Some(token) = obj.remove("token") {
             if let Some(k) = obj.keys().next() {
                 return bad_request(format!("unexpected field {k:?} next to \"token\""));
@@ -152,12 +163,11 @@ impl Admin {
                 Err(e) => return bad_request(format!("token not accepted: {e}")),
             }
         } else {
-            let names = &self.claim_names;
-            let subject = match claim(&mut obj, &names.0) {
+            let subject = match claim(&mut obj, &names.subject) {
                 Ok(v) => v,
                 Err(e) => return bad_request(e),
             };
-            let token_id = match claim(&mut obj, &names.1) {
+            let token_id = match claim(&mut obj, &names.token) {
                 Ok(v) => v,
                 Err(e) => return bad_request(e),
             };
@@ -168,8 +178,8 @@ impl Admin {
             };
             if let Some(k) = obj.keys().next() {
                 return bad_request(format!(
-                    "unknown field {k:?} (give \"token\", or {:?}, {:?}, \"exp\", \"lifetime\")",
-                    names.0, names.1
+                    "unknown field {k:?} (give \"token\", or {:?}, {:?}, \"exp\", \"lifetime\", or {:?})",
+                    names.subject, names.token, names.session
                 ));
             }
             (subject, token_id, exp)
@@ -200,6 +210,52 @@ impl Admin {
         )
     }
 
+    /// `{"sid": …}` (the member follows `session_claim`): every token of
+    /// that identity-provider session, kept `lifetime` or max_token_lifetime.
+    async fn revoke_session(
+        &self,
+        mut obj: serde_json::Map<String, Value>,
+        lifetime: Option<i64>,
+        remote: SocketAddr,
+    ) -> Reply {
+        let name = &self.claim_names.session;
+        let session = match claim(&mut obj, name) {
+            Ok(v) => v,
+            Err(e) => return bad_request(e),
+        };
+        if let Some(k) = obj.keys().next() {
+            return bad_request(format!(
+                "unknown field {k:?} next to {name:?} (only \"lifetime\" may go with it)"
+            ));
+        }
+        let status = self
+            .revocations
+            .revoke_session(session.clone(), lifetime)
+            .await;
+        self.metrics.revocation("session");
+        tracing::info!(target: "audit", remote = %remote, kind = "session",
+            session = session.as_text(), status = status.label(), "Admin revocation");
+        reply(
+            StatusCode::OK,
+            json!({ "revoked": true, "kind": "session", "status": status.label() }),
+        )
+    }
+
+    /// Global Token Revocation (draft-parecki-oauth-global-token-revocation):
+    /// `{"sub_id": {"format": "iss_sub", "iss", "sub"}}` or `{"format":
+    /// "opaque", "id"}` → every token of that subject issued before now; 204.
+    async fn global_token_revocation(&self, body: Value, remote: SocketAddr) -> Reply {
+        let subject = match super::body::parse_global_revocation(body) {
+            Ok(s) => s,
+            Err(e) => return bad_request(e),
+        };
+        let status = self.revocations.purge_subject(subject.clone(), None).await;
+        self.audit(remote, "subject", Some(&subject), status);
+        let mut r = Response::new(Full::new(Bytes::new()));
+        *r.status_mut() = StatusCode::NO_CONTENT;
+        r
+    }
+
     /// RFC 7009: `token=…`; unknown or invalid tokens also get 200.
     async fn revoke_form(&self, form: &[(String, String)], remote: SocketAddr) -> Reply {
         let Some((_, token)) = form.iter().find(|(k, _)| k == "token") else {
@@ -228,7 +284,7 @@ impl Admin {
     async fn purge(&self, body: Value, remote: SocketAddr) -> Reply {
         // The whole body is checked before anything is written: a request
         // answered 400 has changed nothing.
-        let (target, lifetime) = match parse_purge(body, &self.claim_names.0) {
+        let (target, lifetime) = match parse_purge(body, &self.claim_names.subject) {
             Ok(p) => p,
             Err(e) => return bad_request(e),
         };
@@ -251,15 +307,19 @@ impl Admin {
     async fn status(&self, query: &str) -> Reply {
         let params: Vec<(String, String)> = form_pairs(query.as_bytes());
         let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-        let (subject, token_id, iat) = if let Some(token) = get("token") {
+        let names = &self.claim_names;
+        let (subject, token_id, session, iat) = if let Some(token) = get("token") {
             match self.verify_token(&token) {
-                Ok(v) => (v.subject, v.token_id, v.iat),
+                Ok(v) => (v.subject, v.token_id, v.session, v.iat),
                 Err(e) => return bad_request(format!("token not accepted: {e}")),
             }
         } else {
-            let (sn, tn) = &self.claim_names;
+            let (sn, tn) = (&names.subject, &names.token);
             let Some(sub) = get(sn).or_else(|| get("sub")) else {
-                return bad_request(format!("give token=…, or {sn}=…&{tn}=…[&iat=…]"));
+                return bad_request(format!(
+                    "give token=…, or {sn}=…&{tn}=…[&iat=…][&{}=…]",
+                    names.session
+                ));
             };
             let Some(jti) = get(tn).or_else(|| get("jti")) else {
                 return bad_request(format!("missing {tn}"));
@@ -274,15 +334,17 @@ impl Admin {
             (
                 ClaimValue::Str(sub.into()),
                 ClaimValue::Str(jti.into()),
+                get(&names.session).map(|s| ClaimValue::Str(s.into())),
                 iat,
             )
         };
-        let keys = KeyHashes::new(&subject, &token_id);
-        match self
-            .revocations
-            .verdict(&subject, &token_id, &keys, iat)
-            .await
-        {
+        let keys = KeyHashes::new(&subject, &token_id).with_session(session.as_ref());
+        let id = TokenRef {
+            subject: &subject,
+            token: &token_id,
+            session: session.as_ref(),
+        };
+        match self.revocations.verdict(id, &keys, iat).await {
             Verdict::Clear => reply(StatusCode::OK, json!({ "revoked": false })),
             Verdict::Revoked(reason) => reply(
                 StatusCode::OK,

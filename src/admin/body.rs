@@ -58,6 +58,52 @@ pub fn parse_purge(body: Value, subject_name: &str) -> Result<(Purge, Option<i64
     Ok((target, lifetime))
 }
 
+/// Reads a Global Token Revocation body: `{"sub_id": {"format": "iss_sub",
+/// "iss": …, "sub": …}}` or `{"sub_id": {"format": "opaque", "id": …}}`
+/// (RFC 9493 subject identifiers); the subject whose tokens go.
+pub fn parse_global_revocation(body: Value) -> Result<ClaimValue, Invalid> {
+    let Value::Object(mut obj) = body else {
+        return Err("body must be a JSON object".into());
+    };
+    let Some(Value::Object(mut id)) = obj.remove("sub_id") else {
+        return Err("give \"sub_id\": {\"format\": \"iss_sub\", \"iss\": …, \"sub\": …}".into());
+    };
+    if let Some(k) = obj.keys().next() {
+        return Err(format!("unknown field {k:?} next to \"sub_id\"").into());
+    }
+    let format = match id.remove("format") {
+        Some(Value::String(f)) => f,
+        _ => return Err("sub_id needs a \"format\" string".into()),
+    };
+    let subject = match format.as_str() {
+        "iss_sub" => {
+            match id.remove("iss") {
+                Some(Value::String(i)) if !i.is_empty() => {}
+                _ => return Err("an iss_sub identifier needs \"iss\"".into()),
+            }
+            string_member(&mut id, "sub", "an iss_sub identifier")?
+        }
+        "opaque" => string_member(&mut id, "id", "an opaque identifier")?,
+        other => {
+            return Err(format!(
+                "subject identifier format {other:?} is not supported (use iss_sub or opaque)"
+            )
+            .into())
+        }
+    };
+    if let Some(k) = id.keys().next() {
+        return Err(format!("unknown member {k:?} in a {format} identifier").into());
+    }
+    Ok(ClaimValue::Str(subject.into()))
+}
+
+fn string_member(obj: &mut Map<String, Value>, name: &str, what: &str) -> Result<String, Invalid> {
+    match obj.remove(name) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s),
+        _ => Err(format!("{what} needs a non-empty {name:?} string").into()),
+    }
+}
+
 /// `application/x-www-form-urlencoded` pairs (also query strings).
 pub fn form_pairs(bytes: &[u8]) -> Vec<(String, String)> {
     bytes
@@ -151,6 +197,34 @@ mod tests {
             json!({"sub": "x", "lifetime": -1}),
         ] {
             assert!(parse_purge(bad.clone(), "sub").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn global_revocation_bodies_name_one_subject() {
+        let alice = Ok(ClaimValue::Str("alice".into()));
+        assert_eq!(
+            parse_global_revocation(
+                json!({"sub_id": {"format": "iss_sub", "iss": "https://idp", "sub": "alice"}})
+            ),
+            alice
+        );
+        assert_eq!(
+            parse_global_revocation(json!({"sub_id": {"format": "opaque", "id": "alice"}})),
+            alice
+        );
+        for bad in [
+            json!({"sub_id": {"format": "email", "email": "a@example.com"}}),
+            json!({"sub_id": {"format": "iss_sub", "sub": "alice"}}),
+            json!({"sub_id": {"format": "iss_sub", "iss": "i", "sub": ""}}),
+            json!({"sub_id": {"format": "opaque", "id": 7}}),
+            json!({"sub_id": {"format": "opaque", "id": "a", "x": 1}}),
+            json!({"sub_id": {"id": "a"}}),
+            json!({"sub_id": "alice"}),
+            json!({"sub": "alice"}),
+            json!({"sub_id": {"format": "opaque", "id": "a"}, "extra": 1}),
+        ] {
+            assert!(parse_global_revocation(bad.clone()).is_err(), "{bad}");
         }
     }
 

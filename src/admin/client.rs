@@ -57,6 +57,13 @@ pub struct TokenOrClaims {
     /// Name of revocation.token_claim on the proxy.
     #[arg(long, default_value = "jti")]
     pub token_claim: String,
+    /// Identity-provider session id: `revoke --sid` revokes every token of
+    /// that session; `status --sub --jti --sid` checks it too.
+    #[arg(long, conflicts_with_all = ["jwt", "jwt_file"])]
+    pub sid: Option<String>,
+    /// Name of revocation.session_claim on the proxy.
+    #[arg(long, default_value = "sid")]
+    pub session_claim: String,
 }
 
 /// What the CLI asks the admin API for.
@@ -153,6 +160,12 @@ fn revoke_body(
         (Some(jwt), _, _) => {
             body.insert("token".into(), json!(jwt));
         }
+        (None, None, None) if target.sid.is_some() => {
+            body.insert(target.session_claim.clone(), json!(target.sid));
+        }
+        (None, Some(_), Some(_)) if target.sid.is_some() => {
+            return Err("give --sid alone (a whole session), or --sub with --jti (one token)".into())
+        }
         (None, Some(sub), Some(jti)) => {
             body.insert(target.subject_claim.clone(), json!(sub));
             body.insert(target.token_claim.clone(), json!(jti));
@@ -160,7 +173,7 @@ fn revoke_body(
                 body.insert("exp".into(), json!(e));
             }
         }
-        _ => return Err("give --jwt, --jwt-file, or --sub with --jti".into()),
+        _ => return Err("give --jwt, --jwt-file, --sub with --jti, or --sid".into()),
     }
     if let Some(l) = lifetime {
         body.insert("lifetime".into(), json!(l));
@@ -185,6 +198,9 @@ fn status_query(target: &TokenOrClaims, iat: Option<i64>) -> Result<String, Stri
             );
             if let Some(i) = iat {
                 q.push_str(&format!("&iat={i}"));
+            }
+            if let Some(sid) = &target.sid {
+                q.push_str(&format!("&{}={}", enc(&target.session_claim), enc(sid)));
             }
             Ok(q)
         }
@@ -331,7 +347,39 @@ mod tests {
             jti: Some("a b".into()),
             subject_claim: "sub".into(),
             token_claim: "sid".into(),
+            sid: None,
+            session_claim: "sid".into(),
         }
+    }
+
+    #[test]
+    fn a_session_is_revoked_by_its_own_claim_name() {
+        let mut t = target();
+        t.sub = None;
+        t.jti = None;
+        t.sid = Some("s-1".into());
+        t.session_claim = "session_state".into();
+        let (_, _, body) = request_of(&Call::Revoke {
+            target: t.clone(),
+            exp: None,
+            lifetime: Some(60),
+        })
+        .unwrap();
+        assert_eq!(body.unwrap(), json!({"session_state": "s-1", "lifetime": 60}));
+        t.sub = Some("alice".into());
+        t.jti = Some("j".into());
+        assert!(request_of(&Call::Revoke {
+            target: t.clone(),
+            exp: None,
+            lifetime: None,
+        })
+        .is_err());
+        let (_, path, _) = request_of(&Call::Status {
+            target: t,
+            iat: None,
+        })
+        .unwrap();
+        assert_eq!(path, "/v1/status?sub=alice&sid=j&session%5Fstate=s%2D1");
     }
 
     #[test]

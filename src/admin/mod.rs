@@ -30,8 +30,16 @@ pub struct Admin {
     pub verifier: Box<dyn Fn() -> Arc<Verifier> + Send + Sync>,
     /// SHA-256 of `admin.token`; `None` turns the `/v1/` API off.
     pub token_digest: Option<[u8; 32]>,
-    /// `revocation.subject_claim` and `revocation.token_claim`.
-    pub claim_names: (String, String),
+    pub claim_names: ClaimNames,
+}
+
+/// The names of `revocation.subject_claim`, `token_claim` and
+/// `session_claim`: the API's body members and query parameters follow them.
+#[derive(Debug, Clone)]
+pub struct ClaimNames {
+    pub subject: String,
+    pub token: String,
+    pub session: String,
 }
 
 impl Admin {

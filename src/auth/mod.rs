@@ -1,8 +1,8 @@
 //! Authentication: find the bearer token and verify it. Plain values in,
 //! decisions out; nothing here knows about sockets, the upstream or stores.
 //!
-//! Owns: token extraction, JOSE header rules, verification, its cache, JWKS
-//! parsing (fetching is a [`jwks::Fetch`] the caller supplies), ROCA check.
+//! Owns: token extraction, JOSE header rules, key sets, verification, its
+//! cache, JWKS parsing (fetching is a [`jwks::Fetch`] the caller supplies), ROCA check.
 //! May import: config, claims.
 
 pub mod cache;
@@ -10,6 +10,7 @@ mod error;
 pub mod extract;
 pub mod jose;
 pub mod jwks;
+pub mod keyset;
 pub mod roca;
 pub mod verify;
 

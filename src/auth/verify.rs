@@ -3,14 +3,12 @@
 //! claims, lifetime, subject and token id). Synchronous and CPU-only.
 
 use super::cache::TokenCache;
+use super::keyset::{audience_matches, numeric_date, KeySet};
 use super::AuthError;
-use crate::claims::{ClaimValue, KeyHashes};
+use crate::claims::{ClaimValue, KeyHashes, TokenRef};
 use crate::config::{ForwardSettings, JwtSettings, Problem, RevocationSettings};
 use http::{HeaderName, HeaderValue};
-use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
-use std::collections::HashSet;
 use std::sync::Arc;
 
 /// What a valid token says, kept per distinct token in the cache.
@@ -18,6 +16,8 @@ use std::sync::Arc;
 pub struct Verified {
     pub subject: ClaimValue,
     pub token_id: ClaimValue,
+    /// The `revocation.session_claim` value, when the token carries one.
+    pub session: Option<ClaimValue>,
     pub keys: KeyHashes,
     pub iat: Option<i64>,
     pub exp: Option<i64>,
@@ -26,106 +26,20 @@ pub struct Verified {
     pub forwarded: Vec<(HeaderName, HeaderValue)>,
 }
 
-/// Keys a token may be verified with: each bound to its algorithm family,
-/// so a public key can never serve as an HMAC secret (algorithm confusion).
-struct Keys {
-    hmac: Option<DecodingKey>,
-    rsa: Option<DecodingKey>,
-    ec: Option<DecodingKey>,
-    ed: Option<DecodingKey>,
-}
-
-fn problem(path: &str, message: impl Into<String>) -> Problem {
-    Problem {
-        path: path.to_string(),
-        message: message.into(),
-    }
-}
-
-/// Signature and algorithm only: every claim is checked by [`Verifier`],
-/// against the proxy's clock, so cached tokens are judged alike.
-fn validation(alg: Algorithm) -> Validation {
-    let mut v = Validation::new(alg);
-    v.required_spec_claims = HashSet::new();
-    v.validate_exp = false;
-    v.validate_nbf = false;
-    v.validate_aud = false;
-    v.leeway = 0;
-    v
-}
-
-impl Keys {
-    /// The secret and the public key file, each bound to its family.
-    fn read(jwt: &JwtSettings, problems: &mut Vec<Problem>) -> Keys {
-        let families: HashSet<&str> = jwt.algorithms.iter().map(|a| family(*a)).collect();
-        let public: Vec<&str> = families.iter().copied().filter(|f| *f != "hmac").collect();
-        if public.len() > 1 && jwt.public_key_pem.is_some() {
-            problems.push(problem(
-                "jwt.algorithms",
-                "one public_key_file holds one key type: allow RS*/PS*, ES* or EdDSA, not several",
-            ));
-        }
-        let mut keys = Keys {
-            hmac: jwt.secret.as_ref().map(|s| DecodingKey::from_secret(&s.0)),
-            rsa: None,
-            ec: None,
-            ed: None,
-        };
-        if let (Some(pem), [fam]) = (&jwt.public_key_pem, public.as_slice()) {
-            keys.read_public(pem, fam, jwt, problems);
-        }
-        keys
-    }
-
-    fn read_public(
-        &mut self,
-        pem: &[u8],
-        fam: &str,
-        jwt: &JwtSettings,
-        problems: &mut Vec<Problem>,
-    ) {
-        if fam == "rsa"
-            && super::roca::modulus_from_pem(pem).is_some_and(|n| super::roca::fingerprinted(&n))
-        {
-            problems.push(problem(
-                "jwt.public_key_file",
-                "this RSA key has the ROCA fingerprint (CVE-2017-15361): its private key can be \
-                 computed from it; replace the key",
-            ));
-        }
-        let parsed = match fam {
-            "rsa" => DecodingKey::from_rsa_pem(pem).map(|k| self.rsa = Some(k)),
-            "ec" => DecodingKey::from_ec_pem(pem).map(|k| self.ec = Some(k)),
-            _ => DecodingKey::from_ed_pem(pem).map(|k| self.ed = Some(k)),
-        };
-        if let Err(e) = parsed {
-            problems.push(problem(
-                "jwt.public_key_file",
-                format!(
-                    "not a PEM {} public key for {:?}: {e}",
-                    fam.to_uppercase(),
-                    jwt.algorithms
-                ),
-            ));
-        }
-    }
-
-    fn for_alg(&self, alg: Algorithm) -> Option<&DecodingKey> {
-        use Algorithm::*;
-        match alg {
-            HS256 | HS384 | HS512 => self.hmac.as_ref(),
-            RS256 | RS384 | RS512 | PS256 | PS384 | PS512 => self.rsa.as_ref(),
-            ES256 | ES384 => self.ec.as_ref(),
-            EdDSA => self.ed.as_ref(),
+impl Verified {
+    /// What names this token to the revocation set and the stores.
+    pub fn token_ref(&self) -> TokenRef<'_> {
+        TokenRef {
+            subject: &self.subject,
+            token: &self.token_id,
+            session: self.session.as_ref(),
         }
     }
 }
 
 pub struct Verifier {
-    allowed: Vec<(Algorithm, Validation)>,
-    keys: Keys,
-    /// Keys for the public algorithms from `jwt.jwks_url`, when set.
-    pub jwks: Option<Arc<super::jwks::Jwks>>,
+    /// The `jwt` section's keys.
+    pub keys: KeySet,
     issuer: Option<String>,
     audience: Vec<String>,
     require: Vec<String>,
@@ -133,18 +47,9 @@ pub struct Verifier {
     max_lifetime: i64,
     subject_claim: String,
     token_claim: String,
+    session_claim: String,
     forward: Vec<(String, HeaderName)>,
     cache: TokenCache<Verified>,
-}
-
-fn family(alg: Algorithm) -> &'static str {
-    use Algorithm::*;
-    match alg {
-        HS256 | HS384 | HS512 => "hmac",
-        RS256 | RS384 | RS512 | PS256 | PS384 | PS512 => "rsa",
-        ES256 | ES384 => "ec",
-        EdDSA => "ed",
-    }
 }
 
 impl Verifier {
@@ -153,25 +58,9 @@ impl Verifier {
         revocation: &RevocationSettings,
         forward: &ForwardSettings,
     ) -> Result<Verifier, Vec<Problem>> {
-        let mut problems = Vec::new();
-        let keys = Keys::read(jwt, &mut problems);
-        let jwks = match &jwt.jwks_url {
-            Some(url) => super::jwks::Jwks::new(url)
-                .map_err(|e| problems.push(problem("jwt.jwks_url", e)))
-                .ok(),
-            None => None,
-        };
-        if !problems.is_empty() {
-            return Err(problems);
-        }
+        let keys = KeySet::new(jwt, "jwt")?;
         Ok(Verifier {
-            allowed: jwt
-                .algorithms
-                .iter()
-                .map(|a| (*a, validation(*a)))
-                .collect(),
             keys,
-            jwks,
             issuer: jwt.issuer.clone(),
             audience: jwt.audience.clone(),
             require: jwt.require.clone(),
@@ -179,6 +68,7 @@ impl Verifier {
             max_lifetime: revocation.max_token_lifetime.as_secs() as i64,
             subject_claim: revocation.subject_claim.clone(),
             token_claim: revocation.token_claim.clone(),
+            session_claim: revocation.session_claim.clone(),
             forward: forward
                 .claims_to_headers
                 .iter()
@@ -214,7 +104,7 @@ impl Verifier {
 
     /// Signing keys are available (always, unless a JWKS is still loading).
     pub fn keys_ready(&self) -> bool {
-        self.jwks.as_ref().is_none_or(|j| j.loaded())
+        self.keys.ready()
     }
 
     /// Tokens verified without paying the signature again.
@@ -224,34 +114,8 @@ impl Verifier {
 
     /// Signature and every claim check that does not depend on the clock.
     pub fn verify_uncached(&self, token: &str, now: i64) -> Result<Verified, AuthError> {
-        super::jose::check(token)?;
-        let header = jsonwebtoken::decode_header(token).map_err(map_jwt_error)?;
-        let (alg, validation) = self
-            .allowed
-            .iter()
-            .find(|(a, _)| *a == header.alg)
-            .ok_or(AuthError::invalid("algorithm not allowed"))?;
-        let from_jwks;
-        let key = match (&self.jwks, family(*alg)) {
-            (Some(jwks), f) if f != "hmac" => {
-                use super::jwks::KeyLookup;
-                from_jwks = jwks.key(header.kid.as_deref(), *alg).map_err(|e| match e {
-                    KeyLookup::UnknownKid => AuthError::UnknownKey,
-                    KeyLookup::NeedKid => AuthError::invalid("token has no kid"),
-                    KeyLookup::WrongAlgorithm => {
-                        AuthError::invalid("key not valid for this algorithm")
-                    }
-                })?;
-                &from_jwks
-            }
-            _ => self
-                .keys
-                .for_alg(*alg)
-                .ok_or(AuthError::invalid("algorithm not allowed"))?,
-        };
-        let data = jsonwebtoken::decode::<Map<String, Value>>(token, key, validation)
-            .map_err(map_jwt_error)?;
-        self.check_claims(data.claims, now)
+        let (_header, claims) = self.keys.verify(token)?;
+        self.check_claims(claims, now)
     }
 
     fn check_claims(&self, claims: Map<String, Value>, now: i64) -> Result<Verified, AuthError> {
@@ -282,7 +146,11 @@ impl Verifier {
         }
         let subject = claim_id(&claims, &self.subject_claim)?;
         let token_id = claim_id(&claims, &self.token_claim)?;
-        let keys = KeyHashes::new(&subject, &token_id);
+        let session = match claims.get(&self.session_claim) {
+            None | Some(Value::Null) => None,
+            Some(_) => Some(claim_id(&claims, &self.session_claim)?),
+        };
+        let keys = KeyHashes::new(&subject, &token_id).with_session(session.as_ref());
         let forwarded = self
             .forward
             .iter()
@@ -291,6 +159,7 @@ impl Verifier {
         Ok(Verified {
             subject,
             token_id,
+            session,
             keys,
             iat,
             exp,
@@ -324,56 +193,12 @@ impl Verifier {
     }
 }
 
-fn map_jwt_error(e: jsonwebtoken::errors::Error) -> AuthError {
-    match e.kind() {
-        ErrorKind::InvalidSignature => AuthError::invalid("signature invalid"),
-        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
-            AuthError::invalid("algorithm not allowed")
-        }
-        ErrorKind::InvalidToken
-        | ErrorKind::Base64(_)
-        | ErrorKind::Json(_)
-        | ErrorKind::Utf8(_) => AuthError::invalid("malformed token"),
-        _ => AuthError::invalid("token could not be verified"),
-    }
-}
-
-fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<i64>, AuthError> {
-    match claims.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => match n.as_i64().or_else(|| {
-            n.as_f64()
-                .filter(|f| f.is_finite())
-                .map(|f| f.floor() as i64)
-        }) {
-            Some(t) => Ok(Some(t)),
-            None => Err(AuthError::Invalid(
-                format!("claim {name} is not a valid time").into(),
-            )),
-        },
-        Some(_) => Err(AuthError::Invalid(
-            format!("claim {name} is not a number").into(),
-        )),
-    }
-}
-
 fn claim_id(claims: &Map<String, Value>, name: &str) -> Result<ClaimValue, AuthError> {
     match claims.get(name) {
         None | Some(Value::Null) => Err(AuthError::Invalid(format!("missing {name} claim").into())),
         Some(v) => ClaimValue::from_json(v).ok_or_else(|| {
             AuthError::Invalid(format!("claim {name} must be a string or number").into())
         }),
-    }
-}
-
-fn audience_matches(aud: Option<&Value>, expected: &[String]) -> bool {
-    match aud {
-        Some(Value::String(s)) => expected.iter().any(|e| e == s),
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(Value::as_str)
-            .any(|s| expected.iter().any(|e| e == s)),
-        _ => false,
     }
 }
 

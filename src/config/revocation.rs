@@ -68,6 +68,8 @@ pub struct StoreSettings {
 pub struct RevocationSettings {
     pub subject_claim: String,
     pub token_claim: String,
+    /// The claim naming the identity provider's session (`sid`).
+    pub session_claim: String,
     #[serde(serialize_with = "ser_duration")]
     pub max_token_lifetime: Duration,
     pub on_store_failure: OnStoreFailure,
@@ -212,6 +214,9 @@ pub(super) fn read_revocation(
     let token_claim = s
         .string("token_claim", p)
         .unwrap_or_else(|| "jti".to_string());
+    let session_claim = s
+        .string("session_claim", p)
+        .unwrap_or_else(|| "sid".to_string());
     let max_token_lifetime = s
         .duration("max_token_lifetime", p)
         .unwrap_or(DEFAULT_MAX_TOKEN_LIFETIME);
@@ -235,6 +240,7 @@ pub(super) fn read_revocation(
     for (key, v) in [
         ("subject_claim", &subject_claim),
         ("token_claim", &token_claim),
+        ("session_claim", &session_claim),
     ] {
         if v.is_empty() {
             p.add(&s.child_path(key), "must not be empty");
@@ -244,6 +250,7 @@ pub(super) fn read_revocation(
     RevocationSettings {
         subject_claim,
         token_claim,
+        session_claim,
         max_token_lifetime,
         on_store_failure,
         store,

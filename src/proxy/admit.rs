@@ -25,7 +25,7 @@ impl Proxy {
             return Err(ProxyError::KeysUnavailable);
         }
         let mut verified = self.verifier.verify(&token, now);
-        if let (Err(AuthError::UnknownKey), Some(jwks)) = (&verified, &self.verifier.jwks) {
+        if let (Err(AuthError::UnknownKey), Some(jwks)) = (&verified, &self.verifier.keys.jwks) {
             // Key rotation at the issuer: refresh once (rate-limited), retry.
             if jwks.refresh_for_unknown_kid().await {
                 verified = self.verifier.verify(&token, now);
@@ -35,12 +35,7 @@ impl Proxy {
         let verified = verified?;
         let verdict = self
             .revocations
-            .verdict(
-                &verified.subject,
-                &verified.token_id,
-                &verified.keys,
-                verified.iat,
-            )
+            .verdict(verified.token_ref(), &verified.keys, verified.iat)
             .await;
         match verdict {
             Verdict::Clear => Ok(verified),

@@ -114,7 +114,7 @@ async fn watch(
             return "expired";
         }
         match revocations
-            .verdict(&v.subject, &v.token_id, &v.keys, v.iat)
+            .verdict(v.token_ref(), &v.keys, v.iat)
             .await
         {
             Verdict::Revoked(reason) => return reason.label(),

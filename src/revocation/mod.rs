@@ -20,10 +20,10 @@ pub use health::HEALTH_PING_EVERY;
 pub use writes::{RETRY_FIRST, RETRY_MAX, SWEEP_EVERY};
 
 pub use clock::Clock;
-pub use model::{Entry, Reason};
+pub use model::{Entry, Reason, TokenRef};
 pub use store::{Access, Store, StoreError};
 
-use crate::claims::{ClaimValue, KeyHashes};
+use crate::claims::KeyHashes;
 use crate::config::{RevocationSettings, StoreKind, StoreMode, DEFAULT_MAX_STALENESS};
 use parking_lot::Mutex;
 use set::RevocationSet;
@@ -153,8 +153,7 @@ impl Revocations {
     /// window.
     pub async fn verdict(
         &self,
-        subject: &ClaimValue,
-        token: &ClaimValue,
+        id: TokenRef<'_>,
         keys: &KeyHashes,
         iat: Option<i64>,
     ) -> Verdict {
@@ -176,7 +175,7 @@ impl Revocations {
                 }
             }
             (Access::PerRequest, Some(store)) => {
-                match tokio::time::timeout(self.store_timeout, store.lookup(subject, token)).await {
+                match tokio::time::timeout(self.store_timeout, store.lookup(&id)).await {
                     Ok(Ok(entries)) => {
                         self.healthy();
                         for e in &entries {

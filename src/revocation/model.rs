@@ -1,5 +1,5 @@
-//! The three kinds of revocation entry (SPEC §3) and how they combine: a later
-//! write never shortens an earlier one.
+//! The four kinds of revocation entry and how they combine: a later write
+//! never shortens an earlier one.
 
 use crate::claims::ClaimValue;
 
@@ -18,6 +18,9 @@ pub enum Entry {
         cutoff: i64,
         until: i64,
     },
+    /// Every token whose session claim (`revocation.session_claim`) equals
+    /// `session` is revoked until `until`, whatever its subject or `iat`.
+    Session { session: ClaimValue, until: i64 },
     /// Every token with `iat < cutoff` is revoked; kept until `until`.
     Global { cutoff: i64, until: i64 },
 }
@@ -27,6 +30,7 @@ impl Entry {
         match self {
             Entry::Token { until, .. }
             | Entry::Subject { until, .. }
+            | Entry::Session { until, .. }
             | Entry::Global { until, .. } => *until,
         }
     }
@@ -36,6 +40,7 @@ impl Entry {
         match self {
             Entry::Token { .. } => "token",
             Entry::Subject { .. } => "subject",
+            Entry::Session { .. } => "session",
             Entry::Global { .. } => "global",
         }
     }
@@ -47,6 +52,7 @@ impl Entry {
                 format!("t:{}:{}", subject.fragment(), token.fragment())
             }
             Entry::Subject { subject, .. } => format!("s:{}", subject.fragment()),
+            Entry::Session { session, .. } => format!("i:{}", session.fragment()),
             Entry::Global { .. } => "g".to_string(),
         }
     }
@@ -54,7 +60,8 @@ impl Entry {
     /// Merges `other` (same identity) into `self`, keeping the later of each time.
     pub fn merge(&mut self, other: &Entry) {
         match (self, other) {
-            (Entry::Token { until, .. }, Entry::Token { until: u2, .. }) => {
+            (Entry::Token { until, .. }, Entry::Token { until: u2, .. })
+            | (Entry::Session { until, .. }, Entry::Session { until: u2, .. }) => {
                 *until = (*until).max(*u2)
             }
             (
@@ -79,7 +86,8 @@ impl Entry {
         }
     }
 
-    /// One line of text (no newline): `T until sub tok`, `S until cutoff sub`, `G until cutoff`.
+    /// One line of text (no newline): `T until sub tok`, `S until cutoff sub`,
+    /// `I until session`, `G until cutoff`.
     pub fn to_line(&self) -> String {
         match self {
             Entry::Token {
@@ -94,6 +102,7 @@ impl Entry {
                 cutoff,
                 until,
             } => format!("S {until} {cutoff} {}", subject.fragment()),
+            Entry::Session { session, until } => format!("I {until} {}", session.fragment()),
             Entry::Global { cutoff, until } => format!("G {until} {cutoff}"),
         }
     }
@@ -113,6 +122,10 @@ impl Entry {
                 cutoff: parts.next()?.parse().ok()?,
                 subject: ClaimValue::from_fragment(parts.next()?)?,
             },
+            "I" => Entry::Session {
+                until,
+                session: ClaimValue::from_fragment(parts.next()?)?,
+            },
             "G" => Entry::Global {
                 until,
                 cutoff: parts.next()?.parse().ok()?,
@@ -123,11 +136,14 @@ impl Entry {
     }
 }
 
+pub use crate::claims::TokenRef;
+
 /// Why a token is rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
     Token,
     Subject,
+    Session,
     Global,
 }
 
@@ -136,6 +152,7 @@ impl Reason {
         match self {
             Reason::Token => "token",
             Reason::Subject => "subject",
+            Reason::Session => "session",
             Reason::Global => "global",
         }
     }
@@ -162,6 +179,10 @@ mod tests {
                 cutoff: 5,
                 until: 99,
             },
+            Entry::Session {
+                session: s("sid 1"),
+                until: 7,
+            },
             Entry::Global {
                 cutoff: 1,
                 until: 2,
@@ -173,6 +194,7 @@ mod tests {
         assert_eq!(Entry::from_line("T 1 sa"), None);
         assert_eq!(Entry::from_line("G 1 2 3"), None);
         assert_eq!(Entry::from_line("X 1 2"), None);
+        assert_eq!(Entry::from_line("I 1 sa sb"), None);
     }
 
     #[test]

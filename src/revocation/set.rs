@@ -9,7 +9,7 @@
 //! sweep drops expired entries one shard at a time.
 
 use super::model::{Entry, Reason};
-use crate::claims::{subject_hash, token_hash, KeyHashes};
+use crate::claims::{session_hash, subject_hash, token_hash, KeyHashes};
 use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
@@ -116,10 +116,12 @@ impl<V: Copy> Sharded<V> {
     }
 }
 
-/// Token entries, subject cutoffs and the global cutoff.
+/// Token entries, subject cutoffs, session entries and the global cutoff.
 pub struct RevocationSet {
     /// Until.
     tokens: Sharded<u32>,
+    /// Until.
+    sessions: Sharded<u32>,
     /// (Cutoff, until).
     subjects: Sharded<(u32, u32)>,
     global: RwLock<Option<(i64, i64)>>,
@@ -135,6 +137,7 @@ impl RevocationSet {
     pub fn new() -> Self {
         RevocationSet {
             tokens: Sharded::new(),
+            sessions: Sharded::new(),
             subjects: Sharded::new(),
             global: RwLock::new(None),
         }
@@ -162,6 +165,10 @@ impl RevocationSet {
                     |a, b| (a.0.max(b.0), a.1.max(b.1)),
                 );
             }
+            Entry::Session { session, until } => {
+                self.sessions
+                    .upsert(key(session_hash(session)), pack(*until), u32::max);
+            }
             Entry::Global { cutoff, until } => {
                 let mut g = self.global.write();
                 *g = Some(match *g {
@@ -176,6 +183,11 @@ impl RevocationSet {
     pub fn check(&self, keys: &KeyHashes, iat: Option<i64>, now: i64) -> Option<Reason> {
         if matches!(self.tokens.get(&key(keys.token)), Some(until) if unpack(until) > now) {
             return Some(Reason::Token);
+        }
+        if let Some(session) = keys.session {
+            if matches!(self.sessions.get(&key(session)), Some(until) if unpack(until) > now) {
+                return Some(Reason::Session);
+            }
         }
         let iat = iat?;
         if let Some((cutoff, until)) = self.subjects.get(&key(keys.subject)) {
@@ -192,6 +204,7 @@ impl RevocationSet {
     /// Drops entries whose time is up; returns how many went.
     pub fn sweep(&self, now: i64) -> usize {
         let mut removed = self.tokens.retain(|until| unpack(*until) > now)
+            + self.sessions.retain(|until| unpack(*until) > now)
             + self.subjects.retain(|(_, until)| unpack(*until) > now);
         let mut g = self.global.write();
         if matches!(*g, Some((_, until)) if until <= now) {
@@ -208,7 +221,10 @@ impl RevocationSet {
 
     /// Number of live entries (expired ones not yet swept included).
     pub fn len(&self) -> usize {
-        self.tokens.len() + self.subjects.len() + usize::from(self.global.read().is_some())
+        self.tokens.len()
+            + self.sessions.len()
+            + self.subjects.len()
+            + usize::from(self.global.read().is_some())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -275,6 +291,28 @@ mod tests {
         });
         let k = KeyHashes::new(&s("u"), &s("j"));
         assert_eq!(set.check(&k, None, 4_000_000_000), Some(Reason::Token));
+    }
+
+    #[test]
+    fn session_entries_revoke_only_tokens_naming_that_session() {
+        let set = RevocationSet::new();
+        set.apply(&Entry::Session {
+            session: s("sid-1"),
+            until: 100,
+        });
+        let base = KeyHashes::new(&s("u"), &s("j"));
+        let same = base.with_session(Some(&s("sid-1")));
+        let other = base.with_session(Some(&s("sid-2")));
+        // A session is not a subject of the same value.
+        let subject_named_alike = KeyHashes::new(&s("sid-1"), &s("j"));
+        assert_eq!(set.check(&same, None, 50), Some(Reason::Session));
+        assert_eq!(set.check(&same, Some(99), 50), Some(Reason::Session));
+        assert_eq!(set.check(&other, Some(1), 50), None);
+        assert_eq!(set.check(&base, Some(1), 50), None);
+        assert_eq!(set.check(&subject_named_alike, Some(1), 50), None);
+        assert_eq!(set.check(&same, None, 100), None);
+        assert_eq!(set.sweep(100), 1);
+        assert!(set.is_empty());
     }
 
     #[test]

@@ -65,6 +65,14 @@ impl Revocations {
         .await
     }
 
+    /// Revokes every token naming identity-provider session `session`, kept
+    /// `lifetime` seconds or max_token_lifetime (+ leeway): no token of it
+    /// can outlive that.
+    pub async fn revoke_session(&self, session: ClaimValue, lifetime: Option<i64>) -> WriteStatus {
+        let until = self.cutoff_until(self.clock.now(), lifetime);
+        self.record(Entry::Session { session, until }).await
+    }
+
     /// Revokes every token of `subject` issued before this second.
     pub async fn purge_subject(&self, subject: ClaimValue, lifetime: Option<i64>) -> WriteStatus {
         self.purge_subject_at(subject, self.clock.now(), lifetime)

@@ -3,7 +3,9 @@
 
 use revoke_proxy::claims::{ClaimValue, KeyHashes};
 use revoke_proxy::revocation::store::BoxFuture;
-use revoke_proxy::revocation::{Clock, Entry, Reason, Revocations, Verdict, WriteStatus};
+use revoke_proxy::revocation::{
+    Clock, Entry, Reason, Revocations, TokenRef, Verdict, WriteStatus,
+};
 use std::sync::Arc;
 
 /// A store under test. `open` may be called again to model a restart.
@@ -28,7 +30,24 @@ async fn check_iat(
     jti: &ClaimValue,
     iat: Option<i64>,
 ) -> Option<Reason> {
-    match r.verdict(sub, jti, &KeyHashes::new(sub, jti), iat).await {
+    check_session(r, sub, jti, None, iat).await
+}
+
+/// The same for a token that names an identity-provider session.
+async fn check_session(
+    r: &Revocations,
+    sub: &ClaimValue,
+    jti: &ClaimValue,
+    session: Option<&ClaimValue>,
+    iat: Option<i64>,
+) -> Option<Reason> {
+    let keys = KeyHashes::new(sub, jti).with_session(session);
+    let id = TokenRef {
+        subject: sub,
+        token: jti,
+        session,
+    };
+    match r.verdict(id, &keys, iat).await {
         Verdict::Clear => None,
         Verdict::Revoked(reason) => Some(reason),
         Verdict::Unavailable => panic!("store unavailable during the conformance run"),
@@ -111,6 +130,41 @@ pub async fn run(b: &dyn Backing) {
         "no iat: cannot be purged"
     );
 
+    // A session entry revokes every token naming that session, whatever its
+    // subject or iat; other sessions, tokens without one and a subject of
+    // the same value are untouched.
+    assert_eq!(
+        r.revoke_session(s("sid-1"), None).await,
+        WriteStatus::Stored
+    );
+    for (sub, jti, sid, iat, want, what) in [
+        ("u8", "a", Some("sid-1"), Some(now), Some(Reason::Session), "session"),
+        ("u9", "b", Some("sid-1"), Some(now + 5), Some(Reason::Session), "any subject, later iat"),
+        ("u8", "c", Some("sid-1"), None, Some(Reason::Session), "no iat"),
+        ("u8", "d", Some("sid-2"), Some(now), None, "other session"),
+        ("u8", "e", None, Some(now), None, "no session claim"),
+        ("sid-1", "f", None, Some(now), None, "a subject is not a session"),
+    ] {
+        let sid = sid.map(s);
+        assert_eq!(
+            check_session(&r, &s(sub), &s(jti), sid.as_ref(), iat).await,
+            want,
+            "{what}"
+        );
+    }
+    let n7 = ClaimValue::from_json(&serde_json::json!(7)).unwrap();
+    r.revoke_session(n7.clone(), Some(600)).await;
+    assert_eq!(
+        check_session(&r, &s("u8"), &s("g"), Some(&s("7")), Some(now)).await,
+        None,
+        "session number vs string"
+    );
+    assert_eq!(
+        check_session(&r, &s("u8"), &s("g"), Some(&n7), Some(now)).await,
+        Some(Reason::Session),
+        "numeric session"
+    );
+
     // A later, shorter write never shortens an entry.
     r.revoke_token(s("u5"), s("j"), None, Some(1000)).await;
     r.revoke_token(s("u5"), s("j"), None, Some(2)).await;
@@ -184,6 +238,11 @@ pub async fn run(b: &dyn Backing) {
         check(&r, &s("u5"), &s("j"), later).await,
         Some(Reason::Token),
         "after reopen: never shortened"
+    );
+    assert_eq!(
+        check_session(&r, &s("u9"), &s("z"), Some(&s("sid-1")), Some(later)).await,
+        Some(Reason::Session),
+        "after reopen: session"
     );
     assert_eq!(
         check(&r, &s("u6"), &s("j"), later).await,

@@ -5,15 +5,16 @@
 //! |---|---|---|
 //! | token | `{prefix}t:{subject}:{token}` | `{until}` |
 //! | subject cutoff | `{prefix}s:{subject}` | `{cutoff} {until}` |
+//! | session | `{prefix}i:{session}` | `{until}` |
 //! | global cutoff | `{prefix}g` | `{cutoff} {until}` |
 //!
-//! `{subject}` and `{token}` are claim fragments (`s` + percent-encoded string,
+//! `{subject}`, `{token}` and `{session}` are claim fragments (`s` + percent-encoded string,
 //! or `n` + number), so they never contain `:` or a space. Times are Unix
 //! seconds; each key expires at its `until`. The redis change log that
 //! carries every write to the replicas is described in `redis::log`.
 
 use crate::claims::ClaimValue;
-use crate::revocation::model::Entry;
+use crate::revocation::model::{Entry, TokenRef};
 use std::fmt::Write as _;
 
 pub fn token_key(prefix: &str, subject: &ClaimValue, token: &ClaimValue) -> String {
@@ -24,18 +25,27 @@ pub fn subject_key(prefix: &str, subject: &ClaimValue) -> String {
     format!("{prefix}s:{}", subject.fragment())
 }
 
+pub fn session_key(prefix: &str, session: &ClaimValue) -> String {
+    format!("{prefix}i:{}", session.fragment())
+}
+
 pub fn global_key(prefix: &str) -> String {
     format!("{prefix}g")
 }
 
-/// The three keys that could reject a token: its token entry, its subject's
-/// cutoff and the global cutoff (per-request lookups read exactly these).
-pub fn candidates(prefix: &str, subject: &ClaimValue, token: &ClaimValue) -> [String; 3] {
-    [
-        token_key(prefix, subject, token),
-        subject_key(prefix, subject),
+/// The keys that could reject a token: its token entry, its subject's
+/// cutoff, the global cutoff and, when it names one, its session's entry
+/// (per-request lookups read exactly these).
+pub fn candidates(prefix: &str, id: &TokenRef<'_>) -> Vec<String> {
+    let mut keys = vec![
+        token_key(prefix, id.subject, id.token),
+        subject_key(prefix, id.subject),
         global_key(prefix),
-    ]
+    ];
+    if let Some(session) = id.session {
+        keys.push(session_key(prefix, session));
+    }
+    keys
 }
 
 /// The key an entry is stored under.
@@ -43,6 +53,7 @@ pub fn key_of(prefix: &str, entry: &Entry) -> String {
     match entry {
         Entry::Token { subject, token, .. } => token_key(prefix, subject, token),
         Entry::Subject { subject, .. } => subject_key(prefix, subject),
+        Entry::Session { session, .. } => session_key(prefix, session),
         Entry::Global { .. } => global_key(prefix),
     }
 }
@@ -51,7 +62,7 @@ pub fn key_of(prefix: &str, entry: &Entry) -> String {
 pub fn value_of(entry: &Entry) -> String {
     let mut v = String::new();
     match entry {
-        Entry::Token { until, .. } => {
+        Entry::Token { until, .. } | Entry::Session { until, .. } => {
             let _ = write!(v, "{until}");
         }
         Entry::Subject { cutoff, until, .. } | Entry::Global { cutoff, until } => {
@@ -91,10 +102,16 @@ pub fn entry_from(prefix: &str, key: &str, value: &str) -> Option<Entry> {
             until,
         });
     }
-    let (subject, token) = rest.strip_prefix("t:")?.split_once(':')?;
     if cutoff.is_some() {
         return None;
     }
+    if let Some(session) = rest.strip_prefix("i:") {
+        return Some(Entry::Session {
+            session: ClaimValue::from_fragment(session)?,
+            until,
+        });
+    }
+    let (subject, token) = rest.strip_prefix("t:")?.split_once(':')?;
     Some(Entry::Token {
         subject: ClaimValue::from_fragment(subject)?,
         token: ClaimValue::from_fragment(token)?,
@@ -109,7 +126,7 @@ pub fn merge_values(stored: Option<&str>, entry: &Entry) -> String {
     };
     let mut merged = entry.clone();
     match &mut merged {
-        Entry::Token { until: u, .. } => *u = (*u).max(until),
+        Entry::Token { until: u, .. } | Entry::Session { until: u, .. } => *u = (*u).max(until),
         Entry::Subject {
             cutoff: c,
             until: u,
@@ -144,6 +161,10 @@ mod tests {
                 cutoff: 1_600_000_000,
                 until: 1_700_000_000,
             },
+            Entry::Session {
+                session: ClaimValue::Str("sess/1".into()),
+                until: 1_700_000_000,
+            },
             Entry::Global {
                 cutoff: 5,
                 until: 9,
@@ -156,6 +177,7 @@ mod tests {
         assert_eq!(entry_from(p, "other:g", "1 2"), None);
         assert_eq!(entry_from(p, "rp:t:sa:sb", "1 2"), None);
         assert_eq!(entry_from(p, "rp:s:sa", "1"), None);
+        assert_eq!(entry_from(p, "rp:i:sa", "1 2"), None);
         assert_eq!(entry_from(p, "rp:t:sa:sb", "x"), None);
     }
 

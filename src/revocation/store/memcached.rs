@@ -9,8 +9,7 @@
 
 use super::keys;
 use super::{Access, BoxFuture, Store, StoreError};
-use crate::claims::ClaimValue;
-use crate::revocation::model::Entry;
+use crate::revocation::model::{Entry, TokenRef};
 use base64::Engine;
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
@@ -278,14 +277,10 @@ impl Store for MemcachedStore {
         Box::pin(self.write_entry(entry))
     }
 
-    fn lookup<'a>(
-        &'a self,
-        subject: &'a ClaimValue,
-        token: &'a ClaimValue,
-    ) -> BoxFuture<'a, Result<Vec<Entry>, StoreError>> {
+    fn lookup<'a>(&'a self, id: &'a TokenRef<'a>) -> BoxFuture<'a, Result<Vec<Entry>, StoreError>> {
         Box::pin(async move {
             let p = &self.prefix;
-            let names = keys::candidates(p, subject, token);
+            let names = keys::candidates(p, id);
             let wire: Vec<String> = names.iter().map(|k| self.wire_name(k)).collect();
             let mut conn = self.take().await?;
             let items = conn.retrieve("get", &wire).await?;

@@ -12,8 +12,7 @@ pub mod keys;
 pub mod memcached;
 pub mod redis;
 
-use super::model::Entry;
-use crate::claims::ClaimValue;
+use super::model::{Entry, TokenRef};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
@@ -106,13 +105,9 @@ pub trait Store: Send + Sync + 'static {
     /// Stores one entry; returns once it is durable or shared.
     fn write<'a>(&'a self, entry: &'a Entry) -> BoxFuture<'a, Result<(), StoreError>>;
 
-    /// The entries that could reject a token of `subject` with id `token`
-    /// (token entry, subject cutoff, global cutoff), for per-request stores.
-    fn lookup<'a>(
-        &'a self,
-        _subject: &'a ClaimValue,
-        _token: &'a ClaimValue,
-    ) -> BoxFuture<'a, Result<Vec<Entry>, StoreError>> {
+    /// The entries that could reject this token (token entry, subject
+    /// cutoff, session entry, global cutoff), for per-request stores.
+    fn lookup<'a>(&'a self, _id: &'a TokenRef<'a>) -> BoxFuture<'a, Result<Vec<Entry>, StoreError>> {
         Box::pin(async { Ok(Vec::new()) })
     }
 

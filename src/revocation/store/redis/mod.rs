@@ -21,8 +21,7 @@ pub mod snapshot;
 
 use super::keys;
 use super::{Access, BoxFuture, Progress, Sink, Store, StoreError};
-use crate::claims::ClaimValue;
-use crate::revocation::model::Entry;
+use crate::revocation::model::{Entry, TokenRef};
 use log::{LogInfo, Position};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
@@ -487,7 +486,7 @@ impl Store for RedisStore {
             let conn = self.conn().await?;
             let key = keys::key_of(&self.target.key_prefix, entry);
             let cutoff = match entry {
-                Entry::Token { .. } => String::new(),
+                Entry::Token { .. } | Entry::Session { .. } => String::new(),
                 Entry::Subject { cutoff, .. } | Entry::Global { cutoff, .. } => cutoff.to_string(),
             };
             let retention = self.target.log_retention.as_millis() as u64;
@@ -520,24 +519,20 @@ impl Store for RedisStore {
         })
     }
 
-    fn lookup<'a>(
-        &'a self,
-        subject: &'a ClaimValue,
-        token: &'a ClaimValue,
-    ) -> BoxFuture<'a, Result<Vec<Entry>, StoreError>> {
+    fn lookup<'a>(&'a self, id: &'a TokenRef<'a>) -> BoxFuture<'a, Result<Vec<Entry>, StoreError>> {
         Box::pin(async move {
             let conn = self.conn().await?;
             let p = &self.target.key_prefix;
-            let names = keys::candidates(p, subject, token);
-            let get = |k: &String| {
+            let names = keys::candidates(p, id);
+            // One GET per key: on a Cluster they live in different slots.
+            let got = futures_util::future::join_all(names.iter().map(|k| {
                 let conn = conn.clone();
                 let cmd = redis::cmd("GET").arg(k).clone();
                 async move { conn.query::<Option<String>>(&cmd).await }
-            };
-            let (a, b, c) =
-                futures_util::future::join3(get(&names[0]), get(&names[1]), get(&names[2])).await;
+            }))
+            .await;
             let mut out = Vec::new();
-            for (k, v) in names.iter().zip([a, b, c]) {
+            for (k, v) in names.iter().zip(got) {
                 if let Some(e) = v.map_err(backend)?.and_then(|v| keys::entry_from(p, k, &v)) {
                     out.push(e);
                 }
