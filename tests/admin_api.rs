@@ -422,8 +422,10 @@ async fn the_admin_api_matches_its_openapi_document() {
     // A whole identity-provider session: every token naming it, whatever
     // its subject; the same user's other session keeps working.
     let in_session = |sub: &str, sid: &str| {
-        hs256(&json!({ "sub": sub, "jti": format!("{sub}-{sid}"), "sid": sid,
-                       "iat": now(), "exp": now() + 600 }))
+        hs256(
+            &json!({ "sub": sub, "jti": format!("{sub}-{sid}"), "sid": sid,
+                       "iat": now(), "exp": now() + 600 }),
+        )
     };
     let (s1, s2) = (in_session("dave", "sess-1"), in_session("dave", "sess-2"));
     let body = json!({ "sid": "sess-1" });
@@ -438,7 +440,10 @@ async fn the_admin_api_matches_its_openapi_document() {
     doc.check_response("/v1/status", "GET", &r);
     let r = call(admin, "GET", "/v1/status?sub=x&jti=y&sid=sess-1", "", "").await;
     assert_eq!(r.json(), json!({ "revoked": true, "reason": "session" }));
-    for body in [json!({ "sid": "s", "sub": "dave" }), json!({ "sid": ["s"] })] {
+    for body in [
+        json!({ "sid": "s", "sub": "dave" }),
+        json!({ "sid": ["s"] }),
+    ] {
         doc.check_request("/v1/revoke", &body, false);
         let r = post_json(&doc, admin, "/v1/revoke", &body).await;
         assert_eq!(r.status, 400, "{body}");

@@ -26,14 +26,27 @@ const LIFETIMES: Lifetimes = Lifetimes {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Revoke { sub: u8, jti: u8, ttl: i64 },
-    Purge { sub: u8 },
-    RevokeSession { sid: u8 },
+    Revoke {
+        sub: u8,
+        jti: u8,
+        ttl: i64,
+    },
+    Purge {
+        sub: u8,
+    },
+    RevokeSession {
+        sid: u8,
+    },
     PurgeAll,
     Advance(i64),
     Restart,
     /// `sid` 3 is a token without the session claim.
-    Check { sub: u8, jti: u8, sid: u8, age: i64 },
+    Check {
+        sub: u8,
+        jti: u8,
+        sid: u8,
+        age: i64,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {

@@ -164,7 +164,9 @@ fn revoke_body(
             body.insert(target.session_claim.clone(), json!(target.sid));
         }
         (None, Some(_), Some(_)) if target.sid.is_some() => {
-            return Err("give --sid alone (a whole session), or --sub with --jti (one token)".into())
+            return Err(
+                "give --sid alone (a whole session), or --sub with --jti (one token)".into(),
+            )
         }
         (None, Some(sub), Some(jti)) => {
             body.insert(target.subject_claim.clone(), json!(sub));
@@ -365,7 +367,10 @@ mod tests {
             lifetime: Some(60),
         })
         .unwrap();
-        assert_eq!(body.unwrap(), json!({"session_state": "s-1", "lifetime": 60}));
+        assert_eq!(
+            body.unwrap(),
+            json!({"session_state": "s-1", "lifetime": 60})
+        );
         t.sub = Some("alice".into());
         t.jti = Some("j".into());
         assert!(request_of(&Call::Revoke {

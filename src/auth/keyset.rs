@@ -180,7 +180,6 @@ impl Keys {
     }
 }
 
-
 pub(super) fn family(alg: Algorithm) -> &'static str {
     use Algorithm::*;
     match alg {
@@ -190,7 +189,6 @@ pub(super) fn family(alg: Algorithm) -> &'static str {
         EdDSA => "ed",
     }
 }
-
 
 fn map_jwt_error(e: jsonwebtoken::errors::Error) -> AuthError {
     match e.kind() {
@@ -206,9 +204,11 @@ fn map_jwt_error(e: jsonwebtoken::errors::Error) -> AuthError {
     }
 }
 
-
 /// A NumericDate claim (RFC 7519 §2) as whole seconds; absent or null is `None`.
-pub fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<i64>, AuthError> {
+pub fn numeric_date(
+    claims: &Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<i64>, AuthError> {
     match claims.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => match n.as_i64().or_else(|| {
@@ -227,7 +227,6 @@ pub fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<O
     }
 }
 
-
 /// `aud` (a string or a list) holds one of `expected`.
 pub fn audience_matches(aud: Option<&Value>, expected: &[String]) -> bool {
     match aud {
@@ -239,4 +238,3 @@ pub fn audience_matches(aud: Option<&Value>, expected: &[String]) -> bool {
         _ => false,
     }
 }
-

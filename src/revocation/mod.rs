@@ -151,12 +151,7 @@ impl Revocations {
     /// The full check for one verified token: the local set, then (per-request
     /// stores) the store within `store.timeout`, or (replicas) the staleness
     /// window.
-    pub async fn verdict(
-        &self,
-        id: TokenRef<'_>,
-        keys: &KeyHashes,
-        iat: Option<i64>,
-    ) -> Verdict {
+    pub async fn verdict(&self, id: TokenRef<'_>, keys: &KeyHashes, iat: Option<i64>) -> Verdict {
         let local = self.check(keys, iat);
         // A per-request store may know a more specific reason than a cutoff
         // held here; everywhere else the local answer is final.

@@ -3,9 +3,7 @@
 
 use revoke_proxy::claims::{ClaimValue, KeyHashes};
 use revoke_proxy::revocation::store::BoxFuture;
-use revoke_proxy::revocation::{
-    Clock, Entry, Reason, Revocations, TokenRef, Verdict, WriteStatus,
-};
+use revoke_proxy::revocation::{Clock, Entry, Reason, Revocations, TokenRef, Verdict, WriteStatus};
 use std::sync::Arc;
 
 /// A store under test. `open` may be called again to model a restart.
@@ -138,12 +136,40 @@ pub async fn run(b: &dyn Backing) {
         WriteStatus::Stored
     );
     for (sub, jti, sid, iat, want, what) in [
-        ("u8", "a", Some("sid-1"), Some(now), Some(Reason::Session), "session"),
-        ("u9", "b", Some("sid-1"), Some(now + 5), Some(Reason::Session), "any subject, later iat"),
-        ("u8", "c", Some("sid-1"), None, Some(Reason::Session), "no iat"),
+        (
+            "u8",
+            "a",
+            Some("sid-1"),
+            Some(now),
+            Some(Reason::Session),
+            "session",
+        ),
+        (
+            "u9",
+            "b",
+            Some("sid-1"),
+            Some(now + 5),
+            Some(Reason::Session),
+            "any subject, later iat",
+        ),
+        (
+            "u8",
+            "c",
+            Some("sid-1"),
+            None,
+            Some(Reason::Session),
+            "no iat",
+        ),
         ("u8", "d", Some("sid-2"), Some(now), None, "other session"),
         ("u8", "e", None, Some(now), None, "no session claim"),
-        ("sid-1", "f", None, Some(now), None, "a subject is not a session"),
+        (
+            "sid-1",
+            "f",
+            None,
+            Some(now),
+            None,
+            "a subject is not a session",
+        ),
     ] {
         let sid = sid.map(s);
         assert_eq!(

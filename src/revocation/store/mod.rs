@@ -107,7 +107,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// The entries that could reject this token (token entry, subject
     /// cutoff, session entry, global cutoff), for per-request stores.
-    fn lookup<'a>(&'a self, _id: &'a TokenRef<'a>) -> BoxFuture<'a, Result<Vec<Entry>, StoreError>> {
+    fn lookup<'a>(
+        &'a self,
+        _id: &'a TokenRef<'a>,
+    ) -> BoxFuture<'a, Result<Vec<Entry>, StoreError>> {
         Box::pin(async { Ok(Vec::new()) })
     }
 
