@@ -148,7 +148,12 @@ impl Admin {
         };
         let r = &self.revocations;
         let names = &self.claim_names;
-        if obj.contains_key(&names.session) && !obj.contains_key("token") {
+        // A session alone; with a subject it is a token's id (token_claim may
+        // be the session claim itself).
+        if obj.contains_key(&names.session)
+            && !obj.contains_key("token")
+            && !obj.contains_key(&names.subject)
+        {
             return self.revoke_session(obj, lifetime, remote).await;
         }
         let (subject, token_id, exp) = if let Some(token) = obj.remove("token") {
