@@ -83,6 +83,7 @@ pub fn prepare(settings: Settings) -> Result<Prepared, ConfigError> {
         problems.push(problem(path, p));
     }
     problems.extend(crate::proxy::hygiene::check(&settings.forward));
+    problems.extend(crate::intake::check(&settings));
     problems.extend(store_paths(&settings));
     match (verifier, problems.is_empty()) {
         (Some(verifier), true) => Ok(Prepared {
@@ -159,6 +160,9 @@ impl App {
             Proxy::new(&settings, verifier, revocations.clone(), metrics.clone())
                 .map_err(ConfigError)?,
         );
+        for jwks in proxy.intake.iter().flat_map(|i| i.jwks()) {
+            jwks.watch(fetcher.clone());
+        }
         let live: crate::proxy::LiveProxy = Arc::new(arc_swap::ArcSwap::new(proxy.clone()));
         let token_digest = settings
             .admin

@@ -27,6 +27,7 @@ pub mod config;
 pub mod demo;
 pub mod exit;
 pub mod fetch;
+pub mod intake;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;

@@ -86,7 +86,11 @@ impl Histogram {
 #[derive(Default)]
 pub struct Metrics {
     outcomes: [AtomicU64; 6],
-    revocations: [AtomicU64; 3],
+    revocations: [AtomicU64; 4],
+    /// Identity-provider signals by (endpoint, result, reason).
+    signals: parking_lot::Mutex<
+        std::collections::BTreeMap<(&'static str, &'static str, &'static str), u64>,
+    >,
     /// Time from sending a request upstream to its response head.
     pub upstream_latency: Histogram,
     /// Time to extract and verify a token (cache hits included).
@@ -100,16 +104,37 @@ impl Metrics {
         }
     }
 
-    /// Counts a revocation applied by kind (`token`, `subject`, `global`).
+    /// Counts a revocation applied by kind (`token`, `subject`, `global`, `session`).
     pub fn revocation(&self, kind: &str) {
         let i = match kind {
             "token" => 0,
             "subject" => 1,
-            _ => 2,
+            "global" => 2,
+            _ => 3,
         };
         if let Some(c) = self.revocations.get(i) {
             c.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Counts a signal from an identity provider at `endpoint`: `applied`,
+    /// `replayed` or `rejected` (with the rejection's `reason`, else "").
+    pub fn signal(&self, endpoint: &'static str, result: &'static str, reason: &'static str) {
+        *self
+            .signals
+            .lock()
+            .entry((endpoint, result, reason))
+            .or_default() += 1;
+    }
+
+    /// Signals counted so far at `endpoint` with `result`.
+    pub fn signals(&self, endpoint: &str, result: &str) -> u64 {
+        self.signals
+            .lock()
+            .iter()
+            .filter(|((e, r, _), _)| *e == endpoint && *r == result)
+            .map(|(_, n)| n)
+            .sum()
     }
 
     pub fn count(&self, outcome: Outcome) -> u64 {
@@ -131,11 +156,21 @@ impl Metrics {
             );
         }
         out.push_str("# HELP revoke_proxy_revocations_total Revocations applied by kind.\n# TYPE revoke_proxy_revocations_total counter\n");
-        for (label, c) in ["token", "subject", "global"].iter().zip(&self.revocations) {
+        for (label, c) in ["token", "subject", "global", "session"]
+            .iter()
+            .zip(&self.revocations)
+        {
             let _ = writeln!(
                 out,
                 "revoke_proxy_revocations_total{{kind=\"{label}\"}} {}",
                 c.load(Ordering::Relaxed)
+            );
+        }
+        out.push_str("# HELP revoke_proxy_intake_signals_total Signals from identity providers by endpoint, result and reason.\n# TYPE revoke_proxy_intake_signals_total counter\n");
+        for ((endpoint, result, reason), n) in self.signals.lock().iter() {
+            let _ = writeln!(
+                out,
+                "revoke_proxy_intake_signals_total{{endpoint=\"{endpoint}\",result=\"{result}\",reason=\"{reason}\"}} {n}"
             );
         }
         self.upstream_latency.render(

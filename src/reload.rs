@@ -130,6 +130,13 @@ impl Reloader {
             old_proxy.metrics.clone(),
         )
         .map_err(|p| strings(&p))?;
+        for (i, jwks) in proxy.intake.iter().flat_map(|i| i.jwks()).enumerate() {
+            jwks.use_fetcher(self.fetcher.clone());
+            jwks.refresh()
+                .await
+                .map_err(|e| vec![format!("intake.issuers: JWKS {i}: {e}")])?;
+            jwks.watch(self.fetcher.clone());
+        }
         Ok((new, proxy, needs_restart))
     }
 

@@ -19,6 +19,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("revocation", &["config", "claims", "metrics"]),
     ("fetch", &["auth", "tls"]),
     (
+        "intake",
+        &["config", "claims", "auth", "revocation", "metrics"],
+    ),
+    (
         "proxy",
         &[
             "config",
@@ -26,6 +30,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "auth",
             "routes",
             "revocation",
+            "intake",
             "metrics",
             "tls",
         ],

@@ -354,3 +354,73 @@ fn check_hmac_length(
         }
     }
 }
+
+/// Every asymmetric algorithm: the default for keys from a JWKS.
+const PUBLIC_ALGORITHMS: [Algorithm; 9] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+/// The keys of a trusted issuer (`intake.issuers[i]`), read as `jwt` reads
+/// them, as a `jwt` section with only its keys set. Without `algorithms`
+/// they follow the keys: HS256 for a secret, RS256 for a public key file,
+/// every asymmetric algorithm for a JWKS.
+pub(super) fn read_issuer_keys(s: &mut Section<'_>, base: &Path, p: &mut Problems) -> JwtSettings {
+    let listed = s.string_list("algorithms", p);
+    let public_key_file = s.string("public_key_file", p).map(|f| resolve(base, &f));
+    let jwks_url = s.string("jwks_url", p);
+    let secret = read_secret(s, base, p);
+    let algorithms = match listed {
+        Some(list) => read_algorithms(Some(list), &s.child_path("algorithms"), p),
+        None => {
+            let mut algs = Vec::new();
+            if secret.is_some() {
+                algs.push(Algorithm::HS256);
+            }
+            if public_key_file.is_some() {
+                algs.push(Algorithm::RS256);
+            }
+            if jwks_url.is_some() {
+                algs.extend(PUBLIC_ALGORITHMS);
+            }
+            if algs.is_empty() {
+                p.add(
+                    s.path(),
+                    "give the issuer's keys: jwks_url, public_key_file or secret",
+                );
+            }
+            algs
+        }
+    };
+    check_hmac_length(secret.as_ref(), &algorithms, s.path(), p);
+    let public_key_pem = read_public_key(public_key_file.as_deref(), s, p);
+    check_jwks_url(jwks_url.as_deref(), public_key_file.is_some(), s, p);
+    if !algorithms.is_empty() {
+        let given = GivenKeys {
+            secret: secret.is_some(),
+            public_key_file: public_key_file.is_some(),
+            jwks_url: jwks_url.is_some(),
+        };
+        check_keys_fit(&algorithms, &given, s.path(), p);
+    }
+    JwtSettings {
+        algorithms,
+        secret,
+        public_key_file,
+        public_key_pem,
+        jwks_url,
+        issuer: None,
+        audience: Vec::new(),
+        leeway: DEFAULT_LEEWAY,
+        require: Vec::new(),
+        token_from: Vec::new(),
+        realm: DEFAULT_REALM.to_string(),
+    }
+}

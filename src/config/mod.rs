@@ -8,6 +8,7 @@
 //! or imports another module of this crate: everyone imports config.
 
 mod forward;
+mod intake;
 mod jwt;
 mod listeners;
 mod reader;
@@ -16,6 +17,7 @@ mod routes;
 mod secret;
 
 pub use forward::*;
+pub use intake::*;
 pub use jwt::*;
 pub use listeners::*;
 pub use reader::{parse_duration, Problem};
@@ -24,6 +26,7 @@ pub use routes::*;
 pub use secret::*;
 
 use forward::read_forward;
+use intake::read_intake;
 use jwt::read_jwt;
 use listeners::{read_admin, read_log, read_server_tls, read_timeouts, read_upstream};
 use reader::{expand_env, Problems, Section};
@@ -46,6 +49,8 @@ pub struct Settings {
     pub revocation: RevocationSettings,
     pub routes: Vec<RouteSettings>,
     pub forward: ForwardSettings,
+    #[serde(skip_serializing_if = "IntakeSettings::is_empty")]
+    pub intake: IntakeSettings,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin: Option<AdminSettings>,
     pub log: LogSettings,
@@ -160,6 +165,7 @@ fn read_settings(doc: &serde_yaml::Value, base: &Path, p: &mut Problems) -> Sett
     let revocation = read_revocation(top.section("revocation", p), base, p);
     let routes = read_routes(top.get("routes"), p);
     let forward = read_forward(top.section("forward", p), p);
+    let intake = read_intake(top.section("intake", p), base, p);
     let admin = read_admin(top.section("admin", p), listen, p);
     let log = read_log(top.section("log", p), p);
     top.finish(p);
@@ -177,6 +183,7 @@ fn read_settings(doc: &serde_yaml::Value, base: &Path, p: &mut Problems) -> Sett
         revocation,
         routes,
         forward,
+        intake,
         admin,
         log,
     }

@@ -205,3 +205,49 @@ fn shared_store_settings_are_checked_and_passwords_masked() {
         "{p:?}"
     );
 }
+
+#[test]
+fn intake_issuers_default_their_algorithms_by_key() {
+    let text = format!(
+        "{MINIMAL}intake:\n  issuers:\n    - issuer: https://a\n      jwks_url: https://a/jwks\n      audience: [app]\n    - issuer: https://b\n      secret: ${{JWT_SECRET}}\n      audience: app\n  backchannel_logout:\n    path: /bcl\n"
+    );
+    let s = parse(&text).unwrap();
+    let [a, b] = s.intake.issuers.as_slice() else {
+        panic!("two issuers")
+    };
+    assert_eq!(a.keys.algorithms.len(), 9);
+    assert!(!a.keys.algorithms.contains(&Algorithm::HS256));
+    assert_eq!(b.keys.algorithms, vec![Algorithm::HS256]);
+    assert_eq!(b.audience, vec!["app"]);
+    let logout = s.intake.backchannel_logout.as_ref().unwrap();
+    assert_eq!(logout.accept_typ, vec!["logout+jwt", "JWT"]);
+    assert!(!s.describe().contains("s3cret"));
+}
+
+#[test]
+fn intake_problems_are_listed_with_their_paths() {
+    let text = format!(
+        "{MINIMAL}intake:\n  issuers:\n    - issuer: ''\n      jwks_url: ftp://x\n    - issuer: https://b\n      audience: [app]\n      bogus: 1\n  backchannel_logout:\n    path: /a/../b\n  ssf:\n    push_path: /ssf\n    authorization: short\n    poll: {{url: https://x}}\n  status_list:\n    enabled: true\n"
+    );
+    let p = problems(&text);
+    for expected in [
+        "intake.issuers[0].issuer: required",
+        "intake.issuers[0].audience: required",
+        "intake.issuers[0].jwks_url: must be an http",
+        "intake.issuers[1]: give the issuer's keys",
+        "intake.issuers[1].bogus: unknown key",
+        "intake.backchannel_logout.path: must be an absolute path",
+        "intake.ssf.authorization: required",
+        "intake.ssf.poll: poll delivery",
+        "intake.status_list: token status lists are not supported",
+    ] {
+        assert!(
+            p.iter().any(|x| x.starts_with(expected)),
+            "{expected} missing from {p:#?}"
+        );
+    }
+    let without_issuers = format!("{MINIMAL}intake:\n  backchannel_logout:\n    path: /bcl\n");
+    assert!(problems(&without_issuers)
+        .iter()
+        .any(|x| x.starts_with("intake.issuers: list at least one issuer")));
+}

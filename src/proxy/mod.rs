@@ -4,12 +4,13 @@
 //!
 //! Owns: admission, actions, the header policy ([`hygiene`]), the error
 //! table, the hyper-path upstream client, upgrades.
-//! May import: config, claims, auth, routes, revocation, metrics, tls.
+//! May import: config, claims, auth, routes, revocation, intake, metrics, tls.
 
 pub mod admit;
 pub mod error;
 pub mod forward;
 pub mod hygiene;
+mod intake;
 pub mod upgrade;
 
 use crate::auth::extract::Fields;
@@ -73,6 +74,10 @@ pub struct Proxy {
     realm: String,
     /// `revocation.on_store_failure: allow`.
     allow_on_store_failure: bool,
+    /// Revocations from identity providers (`intake:`), when configured.
+    pub intake: Option<Arc<crate::intake::Intake>>,
+    /// Longest an intake request may take to send its body.
+    intake_body_timeout: std::time::Duration,
 }
 
 impl Proxy {
@@ -83,6 +88,11 @@ impl Proxy {
         metrics: Arc<Metrics>,
     ) -> Result<Proxy, Vec<crate::config::Problem>> {
         let mut problems = hygiene::check(&settings.forward);
+        let intake = crate::intake::Intake::new(settings, revocations.clone(), metrics.clone())
+            .map_err(|p| problems.extend(p))
+            .ok()
+            .flatten()
+            .map(Arc::new);
         let upstream = Upstream::new(settings).map_err(|message| crate::config::Problem {
             path: "upstream".into(),
             message,
@@ -106,6 +116,8 @@ impl Proxy {
             realm: settings.jwt.realm.clone(),
             allow_on_store_failure: settings.revocation.on_store_failure
                 == crate::config::OnStoreFailure::Allow,
+            intake,
+            intake_body_timeout: settings.timeouts.client_header,
         })
     }
 
@@ -128,6 +140,14 @@ impl Proxy {
         upstream: &Upstream,
     ) -> Response<Body> {
         let mut access = self.access_line(req.method().as_str());
+        if let Some((intake, endpoint)) = self.intake_endpoint(req.uri().path()) {
+            if let Some(a) = access.as_mut() {
+                a.path = req.uri().path().to_string();
+            }
+            let resp = self.answer_intake(intake, endpoint, req).await;
+            self.record(access, resp.status().as_u16(), Outcome::Ok);
+            return resp;
+        }
         let result = self
             .handle_inner(req, client, tls, upstream, access.as_mut())
             .await;

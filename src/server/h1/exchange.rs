@@ -72,9 +72,6 @@ pub(super) async fn exchange(data: &[u8], conn: &mut Conn<'_>, lane: &Lane<'_>) 
         Check::Partial => return Step::Partial,
         Check::Hyper => return Step::Hyper,
     };
-    // A body or the next request that came with the head.
-    conn.buf
-        .extend_from_slice(data.get(plain.head_len..).unwrap_or_default());
     let proxy = &*lane.live.load_full();
     let method = parsed.method.unwrap_or_default();
     let target = parsed.path.unwrap_or_default();
@@ -82,6 +79,14 @@ pub(super) async fn exchange(data: &[u8], conn: &mut Conn<'_>, lane: &Lane<'_>) 
         Some((p, q)) => (p, Some(q)),
         None => (target, None),
     };
+    if proxy.intake.is_some() && proxy.intake_endpoint(path).is_some() {
+        // Identity-provider signals are answered by the hyper path, which
+        // reads their bodies whole.
+        return Step::Hyper;
+    }
+    // A body or the next request that came with the head.
+    conn.buf
+        .extend_from_slice(data.get(plain.head_len..).unwrap_or_default());
     let req = Request {
         method,
         path,
