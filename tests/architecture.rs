@@ -56,6 +56,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "admin",
             "auth",
             "fetch",
+            "intake",
             "metrics",
             "proxy",
             "reload",

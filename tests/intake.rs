@@ -1,7 +1,8 @@
 //! Revocations from the identity provider: OpenID Connect Back-Channel
-//! Logout on the public listener. Logout tokens are signed here with the
-//! fixture RSA key (the issuer's), the access tokens with the proxy's HMAC
-//! secret; every bad-input row is answered 400 and revokes nothing.
+//! Logout and Shared Signals (SSF/CAEP) push on the public listener. Logout
+//! tokens and SETs are signed here with the fixture RSA 2048 key (the
+//! issuer's), the access tokens with the proxy's HMAC secret; every
+//! bad-input row gets its written status and body and revokes nothing.
 
 mod support;
 
@@ -27,7 +28,17 @@ intake:
       audience: [app]
   backchannel_logout:
     path: /oidc/backchannel-logout
+  ssf:
+    push_path: /ssf/events
+    authorization: Bearer ssf-push-secret-0123456789
 "#;
+
+const PUSH: &str = "/ssf/events";
+const PUSH_AUTH: &str = "Bearer ssf-push-secret-0123456789";
+const SESSION_REVOKED: &str = "https://schemas.openid.net/secevent/caep/event-type/session-revoked";
+const CREDENTIAL_CHANGE: &str =
+    "https://schemas.openid.net/secevent/caep/event-type/credential-change";
+const VERIFICATION: &str = "https://schemas.openid.net/secevent/ssf/event-type/verification";
 
 fn access(sub: &str, sid: &str, iat: i64) -> String {
     let mut c = claims(sub);
@@ -333,5 +344,252 @@ async fn a_logout_after_a_fast_path_request_on_one_connection() {
         .map(|r| r.get(..3).unwrap_or(""))
         .collect();
     assert_eq!(statuses, ["200", "200", "401"], "{text}");
+    proxy.stop().await;
+}
+
+/// A SET as the CAEP interoperability profile writes it: `typ`
+/// secevent+jwt, RS256, `sub_id` or a subject in the event, one event.
+fn set_claims(event_type: &str, event: Value) -> Value {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    json!({
+        "iss": ISSUER, "aud": "app", "iat": now(), "jti": format!("set-{n}"),
+        "events": { event_type: event },
+    })
+}
+
+fn set_token(claims: &Value) -> String {
+    let mut h = Header::new(Algorithm::RS256);
+    h.typ = Some("secevent+jwt".into());
+    jsonwebtoken::encode(&h, claims, &private_key(Algorithm::RS256, "rsa")).unwrap()
+}
+
+async fn push(proxy: &TestProxy, auth: Option<&str>, set: &str) -> Resp {
+    let mut headers = vec![("content-type", "application/secevent+jwt")];
+    if let Some(a) = auth {
+        headers.push(("authorization", a));
+    }
+    send(proxy.addr, "POST", PUSH, &headers, set).await
+}
+
+#[tokio::test]
+async fn pushed_caep_events_revoke_at_the_events_own_time() {
+    let up = TestUpstream::start().await;
+    let proxy = TestProxy::start(CONFIG, &up.url(), &[]).await;
+
+    // session-revoked, complex subject with a session: that session only.
+    let s1 = access("fay", "f1", now() - 10);
+    let s2 = access("fay", "f2", now() - 10);
+    let c = set_claims(
+        SESSION_REVOKED,
+        json!({"subject": {"format": "complex",
+            "user": {"format": "iss_sub", "iss": ISSUER, "sub": "fay"},
+            "session": {"format": "opaque", "id": "f1"}},
+            "event_timestamp": now()}),
+    );
+    let set = set_token(&c);
+    let r = push(&proxy, Some(PUSH_AUTH), &set).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(get(proxy.addr, "/api", Some(&s1)).await.status, 401);
+    assert_eq!(get(proxy.addr, "/api", Some(&s2)).await.status, 200);
+    // The same SET again: 202, nothing new.
+    let entries = proxy.app.revocations.len();
+    assert_eq!(push(&proxy, Some(PUSH_AUTH), &set).await.status, 202);
+    assert_eq!(proxy.app.revocations.len(), entries);
+
+    // credential-change (password) at a past event time: tokens issued
+    // before it are revoked, tokens issued after it (a delayed SET) are not.
+    let before = access("gus", "g1", now() - 100);
+    let after = access("gus", "g2", now() - 20);
+    let c = set_claims(
+        CREDENTIAL_CHANGE,
+        json!({"credential_type": "password", "change_type": "update",
+            "event_timestamp": now() - 50}),
+    );
+    let mut c = c;
+    c["sub_id"] = json!({"format": "opaque", "id": "gus"});
+    assert_eq!(
+        push(&proxy, Some(PUSH_AUTH), &set_token(&c)).await.status,
+        202
+    );
+    assert_eq!(get(proxy.addr, "/api", Some(&before)).await.status, 401);
+    assert_eq!(get(proxy.addr, "/api", Some(&after)).await.status, 200);
+
+    // session-revoked for a user (iss_sub), no event_timestamp: the SET's iat.
+    let hal = access("hal", "h1", now() - 10);
+    let c = set_claims(
+        SESSION_REVOKED,
+        json!({"subject": {"format": "iss_sub", "iss": ISSUER, "sub": "hal"}}),
+    );
+    assert_eq!(
+        push(&proxy, Some(PUSH_AUTH), &set_token(&c)).await.status,
+        202
+    );
+    assert_eq!(get(proxy.addr, "/api", Some(&hal)).await.status, 401);
+
+    // Accepted, nothing written: verification, another credential type, an
+    // unknown event type, an unhandled subject format.
+    let entries = proxy.app.revocations.len();
+    for c in [
+        set_claims(VERIFICATION, json!({"state": "abc"})),
+        set_claims(
+            CREDENTIAL_CHANGE,
+            json!({"subject": {"format": "opaque", "id": "ivy"},
+                "credential_type": "fido2-roaming", "change_type": "create"}),
+        ),
+        set_claims("urn:example:unknown", json!({})),
+        set_claims(
+            SESSION_REVOKED,
+            json!({"subject": {"format": "email", "email": "ivy@example.com"}}),
+        ),
+    ] {
+        let r = push(&proxy, Some(PUSH_AUTH), &set_token(&c)).await;
+        assert_eq!(r.status, 202, "{c}: {}", r.body);
+    }
+    assert_eq!(proxy.app.revocations.len(), entries);
+    let m = &proxy.app.metrics;
+    assert_eq!(m.signals("ssf_push", "applied"), 3);
+    assert_eq!(m.signals("ssf_push", "replayed"), 1);
+    assert_eq!(m.signals("ssf_push", "ignored"), 4);
+    assert_eq!(
+        up.count(),
+        2,
+        "only the two served API calls reached the upstream"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn every_bad_push_gets_its_rfc8935_error_and_revokes_nothing() {
+    let up = TestUpstream::start().await;
+    let proxy = TestProxy::start(CONFIG, &up.url(), &[]).await;
+    let victim = access("jay", "j1", now() - 10);
+    let session = json!({"subject": {"format": "opaque", "id": "jay"}});
+    let good = || set_claims(SESSION_REVOKED, session.clone());
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut c = good();
+        f(&mut c);
+        set_token(&c)
+    };
+    let header = |typ: Option<&str>, alg: Algorithm, key: &str, c: &Value| {
+        let mut h = Header::new(alg);
+        h.typ = typ.map(str::to_string);
+        jsonwebtoken::encode(&h, c, &private_key(alg, key)).unwrap()
+    };
+    let unsigned = {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        format!(
+            "{}.{}.",
+            b64.encode(r#"{"alg":"none","typ":"secevent+jwt"}"#),
+            b64.encode(good().to_string())
+        )
+    };
+    // Wrong or missing Authorization: 401 before anything is read.
+    let set = set_token(&good());
+    for auth in [
+        None,
+        Some("Bearer wrong"),
+        Some("bearer ssf-push-secret-0123456789"),
+    ] {
+        let r = push(&proxy, auth, &set).await;
+        assert_eq!(r.status, 401, "{auth:?}: {}", r.body);
+        assert_eq!(r.json()["err"], "authentication_failed");
+    }
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "wrong iss",
+            with(&|c| c["iss"] = json!("https://evil.test")),
+            "invalid_issuer",
+        ),
+        (
+            "wrong aud",
+            with(&|c| c["aud"] = json!("other")),
+            "invalid_audience",
+        ),
+        (
+            "other key",
+            header(Some("secevent+jwt"), Algorithm::RS256, "rsa-other", &good()),
+            "invalid_key",
+        ),
+        (
+            "typ JWT",
+            header(Some("JWT"), Algorithm::RS256, "rsa", &good()),
+            "invalid_request",
+        ),
+        (
+            "no typ",
+            header(None, Algorithm::RS256, "rsa", &good()),
+            "invalid_request",
+        ),
+        ("alg none", unsigned, "invalid_request"),
+        (
+            "two events",
+            with(&|c| c["events"][VERIFICATION] = json!({})),
+            "invalid_request",
+        ),
+        (
+            "no events",
+            with(&|c| {
+                c.as_object_mut().unwrap().remove("events");
+            }),
+            "invalid_request",
+        ),
+        (
+            "sub at the top",
+            with(&|c| c["sub"] = json!("jay")),
+            "invalid_request",
+        ),
+        (
+            "exp at the top",
+            with(&|c| c["exp"] = json!(now() + 60)),
+            "invalid_request",
+        ),
+        (
+            "no jti",
+            with(&|c| {
+                c.as_object_mut().unwrap().remove("jti");
+            }),
+            "invalid_request",
+        ),
+        (
+            "future iat",
+            with(&|c| c["iat"] = json!(now() + 60)),
+            "invalid_request",
+        ),
+        (
+            "future event",
+            with(&|c| c["events"][SESSION_REVOKED]["event_timestamp"] = json!(now() + 60)),
+            "invalid_request",
+        ),
+        ("not a JWT", "abc".to_string(), "invalid_request"),
+    ];
+    for (name, set, err) in &cases {
+        let r = push(&proxy, Some(PUSH_AUTH), set).await;
+        assert_eq!(r.status, 400, "{name}: {}", r.body);
+        assert_eq!(r.json()["err"], *err, "{name}: {}", r.body);
+        assert!(r.json()["description"]
+            .as_str()
+            .is_some_and(|d| !d.is_empty()));
+        assert!(proxy.app.revocations.is_empty(), "{name} revoked something");
+    }
+    let r = send(
+        proxy.addr,
+        "POST",
+        PUSH,
+        &[
+            ("content-type", "application/json"),
+            ("authorization", PUSH_AUTH),
+        ],
+        &set,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json()["err"].as_str()),
+        (400, Some("invalid_request"))
+    );
+    assert!(proxy.app.revocations.is_empty());
+    assert_eq!(up.count(), 0, "no push was proxied");
+    assert_eq!(get(proxy.addr, "/api", Some(&victim)).await.status, 200);
     proxy.stop().await;
 }

@@ -1,9 +1,10 @@
 //! Revocations sent by the identity provider: OpenID Connect Back-Channel
-//! Logout on a path of the public listener. Each request is read whole,
-//! checked ([`signal`] for what every signal must be, [`logout`] for the
-//! logout token's own rules) and turned into one revocation written through
-//! the same store path as a route's, at the signal's own time. Plain
-//! values in, an [`Answer`] out: the server decides nothing here.
+//! Logout and Shared Signals (SSF/CAEP) push, each on a path of the public
+//! listener. Each request is read whole, checked ([`signal`] for what every
+//! signal must be, [`logout`] and [`ssf`] for each kind's own rules) and
+//! turned into at most one revocation written through the same store path
+//! as a route's, at the signal's own time. Plain values in, an [`Answer`]
+//! out: the server decides nothing here.
 //!
 //! Owns: intake endpoints, signal verification, replay memory.
 //! May import: config, claims, auth, revocation, metrics.
@@ -11,10 +12,11 @@
 pub mod logout;
 pub mod replay;
 pub mod signal;
+pub mod ssf;
 
 use crate::auth::jwks::Jwks;
 use crate::claims::ClaimValue;
-use crate::config::{BackchannelLogoutSettings, Problem, Settings};
+use crate::config::{BackchannelLogoutSettings, Problem, Settings, SsfSettings};
 use crate::metrics::Metrics;
 use crate::revocation::Revocations;
 use signal::{Issuer, Rejection};
@@ -29,6 +31,8 @@ pub const MAX_BODY: usize = 64 * 1024;
 pub enum Endpoint {
     /// `intake.backchannel_logout.path`.
     BackchannelLogout,
+    /// `intake.ssf.push_path`.
+    SsfPush,
 }
 
 impl Endpoint {
@@ -36,6 +40,7 @@ impl Endpoint {
     pub fn label(self) -> &'static str {
         match self {
             Endpoint::BackchannelLogout => "backchannel_logout",
+            Endpoint::SsfPush => "ssf_push",
         }
     }
 }
@@ -44,6 +49,7 @@ impl Endpoint {
 pub struct Delivery<'a> {
     pub method: &'a str,
     pub content_type: Option<&'a [u8]>,
+    pub authorization: Option<&'a [u8]>,
     pub body: &'a [u8],
 }
 
@@ -110,8 +116,14 @@ pub fn check(settings: &Settings) -> Vec<Problem> {
 pub struct Intake {
     issuers: Vec<Issuer>,
     logout: Option<BackchannelLogoutSettings>,
-    /// `intake.backchannel_logout.path` lower-cased, as routes compare paths.
-    logout_path: String,
+    ssf: Option<SsfSettings>,
+    /// The configured paths lower-cased, as routes compare paths.
+    logout_path: Option<String>,
+    push_path: Option<String>,
+    /// Digest of `intake.ssf.authorization`, compared in constant time.
+    push_authorization: [u8; 32],
+    /// `jwt.issuer`: the `iss` an `iss_sub` subject must name, when set.
+    subject_issuer: Option<String>,
     replay: replay::Replay,
     revocations: Arc<Revocations>,
     metrics: Arc<Metrics>,
@@ -128,9 +140,9 @@ impl Intake {
         metrics: Arc<Metrics>,
     ) -> Result<Option<Intake>, Vec<Problem>> {
         let intake = &settings.intake;
-        let Some(logout) = &intake.backchannel_logout else {
+        if intake.backchannel_logout.is_none() && intake.ssf.is_none() {
             return Ok(None);
-        };
+        }
         let mut problems = Vec::new();
         let mut issuers = Vec::new();
         for (i, s) in intake.issuers.iter().enumerate() {
@@ -143,10 +155,21 @@ impl Intake {
             return Err(problems);
         }
         let leeway = settings.jwt.leeway.as_secs() as i64;
+        let ssf = intake.ssf.clone();
         Ok(Some(Intake {
             issuers,
-            logout_path: logout.path.to_ascii_lowercase(),
-            logout: Some(logout.clone()),
+            logout_path: intake
+                .backchannel_logout
+                .as_ref()
+                .map(|l| l.path.to_ascii_lowercase()),
+            push_path: ssf.as_ref().map(|s| s.push_path.to_ascii_lowercase()),
+            push_authorization: digest(
+                ssf.as_ref()
+                    .map_or(&[][..], |s| s.authorization.0.as_bytes()),
+            ),
+            logout: intake.backchannel_logout.clone(),
+            ssf,
+            subject_issuer: settings.jwt.issuer.clone(),
             replay: replay::Replay::default(),
             revocations,
             metrics,
@@ -159,8 +182,13 @@ impl Intake {
     /// [`crate::routes::NormalizedPath::loose`]): every spelling of an
     /// intake path is answered here, none is proxied.
     pub fn endpoint(&self, loose_path: &str) -> Option<Endpoint> {
-        (self.logout.is_some() && loose_path == self.logout_path)
-            .then_some(Endpoint::BackchannelLogout)
+        if self.logout_path.as_deref() == Some(loose_path) {
+            Some(Endpoint::BackchannelLogout)
+        } else if self.push_path.as_deref() == Some(loose_path) {
+            Some(Endpoint::SsfPush)
+        } else {
+            None
+        }
     }
 
     /// The JWKS of every issuer, to be kept fresh by the caller.
@@ -179,36 +207,24 @@ impl Intake {
             a.headers.push(("allow", "POST"));
             return a;
         }
-        match endpoint {
-            Endpoint::BackchannelLogout => self.backchannel_logout(delivery).await,
-        }
-    }
-
-    async fn backchannel_logout(&self, delivery: &Delivery<'_>) -> Answer {
-        let kind = Endpoint::BackchannelLogout.label();
-        match self.logout_change(delivery).await {
-            Ok(Applied::Replayed) => {
-                self.metrics.signal(kind, "replayed", "");
-                Answer::empty(200)
-            }
-            Ok(Applied::Written) => {
-                self.metrics.signal(kind, "applied", "");
-                Answer::empty(200)
+        let kind = endpoint.label();
+        let result = match endpoint {
+            Endpoint::BackchannelLogout => self.logout_change(delivery).await,
+            Endpoint::SsfPush => self.push_change(delivery).await,
+        };
+        match result {
+            Ok(applied) => {
+                self.metrics.signal(kind, applied.label(), "");
+                match endpoint {
+                    Endpoint::BackchannelLogout => Answer::empty(200),
+                    Endpoint::SsfPush => Answer::empty(202),
+                }
             }
             Err(rejection) => {
                 self.metrics.signal(kind, "rejected", rejection.reason());
                 tracing::warn!(intake = kind, reason = rejection.reason(),
                     description = %rejection.description(), "Signal refused");
-                let status = if rejection == Rejection::KeysUnavailable {
-                    503
-                } else {
-                    400
-                };
-                Answer::json(
-                    status,
-                    serde_json::json!({"error": "invalid_request",
-                        "error_description": rejection.description()}),
-                )
+                rejection_answer(endpoint, &rejection)
             }
         }
     }
@@ -227,15 +243,57 @@ impl Intake {
         let signal = signal::verify(&self.issuers, &token, now, self.leeway).await?;
         let change = logout::change(&signal, &settings.accept_typ)?;
         let jti = signal::string_claim(&signal.claims, "jti")?.unwrap_or_default();
-        self.apply(&signal, jti, change, now).await
+        let kind = Endpoint::BackchannelLogout.label();
+        self.apply(kind, &signal, jti, Some(change), now).await
+    }
+
+    async fn push_change(&self, delivery: &Delivery<'_>) -> Result<Applied, Rejection> {
+        if self.ssf.is_none() {
+            return Err(Rejection::request("SSF push is not configured"));
+        }
+        let given = digest(delivery.authorization.unwrap_or_default());
+        if delivery.authorization.is_none() || !same(&given, &self.push_authorization) {
+            return Err(Rejection::Unauthorized);
+        }
+        if !media_type_is(delivery.content_type, "application/secevent+jwt") {
+            return Err(Rejection::request(
+                "the body must be application/secevent+jwt",
+            ));
+        }
+        let token = std::str::from_utf8(delivery.body)
+            .map_err(|_| Rejection::request("the body is not UTF-8"))?
+            .trim();
+        let now = self.revocations.clock().now();
+        self.apply_set(Endpoint::SsfPush.label(), token, now).await
+    }
+
+    /// Verifies one SET (pushed or polled) and applies its event.
+    pub async fn apply_set(
+        &self,
+        kind: &'static str,
+        token: &str,
+        now: i64,
+    ) -> Result<Applied, Rejection> {
+        let signal = signal::verify(&self.issuers, token, now, self.leeway).await?;
+        let set = ssf::read(&signal, now, self.leeway, self.subject_issuer.as_deref())?;
+        let change = match set.event {
+            ssf::Event::Revoke(change) => Some(change),
+            ssf::Event::Nothing(why) => {
+                tracing::info!(intake = kind, event = %set.event_type, why,
+                    "Signal accepted; nothing to revoke");
+                None
+            }
+        };
+        self.apply(kind, &signal, &set.jti, change, now).await
     }
 
     /// Writes `change` unless this issuer's `jti` was applied before.
     async fn apply(
         &self,
+        kind: &'static str,
         signal: &signal::Signal,
         jti: &str,
-        change: Change,
+        change: Option<Change>,
         now: i64,
     ) -> Result<Applied, Rejection> {
         if self.replay.seen(signal.issuer, jti, now) {
@@ -246,27 +304,28 @@ impl Intake {
             .get(signal.issuer)
             .map_or("", |i| i.name.as_str());
         let written = match &change {
-            Change::Session(sid) => {
-                tracing::info!(target: "audit", issuer, signal = "backchannel_logout",
+            None => None,
+            Some(Change::Session(sid)) => {
+                tracing::info!(target: "audit", issuer, signal = kind,
                     session = sid.as_text(), "Session revoked by the identity provider");
-                self.revocations.revoke_session(sid.clone(), None).await
+                self.metrics.revocation("session");
+                Some(self.revocations.revoke_session(sid.clone(), None).await)
             }
-            Change::SubjectAt(sub, at) => {
-                tracing::info!(target: "audit", issuer, signal = "backchannel_logout",
+            Some(Change::SubjectAt(sub, at)) => {
+                tracing::info!(target: "audit", issuer, signal = kind,
                     subject = sub.as_text(), cutoff = at,
                     "Subject's tokens revoked by the identity provider");
-                self.revocations
-                    .purge_subject_at(sub.clone(), *at, None)
-                    .await
+                self.metrics.revocation("subject");
+                Some(
+                    self.revocations
+                        .purge_subject_at(sub.clone(), *at, None)
+                        .await,
+                )
             }
         };
-        self.metrics
-            .revocation(if matches!(change, Change::Session(_)) {
-                "session"
-            } else {
-                "subject"
-            });
-        tracing::debug!(status = written.label(), "Signal written");
+        if let Some(w) = written {
+            tracing::debug!(status = w.label(), "Signal written");
+        }
         let until = signal
             .exp
             .map_or(signal.iat.saturating_add(self.remember), |e| {
@@ -274,13 +333,68 @@ impl Intake {
             })
             .max(now.saturating_add(self.leeway));
         self.replay.remember(signal.issuer, jti, until, now);
-        Ok(Applied::Written)
+        Ok(if change.is_some() {
+            Applied::Written
+        } else {
+            Applied::Ignored
+        })
     }
 }
 
-enum Applied {
+/// What became of a valid signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Its revocation was written.
     Written,
+    /// Valid, but it asks for nothing this proxy enforces.
+    Ignored,
+    /// Its `jti` was applied before: nothing changed.
     Replayed,
+}
+
+impl Applied {
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Applied::Written => "applied",
+            Applied::Ignored => "ignored",
+            Applied::Replayed => "replayed",
+        }
+    }
+}
+
+/// The answer to a refused signal: back-channel logout answers 400 with
+/// an OAuth error; SSF push answers with RFC 8935's `err` codes.
+fn rejection_answer(endpoint: Endpoint, rejection: &Rejection) -> Answer {
+    let status = match rejection {
+        Rejection::KeysUnavailable => 503,
+        Rejection::Unauthorized => 401,
+        _ => 400,
+    };
+    let body = match endpoint {
+        Endpoint::BackchannelLogout => serde_json::json!({"error": "invalid_request",
+            "error_description": rejection.description()}),
+        Endpoint::SsfPush => serde_json::json!({"err": rejection.reason(),
+            "description": rejection.description()}),
+    };
+    let mut answer = Answer::json(status, body);
+    if status == 503 {
+        answer.headers.push(("retry-after", "5"));
+    }
+    answer
+}
+
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
+}
+
+/// Constant-time equality of two digests.
+fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 /// `Content-Type` names `expected` (parameters and case aside).

@@ -40,6 +40,8 @@ pub enum Rejection {
     Request(String),
     /// The issuer's keys have not been loaded yet (its JWKS is unreachable).
     KeysUnavailable,
+    /// A push without exactly the configured `Authorization`.
+    Unauthorized,
 }
 
 impl Rejection {
@@ -55,6 +57,7 @@ impl Rejection {
             Rejection::Key(why) => (*why).into(),
             Rejection::Request(why) => why.clone(),
             Rejection::KeysUnavailable => "the issuer's signing keys are not available yet".into(),
+            Rejection::Unauthorized => "the Authorization header is missing or wrong".into(),
         }
     }
 
@@ -66,6 +69,7 @@ impl Rejection {
             Rejection::Key(_) => "invalid_key",
             Rejection::Request(_) => "invalid_request",
             Rejection::KeysUnavailable => "keys_unavailable",
+            Rejection::Unauthorized => "authentication_failed",
         }
     }
 }

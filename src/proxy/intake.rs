@@ -5,7 +5,7 @@
 use super::{Body, Proxy};
 use crate::intake::{Answer, Delivery, Endpoint, Intake, MAX_BODY};
 use bytes::Bytes;
-use http::header::CONTENT_TYPE;
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
@@ -37,7 +37,8 @@ impl Proxy {
                 let body = collected.to_bytes();
                 let delivery = Delivery {
                     method: parts.method.as_str(),
-                    content_type: parts.headers.get(CONTENT_TYPE).map(HeaderValue::as_bytes),
+                    content_type: only_one(&parts.headers, CONTENT_TYPE),
+                    authorization: only_one(&parts.headers, AUTHORIZATION),
                     body: &body,
                 };
                 intake.answer(endpoint, &delivery).await
@@ -50,6 +51,16 @@ impl Proxy {
             },
         };
         to_response(answer)
+    }
+}
+
+/// A header's value when it is sent exactly once; two are ambiguous and
+/// count as none.
+fn only_one(headers: &http::HeaderMap, name: http::HeaderName) -> Option<&[u8]> {
+    let mut all = headers.get_all(name).iter();
+    match (all.next(), all.next()) {
+        (Some(v), None) => Some(v.as_bytes()),
+        _ => None,
     }
 }
 
