@@ -28,6 +28,19 @@ if ! python3 -c 'import kubernetes_validate' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate
 fi
 
+# tests/oidc_provider.rs runs the npm package oidc-provider as a real
+# identity provider (tests/peers/oidc); it needs Node.js 20 or later.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "== installing nodejs, npm"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
+fi
+if [ ! -d tests/peers/oidc/node_modules/oidc-provider ]; then
+  echo "== installing tests/peers/oidc (npm ci)"
+  npm ci --prefix tests/peers/oidc --no-audit --no-fund --loglevel=error
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings"

@@ -230,6 +230,32 @@ async fn issuer_and_audience_are_checked_when_configured() {
     proxy.stop().await;
 }
 
+/// RFC 9068 with `jwt.typ`: only tokens typed as access tokens pass (an
+/// ID token or a logout token of the same issuer is no access token).
+#[tokio::test]
+async fn access_token_profile_requires_its_typ() {
+    let up = TestUpstream::start().await;
+    let yaml = BASIC.replace("  leeway: 5s", "  leeway: 5s\n  typ: [at+jwt]");
+    let proxy = TestProxy::start(&yaml, &up.url(), &[]).await;
+    let key = EncodingKey::from_secret(SECRET.as_bytes());
+    let typed = |typ: Option<&str>| {
+        let mut h = jsonwebtoken::Header::new(Algorithm::HS256);
+        h.typ = typ.map(str::to_string);
+        jsonwebtoken::encode(&h, &claims("t"), &key).unwrap()
+    };
+    for ok in ["at+jwt", "application/at+jwt", "AT+JWT"] {
+        let r = get(proxy.addr, "/api", Some(&typed(Some(ok)))).await;
+        assert_eq!(r.status, 200, "{ok}: {}", r.body);
+    }
+    for bad in [Some("JWT"), Some("logout+jwt"), None] {
+        assert_invalid(
+            &get(proxy.addr, "/api", Some(&typed(bad))).await,
+            "token type (typ) not accepted",
+        );
+    }
+    proxy.stop().await;
+}
+
 fn public_key_config(algs: &str, key: &str) -> String {
     BASIC.replace(
         "  algorithms: [HS256]\n  secret: ${SECRET}",

@@ -238,3 +238,35 @@ pub fn audience_matches(aud: Option<&Value>, expected: &[String]) -> bool {
         _ => false,
     }
 }
+
+/// A `typ` header as a media type, compared as RFC 7515 §4.1.9 says: without
+/// case, and with the `application/` prefix optional.
+pub fn typ_matches(typ: Option<&str>, accepted: &[String]) -> bool {
+    let bare = |t: &str| {
+        let t = t.trim();
+        let lower = t.to_ascii_lowercase();
+        lower
+            .strip_prefix("application/")
+            .map(str::to_string)
+            .unwrap_or(lower)
+    };
+    match typ {
+        None => false,
+        Some(t) => accepted.iter().any(|a| bare(a) == bare(t)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typ_compares_as_a_media_type() {
+        let ok = vec!["logout+jwt".to_string(), "JWT".to_string()];
+        assert!(typ_matches(Some("logout+jwt"), &ok));
+        assert!(typ_matches(Some("application/logout+JWT"), &ok));
+        assert!(typ_matches(Some("jwt"), &ok));
+        assert!(!typ_matches(Some("at+jwt"), &ok));
+        assert!(!typ_matches(None, &ok));
+    }
+}

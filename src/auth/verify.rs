@@ -43,6 +43,8 @@ pub struct Verifier {
     issuer: Option<String>,
     audience: Vec<String>,
     require: Vec<String>,
+    /// `jwt.typ`: accepted header `typ` values; empty: any.
+    typ: Vec<String>,
     leeway: i64,
     max_lifetime: i64,
     subject_claim: String,
@@ -64,6 +66,7 @@ impl Verifier {
             issuer: jwt.issuer.clone(),
             audience: jwt.audience.clone(),
             require: jwt.require.clone(),
+            typ: jwt.typ.clone(),
             leeway: jwt.leeway.as_secs() as i64,
             max_lifetime: revocation.max_token_lifetime.as_secs() as i64,
             subject_claim: revocation.subject_claim.clone(),
@@ -114,7 +117,10 @@ impl Verifier {
 
     /// Signature and every claim check that does not depend on the clock.
     pub fn verify_uncached(&self, token: &str, now: i64) -> Result<Verified, AuthError> {
-        let (_header, claims) = self.keys.verify(token)?;
+        let (header, claims) = self.keys.verify(token)?;
+        if !self.typ.is_empty() && !super::keyset::typ_matches(header.typ.as_deref(), &self.typ) {
+            return Err(AuthError::invalid("token type (typ) not accepted"));
+        }
         self.check_claims(claims, now)
     }
 

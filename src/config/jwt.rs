@@ -60,6 +60,10 @@ pub struct JwtSettings {
     pub require: Vec<String>,
     pub token_from: Vec<TokenSource>,
     pub realm: String,
+    /// `typ`: when set, the header `typ` a token must carry, one of these
+    /// (RFC 9068 access tokens: `at+jwt`); empty: any or none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub typ: Vec<String>,
 }
 
 fn read_algorithms(list: Option<Vec<String>>, path: &str, p: &mut Problems) -> Vec<Algorithm> {
@@ -158,6 +162,10 @@ pub(super) fn read_jwt(mut s: Section<'_>, base: &Path, p: &mut Problems) -> Jwt
     let token_path = s.child_path("token_from");
     let token_from = read_token_sources(s.get("token_from"), &token_path, p);
     let realm = read_realm(&mut s, p);
+    let typ = s.string_list("typ", p).unwrap_or_default();
+    if typ.iter().any(|t| t.trim().is_empty()) {
+        p.add(&s.child_path("typ"), "empty typ value");
+    }
 
     let secret = read_secret(&mut s, base, p);
     check_hmac_length(secret.as_ref(), &algorithms, s.path(), p);
@@ -188,6 +196,7 @@ pub(super) fn read_jwt(mut s: Section<'_>, base: &Path, p: &mut Problems) -> Jwt
         require,
         token_from,
         realm,
+        typ,
     }
 }
 
@@ -422,5 +431,6 @@ pub(super) fn read_issuer_keys(s: &mut Section<'_>, base: &Path, p: &mut Problem
         require: Vec::new(),
         token_from: Vec::new(),
         realm: DEFAULT_REALM.to_string(),
+        typ: Vec::new(),
     }
 }

@@ -4,6 +4,7 @@
 //! not from the future. The checks particular to logout tokens and SETs
 //! are in their own files.
 
+pub use crate::auth::keyset::typ_matches;
 use crate::auth::keyset::{audience_matches, numeric_date, KeySet};
 use crate::auth::AuthError;
 use crate::config::{IssuerSettings, Problem};
@@ -149,23 +150,6 @@ fn from_auth(e: AuthError) -> Rejection {
     }
 }
 
-/// A `typ` header as a media type, compared as RFC 7515 §4.1.9 says: without
-/// case, and with the `application/` prefix optional.
-pub fn typ_matches(typ: Option<&str>, accepted: &[String]) -> bool {
-    let bare = |t: &str| {
-        let t = t.trim();
-        let lower = t.to_ascii_lowercase();
-        lower
-            .strip_prefix("application/")
-            .map(str::to_string)
-            .unwrap_or(lower)
-    };
-    match typ {
-        None => false,
-        Some(t) => accepted.iter().any(|a| bare(a) == bare(t)),
-    }
-}
-
 /// A claim that must be a non-empty string, when present.
 pub fn string_claim<'c>(
     claims: &'c Map<String, Value>,
@@ -177,20 +161,5 @@ pub fn string_claim<'c>(
         Some(_) => Err(Rejection::request(format!(
             "{name} must be a non-empty string"
         ))),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn typ_compares_as_a_media_type() {
-        let ok = vec!["logout+jwt".to_string(), "JWT".to_string()];
-        assert!(typ_matches(Some("logout+jwt"), &ok));
-        assert!(typ_matches(Some("application/logout+JWT"), &ok));
-        assert!(typ_matches(Some("jwt"), &ok));
-        assert!(!typ_matches(Some("at+jwt"), &ok));
-        assert!(!typ_matches(None, &ok));
     }
 }

@@ -205,8 +205,19 @@ pub fn parse_settings(yaml: &str, upstream: &str, extra: &[(&str, String)]) -> S
 impl TestProxy {
     /// Starts the proxy in this process with `yaml` (listen is forced to 127.0.0.1:0).
     pub async fn start(yaml: &str, upstream: &str, extra: &[(&str, String)]) -> TestProxy {
+        TestProxy::start_on(0, yaml, upstream, extra).await
+    }
+
+    /// Starts the proxy listening on 127.0.0.1:`port` (0: any free port),
+    /// for a peer that must know the proxy's address before it starts.
+    pub async fn start_on(
+        port: u16,
+        yaml: &str,
+        upstream: &str,
+        extra: &[(&str, String)],
+    ) -> TestProxy {
         let mut settings = parse_settings(yaml, upstream, extra);
-        settings.listen = "127.0.0.1:0".parse().unwrap();
+        settings.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
         if let Some(a) = settings.admin.as_mut() {
             a.listen = "127.0.0.1:0".parse().unwrap();
         }
