@@ -164,6 +164,19 @@ impl App {
             jwks.watch(fetcher.clone());
         }
         let live: crate::proxy::LiveProxy = Arc::new(arc_swap::ArcSwap::new(proxy.clone()));
+        if proxy
+            .intake
+            .as_ref()
+            .is_some_and(|i| i.poll_settings().is_some())
+        {
+            // SSF poll delivery follows the configuration in force.
+            let from = live.clone();
+            tokio::spawn(crate::intake::poll::run(
+                move || from.load().intake.clone(),
+                fetcher.clone(),
+                metrics.clone(),
+            ));
+        }
         let token_digest = settings
             .admin
             .as_ref()

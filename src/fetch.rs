@@ -1,10 +1,10 @@
-//! Outbound HTTP fetches on behalf of `auth` (a JWKS), with TLS to the
-//! system roots, a time bound and a size bound. It implements
-//! [`crate::auth::jwks::Fetch`], so `auth` itself holds no HTTP client.
+//! Outbound HTTP on behalf of `auth` (a JWKS) and `intake` (SSF polls),
+//! with TLS to the system roots, a time bound and a size bound. It
+//! implements [`crate::auth::jwks::Fetch`], so neither holds an HTTP client.
 
-use crate::auth::jwks::{Fetch, FetchFuture};
+use crate::auth::jwks::{Fetch, FetchFuture, Post};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -14,7 +14,7 @@ use std::time::Duration;
 /// One fetch may take this long (5 s).
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
-type HttpsClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
+type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// http:// and https:// (system roots, read at the first fetch).
 #[derive(Default)]
@@ -46,32 +46,61 @@ impl HttpFetcher {
     }
 }
 
+impl HttpFetcher {
+    /// Sends `req`; a 2xx answer's body (at most `max_bytes`) within `timeout`.
+    async fn send(
+        &self,
+        req: http::Request<Full<Bytes>>,
+        timeout: Duration,
+        max_bytes: usize,
+    ) -> Result<Bytes, String> {
+        let fetch = async {
+            let resp = self
+                .client()?
+                .request(req)
+                .await
+                .map_err(|e| format!("fetch failed: {e}"))?;
+            if !resp.status().is_success() {
+                return Err(format!("answered {}", resp.status()));
+            }
+            Limited::new(resp.into_body(), max_bytes)
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .map_err(|e| format!("body: {e}"))
+        };
+        tokio::time::timeout(timeout, fetch)
+            .await
+            .map_err(|_| "fetch timed out".to_string())?
+    }
+}
+
 impl Fetch for HttpFetcher {
     fn get<'a>(&'a self, url: &'a str, accept: &'a str, max_bytes: usize) -> FetchFuture<'a> {
         Box::pin(async move {
             let uri: http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
             let req = http::Request::get(uri)
                 .header(http::header::ACCEPT, accept)
-                .body(Empty::new())
+                .body(Full::new(Bytes::new()))
                 .map_err(|e| e.to_string())?;
-            let fetch = async {
-                let resp = self
-                    .client()?
-                    .request(req)
-                    .await
-                    .map_err(|e| format!("fetch failed: {e}"))?;
-                if !resp.status().is_success() {
-                    return Err(format!("answered {}", resp.status()));
-                }
-                Limited::new(resp.into_body(), max_bytes)
-                    .collect()
-                    .await
-                    .map(|b| b.to_bytes())
-                    .map_err(|e| format!("body: {e}"))
-            };
-            tokio::time::timeout(FETCH_TIMEOUT, fetch)
-                .await
-                .map_err(|_| "fetch timed out".to_string())?
+            self.send(req, FETCH_TIMEOUT, max_bytes).await
+        })
+    }
+
+    fn post<'a>(&'a self, post: Post<'a>) -> FetchFuture<'a> {
+        Box::pin(async move {
+            let url = post.url;
+            let uri: http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+            let mut req = http::Request::post(uri)
+                .header(http::header::ACCEPT, post.accept)
+                .header(http::header::CONTENT_TYPE, post.content_type);
+            if let Some(a) = post.authorization {
+                req = req.header(http::header::AUTHORIZATION, a);
+            }
+            let req = req
+                .body(Full::new(post.body))
+                .map_err(|_| "the request could not be built".to_string())?;
+            self.send(req, post.timeout, post.max_bytes).await
         })
     }
 }

@@ -87,6 +87,10 @@ impl Histogram {
 pub struct Metrics {
     outcomes: [AtomicU64; 6],
     revocations: [AtomicU64; 4],
+    /// Unix time of the last SSF poll the transmitter answered (0: none yet).
+    poll_success: std::sync::atomic::AtomicI64,
+    /// SSF polls that failed (transport, status, or an unreadable answer).
+    poll_errors: AtomicU64,
     /// Identity-provider signals by (endpoint, result, reason).
     signals: parking_lot::Mutex<
         std::collections::BTreeMap<(&'static str, &'static str, &'static str), u64>,
@@ -125,6 +129,16 @@ impl Metrics {
             .lock()
             .entry((endpoint, result, reason))
             .or_default() += 1;
+    }
+
+    /// An SSF poll was answered at `now` (Unix seconds).
+    pub fn poll_succeeded(&self, now: i64) {
+        self.poll_success.store(now, Ordering::Relaxed);
+    }
+
+    /// An SSF poll failed.
+    pub fn poll_failed(&self) {
+        self.poll_errors.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Signals counted so far at `endpoint` with `result`.
@@ -173,6 +187,12 @@ impl Metrics {
                 "revoke_proxy_intake_signals_total{{endpoint=\"{endpoint}\",result=\"{result}\",reason=\"{reason}\"}} {n}"
             );
         }
+        let _ = write!(
+            out,
+            "# HELP revoke_proxy_intake_poll_last_success_timestamp_seconds Unix time of the last SSF poll the transmitter answered (0: none yet).\n# TYPE revoke_proxy_intake_poll_last_success_timestamp_seconds gauge\nrevoke_proxy_intake_poll_last_success_timestamp_seconds {}\n# HELP revoke_proxy_intake_poll_errors_total SSF polls that failed.\n# TYPE revoke_proxy_intake_poll_errors_total counter\nrevoke_proxy_intake_poll_errors_total {}\n",
+            self.poll_success.load(Ordering::Relaxed),
+            self.poll_errors.load(Ordering::Relaxed)
+        );
         self.upstream_latency.render(
             &mut out,
             "revoke_proxy_upstream_latency_seconds",

@@ -593,3 +593,190 @@ async fn every_bad_push_gets_its_rfc8935_error_and_revokes_nothing() {
     assert_eq!(get(proxy.addr, "/api", Some(&victim)).await.status, 200);
     proxy.stop().await;
 }
+
+/// A local RFC 8936 transmitter: answers each poll with every SET not yet
+/// acknowledged or reported (at most `maxEvents`), records each poll's
+/// body and Authorization, and fails the first `fail` polls with 503.
+#[derive(Default)]
+struct Transmitter {
+    outstanding: Vec<(String, String)>,
+    polls: Vec<(Value, Option<String>)>,
+    fail: u32,
+}
+
+async fn start_transmitter(state: std::sync::Arc<std::sync::Mutex<Transmitter>>) -> String {
+    use http_body_util::BodyExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let state = state.clone();
+            let svc =
+                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let state = state.clone();
+                    async move {
+                        let auth = req
+                            .headers()
+                            .get("authorization")
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_string);
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                        let mut t = state.lock().unwrap();
+                        t.polls.push((body.clone(), auth));
+                        if t.fail > 0 {
+                            t.fail -= 1;
+                            let mut r = http::Response::new(http_body_util::Full::new(
+                                bytes::Bytes::from_static(b"busy"),
+                            ));
+                            *r.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+                            return Ok::<_, std::convert::Infallible>(r);
+                        }
+                        let done = |jti: &str| {
+                            body["ack"]
+                                .as_array()
+                                .is_some_and(|a| a.iter().any(|x| x == jti))
+                                || body["setErrs"].get(jti).is_some()
+                        };
+                        t.outstanding.retain(|(jti, _)| !done(jti));
+                        let max = body["maxEvents"].as_u64().unwrap_or(0) as usize;
+                        let sets: serde_json::Map<String, Value> = t
+                            .outstanding
+                            .iter()
+                            .take(max)
+                            .map(|(jti, set)| (jti.clone(), json!(set)))
+                            .collect();
+                        let more = t.outstanding.len() > max;
+                        let answer = json!({"sets": sets, "moreAvailable": more});
+                        let mut r = http::Response::new(http_body_util::Full::new(
+                            bytes::Bytes::from(answer.to_string()),
+                        ));
+                        r.headers_mut()
+                            .insert("content-type", "application/json".parse().unwrap());
+                        Ok(r)
+                    }
+                });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc),
+            );
+        }
+    });
+    format!("http://{addr}/ssf/poll")
+}
+
+const POLL_CONFIG: &str = r#"
+upstream: ${UPSTREAM}
+jwt:
+  algorithms: [HS256]
+  secret: ${SECRET}
+  leeway: 5s
+intake:
+  issuers:
+    - issuer: https://idp.test
+      public_key_file: ${KEYS}/rsa.pub
+      audience: [app]
+  ssf:
+    poll:
+      url: ${POLL}
+      authorization: Bearer poll-secret
+      interval: 100ms
+      max_events: 10
+"#;
+
+#[tokio::test]
+async fn polled_sets_are_applied_acknowledged_or_reported() {
+    let up = TestUpstream::start().await;
+    let state = std::sync::Arc::new(std::sync::Mutex::new(Transmitter {
+        fail: 1,
+        ..Transmitter::default()
+    }));
+    let good = set_claims(
+        SESSION_REVOKED,
+        json!({"subject": {"format": "complex", "session": {"format": "opaque", "id": "k1"}}}),
+    );
+    let mut h = Header::new(Algorithm::RS256);
+    h.typ = Some("secevent+jwt".into());
+    let forged = jsonwebtoken::encode(
+        &h,
+        &set_claims(
+            SESSION_REVOKED,
+            json!({"subject": {"format": "opaque", "id": "kim"}}),
+        ),
+        &private_key(Algorithm::RS256, "rsa-other"),
+    )
+    .unwrap();
+    state.lock().unwrap().outstanding = vec![
+        ("good-1".into(), set_token(&good)),
+        ("bad-1".into(), forged),
+    ];
+    let poll = start_transmitter(state.clone()).await;
+    let first = access("kim", "k1", now() - 10);
+    let other = access("kim", "k2", now() - 10);
+    let proxy = TestProxy::start(POLL_CONFIG, &up.url(), &[("POLL", poll)]).await;
+
+    // After one failed poll (backed off), the SET is applied…
+    wait_for("the polled session revocation", || async {
+        get(proxy.addr, "/api", Some(&first)).await.status == 401
+    })
+    .await;
+    assert_eq!(get(proxy.addr, "/api", Some(&other)).await.status, 200);
+    // …acknowledged on the next poll, and the forged one reported, never acked.
+    let acked = |jti: &'static str| {
+        let state = state.clone();
+        move || {
+            state.lock().unwrap().polls.iter().any(|(b, _)| {
+                b["ack"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| x == jti))
+            })
+        }
+    };
+    wait_until("good-1 acknowledged", acked("good-1")).await;
+    wait_until("bad-1 reported", || {
+        state
+            .lock()
+            .unwrap()
+            .polls
+            .iter()
+            .any(|(b, _)| b["setErrs"]["bad-1"]["err"] == "invalid_key")
+    })
+    .await;
+
+    // A SET queued later is picked up by a later poll.
+    let later = access("lou", "l1", now() - 30);
+    let mut c = set_claims(
+        CREDENTIAL_CHANGE,
+        json!({"credential_type": "password", "change_type": "update", "event_timestamp": now() - 5}),
+    );
+    c["sub_id"] = json!({"format": "opaque", "id": "lou"});
+    state
+        .lock()
+        .unwrap()
+        .outstanding
+        .push(("good-2".into(), set_token(&c)));
+    wait_for("the second polled SET", || async {
+        get(proxy.addr, "/api", Some(&later)).await.status == 401
+    })
+    .await;
+    wait_until("good-2 acknowledged", acked("good-2")).await;
+
+    assert!(!acked("bad-1")(), "a forged SET was acknowledged");
+    let t = state.lock().unwrap();
+    for (body, auth) in &t.polls {
+        assert_eq!(auth.as_deref(), Some("Bearer poll-secret"));
+        assert_eq!(body["maxEvents"], 10);
+        assert_eq!(body["returnImmediately"], false);
+    }
+    drop(t);
+    let m = &proxy.app.metrics;
+    assert_eq!(m.signals("ssf_poll", "applied"), 2);
+    assert!(m.signals("ssf_poll", "rejected") >= 1);
+    assert!(m
+        .render(&[])
+        .contains("revoke_proxy_intake_poll_errors_total 1"));
+    proxy.stop().await;
+}

@@ -32,9 +32,24 @@ pub const MAX_JWKS_BYTES: usize = 1 << 20;
 pub type FetchFuture<'a> =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<Bytes, String>> + Send + 'a>>;
 
-/// Fetches a document by URL (GET, at most `max_bytes`, a bounded time).
+/// Outbound HTTP for the library: documents by URL (GET, at most
+/// `max_bytes`, a bounded time) and the SSF poller's POSTs.
 pub trait Fetch: Send + Sync {
     fn get<'a>(&'a self, url: &'a str, accept: &'a str, max_bytes: usize) -> FetchFuture<'a>;
+
+    /// Sends one POST and reads a 2xx answer's body.
+    fn post<'a>(&'a self, post: Post<'a>) -> FetchFuture<'a>;
+}
+
+/// One POST: body and headers, how long it may take, how much is read back.
+pub struct Post<'a> {
+    pub url: &'a str,
+    pub authorization: Option<&'a str>,
+    pub content_type: &'a str,
+    pub accept: &'a str,
+    pub body: Bytes,
+    pub timeout: Duration,
+    pub max_bytes: usize,
 }
 
 /// One usable key and the algorithms it may verify.

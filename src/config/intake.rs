@@ -5,9 +5,10 @@
 
 use super::jwt::{read_issuer_keys, JwtSettings};
 use super::reader::{Problems, Section};
-use super::secret::Secret;
+use super::secret::{ser_duration, Secret};
 use serde::Serialize;
 use std::path::Path;
+use std::time::Duration;
 
 /// The `typ` values a logout token may carry by default (Keycloak sends `JWT`).
 pub const DEFAULT_LOGOUT_TYP: [&str; 2] = ["logout+jwt", "JWT"];
@@ -71,13 +72,40 @@ pub struct BackchannelLogoutSettings {
     pub accept_typ: Vec<String>,
 }
 
-/// `intake.ssf`: Shared Signals Framework push delivery (RFC 8935).
+/// Default pause between polls that brought nothing (5 s).
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
+/// Default most SETs asked for in one poll.
+pub const DEFAULT_POLL_MAX_EVENTS: u64 = 100;
+/// Largest `max_events` accepted.
+pub const MAX_POLL_MAX_EVENTS: u64 = 1000;
+
+/// `intake.ssf`: Shared Signals Framework delivery, push (RFC 8935) and/or
+/// poll (RFC 8936).
 #[derive(Debug, Clone, Serialize)]
 pub struct SsfSettings {
     /// Path on the public listener the transmitter posts SETs to.
-    pub push_path: String,
-    /// The exact `Authorization` header the transmitter sends.
-    pub authorization: Secret,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub push_path: Option<String>,
+    /// The exact `Authorization` header the transmitter sends with a push.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<Secret>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub poll: Option<SsfPollSettings>,
+}
+
+/// `intake.ssf.poll`: where and how often the proxy polls for SETs.
+#[derive(Debug, Clone, Serialize)]
+pub struct SsfPollSettings {
+    #[serde(serialize_with = "super::secret::ser_url")]
+    pub url: String,
+    /// The `Authorization` header sent with each poll.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<Secret>,
+    /// Pause after a poll that brought nothing; also the first back-off step.
+    #[serde(serialize_with = "ser_duration")]
+    pub interval: Duration,
+    /// Most SETs asked for in one poll (`maxEvents`).
+    pub max_events: u64,
 }
 
 pub(super) fn read_intake(mut s: Section<'_>, base: &Path, p: &mut Problems) -> IntakeSettings {
@@ -101,8 +129,8 @@ pub(super) fn read_intake(mut s: Section<'_>, base: &Path, p: &mut Problems) -> 
             "list at least one issuer whose signals are trusted",
         );
     }
-    if let (Some(b), Some(f)) = (&backchannel_logout, &ssf) {
-        if b.path == f.push_path {
+    if let (Some(b), Some(Some(push))) = (&backchannel_logout, ssf.as_ref().map(|f| &f.push_path)) {
+        if &b.path == push {
             p.add(
                 &format!("{at}.ssf.push_path"),
                 "must differ from backchannel_logout.path",
@@ -208,25 +236,69 @@ fn read_ssf(mut s: Section<'_>, p: &mut Problems) -> Option<SsfSettings> {
     if !s.is_present() {
         return None;
     }
-    let push_path = s.string("push_path", p).unwrap_or_default();
-    check_path(&push_path, &s.child_path("push_path"), p);
-    let authorization = s.string("authorization", p).unwrap_or_default();
-    if authorization.len() < 16 {
-        p.add(
-            &s.child_path("authorization"),
-            "required: the exact Authorization header the transmitter sends (16 characters or more)",
-        );
+    let push_path = s.string("push_path", p);
+    if let Some(path) = &push_path {
+        check_path(path, &s.child_path("push_path"), p);
     }
-    let poll = s.section("poll", p);
-    if poll.is_present() {
-        p.add(
-            poll.path(),
-            "poll delivery (RFC 8936) is not supported by this version; use push_path",
-        );
+    let authorization = s.string("authorization", p);
+    match (&push_path, &authorization) {
+        (Some(_), Some(a)) if a.len() < 16 => p.add(
+            &s.child_path("authorization"),
+            "the exact Authorization header the transmitter sends: 16 characters or more",
+        ),
+        (Some(_), None) => p.add(
+            &s.child_path("authorization"),
+            "required with push_path: the exact Authorization header the transmitter sends",
+        ),
+        (None, Some(_)) => p.add(
+            &s.child_path("authorization"),
+            "only used with push_path (a poll has its own poll.authorization)",
+        ),
+        _ => {}
+    }
+    let poll = read_poll(s.section("poll", p), p);
+    if push_path.is_none() && poll.is_none() {
+        p.add(s.path(), "give push_path, poll, or both");
     }
     s.finish(p);
     Some(SsfSettings {
         push_path,
-        authorization: Secret(authorization),
+        authorization: authorization.map(Secret),
+        poll,
+    })
+}
+
+fn read_poll(mut s: Section<'_>, p: &mut Problems) -> Option<SsfPollSettings> {
+    if !s.is_present() {
+        return None;
+    }
+    let url = s.string("url", p).unwrap_or_default();
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        p.add(&s.child_path("url"), "required: an http:// or https:// URL");
+    }
+    let authorization = s.string("authorization", p).map(Secret);
+    let interval = s.duration("interval", p).unwrap_or(DEFAULT_POLL_INTERVAL);
+    if interval < Duration::from_millis(100) || interval > Duration::from_secs(3600) {
+        p.add(&s.child_path("interval"), "must be between 100ms and 1h");
+    }
+    let max_events = match s.get("max_events") {
+        None => DEFAULT_POLL_MAX_EVENTS,
+        Some(v) => match v.as_u64() {
+            Some(n) if (1..=MAX_POLL_MAX_EVENTS).contains(&n) => n,
+            _ => {
+                p.add(
+                    &s.child_path("max_events"),
+                    format!("a whole number from 1 to {MAX_POLL_MAX_EVENTS}"),
+                );
+                DEFAULT_POLL_MAX_EVENTS
+            }
+        },
+    };
+    s.finish(p);
+    Some(SsfPollSettings {
+        url,
+        authorization,
+        interval,
+        max_events,
     })
 }

@@ -55,6 +55,10 @@ pub(super) fn ser_opt_url<S: serde::Serializer>(
     }
 }
 
+pub(super) fn ser_url<S: serde::Serializer>(u: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&mask_url(u))
+}
+
 pub(super) fn ser_urls<S: serde::Serializer>(urls: &[String], s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(urls.iter().map(|u| mask_url(u)))
 }

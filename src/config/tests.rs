@@ -227,7 +227,7 @@ fn intake_issuers_default_their_algorithms_by_key() {
 #[test]
 fn intake_problems_are_listed_with_their_paths() {
     let text = format!(
-        "{MINIMAL}intake:\n  issuers:\n    - issuer: ''\n      jwks_url: ftp://x\n    - issuer: https://b\n      audience: [app]\n      bogus: 1\n  backchannel_logout:\n    path: /a/../b\n  ssf:\n    push_path: /ssf\n    authorization: short\n    poll: {{url: https://x}}\n  status_list:\n    enabled: true\n"
+        "{MINIMAL}intake:\n  issuers:\n    - issuer: ''\n      jwks_url: ftp://x\n    - issuer: https://b\n      audience: [app]\n      bogus: 1\n  backchannel_logout:\n    path: /a/../b\n  ssf:\n    push_path: /ssf\n    authorization: short\n    poll: {{url: ftp://x, interval: 1ms, max_events: 0}}\n  status_list:\n    enabled: true\n"
     );
     let p = problems(&text);
     for expected in [
@@ -237,8 +237,10 @@ fn intake_problems_are_listed_with_their_paths() {
         "intake.issuers[1]: give the issuer's keys",
         "intake.issuers[1].bogus: unknown key",
         "intake.backchannel_logout.path: must be an absolute path",
-        "intake.ssf.authorization: required",
-        "intake.ssf.poll: poll delivery",
+        "intake.ssf.authorization: the exact Authorization header",
+        "intake.ssf.poll.url: required",
+        "intake.ssf.poll.interval: must be between",
+        "intake.ssf.poll.max_events: a whole number",
         "intake.status_list: token status lists are not supported",
     ] {
         assert!(

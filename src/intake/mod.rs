@@ -10,13 +10,14 @@
 //! May import: config, claims, auth, revocation, metrics.
 
 pub mod logout;
+pub mod poll;
 pub mod replay;
 pub mod signal;
 pub mod ssf;
 
 use crate::auth::jwks::Jwks;
 use crate::claims::ClaimValue;
-use crate::config::{BackchannelLogoutSettings, Problem, Settings, SsfSettings};
+use crate::config::{BackchannelLogoutSettings, Problem, Settings, SsfPollSettings, SsfSettings};
 use crate::metrics::Metrics;
 use crate::revocation::Revocations;
 use signal::{Issuer, Rejection};
@@ -162,10 +163,14 @@ impl Intake {
                 .backchannel_logout
                 .as_ref()
                 .map(|l| l.path.to_ascii_lowercase()),
-            push_path: ssf.as_ref().map(|s| s.push_path.to_ascii_lowercase()),
+            push_path: ssf
+                .as_ref()
+                .and_then(|s| s.push_path.as_ref())
+                .map(|p| p.to_ascii_lowercase()),
             push_authorization: digest(
                 ssf.as_ref()
-                    .map_or(&[][..], |s| s.authorization.0.as_bytes()),
+                    .and_then(|s| s.authorization.as_ref())
+                    .map_or(&[][..], |a| a.0.as_bytes()),
             ),
             logout: intake.backchannel_logout.clone(),
             ssf,
@@ -189,6 +194,11 @@ impl Intake {
         } else {
             None
         }
+    }
+
+    /// `intake.ssf.poll`, when SETs are polled for.
+    pub fn poll_settings(&self) -> Option<&SsfPollSettings> {
+        self.ssf.as_ref().and_then(|s| s.poll.as_ref())
     }
 
     /// The JWKS of every issuer, to be kept fresh by the caller.
@@ -248,7 +258,7 @@ impl Intake {
     }
 
     async fn push_change(&self, delivery: &Delivery<'_>) -> Result<Applied, Rejection> {
-        if self.ssf.is_none() {
+        if self.push_path.is_none() {
             return Err(Rejection::request("SSF push is not configured"));
         }
         let given = digest(delivery.authorization.unwrap_or_default());

@@ -1,0 +1,165 @@
+//! SSF poll delivery (RFC 8936): the proxy POSTs
+//! `{"ack":[…],"setErrs":{…},"maxEvents":N,"returnImmediately":false}` to
+//! the transmitter, applies each SET it gets back exactly as a pushed one,
+//! and acknowledges what it applied (or ignored as harmless) on the next
+//! poll. A SET that fails its checks is reported in `setErrs` and never
+//! acknowledged; one that could not be checked yet (the issuer's keys are
+//! still loading) is neither, so the transmitter sends it again. Errors
+//! back off; a poll that brought nothing waits `interval`.
+
+use super::Intake;
+use crate::auth::jwks::{Fetch, Post};
+use crate::metrics::Metrics;
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Longest one poll may take: the transmitter may hold a long poll open (60 s).
+pub const POLL_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest back-off between failed polls (5 min).
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Largest poll answer read (16 MiB).
+pub const MAX_ANSWER: usize = 16 << 20;
+/// Label of polled signals in metrics and logs.
+pub const KIND: &str = "ssf_poll";
+
+/// What the next poll tells the transmitter.
+#[derive(Default)]
+struct Report {
+    ack: Vec<String>,
+    errors: Map<String, Value>,
+}
+
+/// Polls for as long as the process runs. `current` gives the intake of
+/// the configuration in force (reloads change keys and settings); while it
+/// configures no poll, the loop only waits.
+pub async fn run(
+    current: impl Fn() -> Option<Arc<Intake>> + Send,
+    fetcher: Arc<dyn Fetch>,
+    metrics: Arc<Metrics>,
+) {
+    let mut report = Report::default();
+    let mut failures: u32 = 0;
+    loop {
+        let Some(intake) = current().filter(|i| i.poll_settings().is_some()) else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
+        let interval = intake
+            .poll_settings()
+            .map_or(Duration::from_secs(5), |p| p.interval);
+        let wait = match poll_once(&intake, fetcher.as_ref(), &mut report).await {
+            Ok(more) => {
+                failures = 0;
+                metrics.poll_succeeded(intake.revocations.clock().now());
+                if more {
+                    Duration::ZERO
+                } else {
+                    interval
+                }
+            }
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                metrics.poll_failed();
+                tracing::warn!(intake = KIND, error = %e, failures, "Poll failed");
+                backoff(interval, failures)
+            }
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// `interval` doubled per failure in a row, at most [`MAX_BACKOFF`].
+pub fn backoff(interval: Duration, failures: u32) -> Duration {
+    interval
+        .saturating_mul(1u32 << failures.min(10))
+        .min(MAX_BACKOFF)
+}
+
+/// One poll: sends the report, applies what comes back. `Ok(true)` when
+/// the transmitter has more (or sent some): poll again at once.
+async fn poll_once(
+    intake: &Intake,
+    fetcher: &dyn Fetch,
+    report: &mut Report,
+) -> Result<bool, String> {
+    let Some(settings) = intake.poll_settings() else {
+        return Ok(false);
+    };
+    let mut body = json!({
+        "ack": report.ack,
+        "maxEvents": settings.max_events,
+        "returnImmediately": false,
+    });
+    if !report.errors.is_empty() {
+        body["setErrs"] = Value::Object(report.errors.clone());
+    }
+    let answer = fetcher
+        .post(Post {
+            url: &settings.url,
+            authorization: settings.authorization.as_ref().map(|a| a.0.as_str()),
+            content_type: "application/json",
+            accept: "application/json",
+            body: body.to_string().into(),
+            timeout: POLL_TIMEOUT,
+            max_bytes: MAX_ANSWER,
+        })
+        .await?;
+    // The transmitter has the report: start the next one.
+    *report = Report::default();
+    let answer: Value =
+        serde_json::from_slice(&answer).map_err(|_| "the answer is not JSON".to_string())?;
+    let sets = match answer.get("sets") {
+        Some(Value::Object(sets)) => sets.clone(),
+        None | Some(Value::Null) => Map::new(),
+        Some(_) => return Err("sets is not a JSON object".into()),
+    };
+    let more = answer
+        .get("moreAvailable")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let got = sets.len();
+    for (jti, set) in sets {
+        let Some(token) = set.as_str() else {
+            intake.metrics.signal(KIND, "rejected", "invalid_request");
+            report.errors.insert(
+                jti,
+                json!({"err": "invalid_request", "description": "the SET is not a string"}),
+            );
+            continue;
+        };
+        let now = intake.revocations.clock().now();
+        match intake.apply_set(KIND, token.trim(), now).await {
+            Ok(applied) => {
+                intake.metrics.signal(KIND, applied.label(), "");
+                report.ack.push(jti);
+            }
+            Err(super::signal::Rejection::KeysUnavailable) => {
+                intake.metrics.signal(KIND, "rejected", "keys_unavailable");
+            }
+            Err(rejection) => {
+                intake.metrics.signal(KIND, "rejected", rejection.reason());
+                tracing::warn!(intake = KIND, reason = rejection.reason(),
+                    description = %rejection.description(), "Signal refused");
+                report.errors.insert(
+                    jti,
+                    json!({"err": rejection.reason(), "description": rejection.description()}),
+                );
+            }
+        }
+    }
+    Ok(more || got > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        let s = Duration::from_secs(1);
+        assert_eq!(backoff(s, 1), Duration::from_secs(2));
+        assert_eq!(backoff(s, 3), Duration::from_secs(8));
+        assert_eq!(backoff(s, 40), MAX_BACKOFF);
+    }
+}
