@@ -160,9 +160,10 @@ impl App {
             Proxy::new(&settings, verifier, revocations.clone(), metrics.clone())
                 .map_err(ConfigError)?,
         );
-        for jwks in proxy.intake.iter().flat_map(|i| i.jwks()) {
+        for jwks in proxy.issuer_jwks() {
             jwks.watch(fetcher.clone());
         }
+        proxy.use_fetcher(&fetcher);
         let live: crate::proxy::LiveProxy = Arc::new(arc_swap::ArcSwap::new(proxy.clone()));
         if proxy
             .intake

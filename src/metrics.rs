@@ -91,6 +91,8 @@ pub struct Metrics {
     poll_success: std::sync::atomic::AtomicI64,
     /// SSF polls that failed (transport, status, or an unreadable answer).
     poll_errors: AtomicU64,
+    /// Token status lists: cache hits, fetches, failed fetches.
+    status_lists: [AtomicU64; 3],
     /// Identity-provider signals by (endpoint, result, reason).
     signals: parking_lot::Mutex<
         std::collections::BTreeMap<(&'static str, &'static str, &'static str), u64>,
@@ -134,6 +136,18 @@ impl Metrics {
     /// An SSF poll was answered at `now` (Unix seconds).
     pub fn poll_succeeded(&self, now: i64) {
         self.poll_success.store(now, Ordering::Relaxed);
+    }
+
+    /// A token status list event: `cache_hit`, `fetched` or `failed`.
+    pub fn status_list(&self, event: &str) {
+        let i = match event {
+            "cache_hit" => 0,
+            "fetched" => 1,
+            _ => 2,
+        };
+        if let Some(c) = self.status_lists.get(i) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// An SSF poll failed.
@@ -193,6 +207,17 @@ impl Metrics {
             self.poll_success.load(Ordering::Relaxed),
             self.poll_errors.load(Ordering::Relaxed)
         );
+        out.push_str("# HELP revoke_proxy_status_list_lookups_total Token status list lookups: answered from the cache, fetched, or failed fetches.\n# TYPE revoke_proxy_status_list_lookups_total counter\n");
+        for (label, c) in ["cache_hit", "fetched", "failed"]
+            .iter()
+            .zip(&self.status_lists)
+        {
+            let _ = writeln!(
+                out,
+                "revoke_proxy_status_list_lookups_total{{result=\"{label}\"}} {}",
+                c.load(Ordering::Relaxed)
+            );
+        }
         self.upstream_latency.render(
             &mut out,
             "revoke_proxy_upstream_latency_seconds",

@@ -130,7 +130,8 @@ impl Reloader {
             old_proxy.metrics.clone(),
         )
         .map_err(|p| strings(&p))?;
-        for (i, jwks) in proxy.intake.iter().flat_map(|i| i.jwks()).enumerate() {
+        proxy.use_fetcher(&self.fetcher);
+        for (i, jwks) in proxy.issuer_jwks().iter().enumerate() {
             jwks.use_fetcher(self.fetcher.clone());
             jwks.refresh()
                 .await

@@ -15,7 +15,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("tls", &[]),
     ("logging", &["config"]),
     ("routes", &["config"]),
-    ("auth", &["config", "claims"]),
+    ("auth", &["config", "claims", "metrics"]),
     ("revocation", &["config", "claims", "metrics"]),
     ("fetch", &["auth", "tls"]),
     (

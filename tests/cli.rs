@@ -13,10 +13,12 @@ use support::*;
 const BIN: &str = env!("CARGO_BIN_EXE_revoke-proxy");
 
 fn config_env(cmd: &mut Command) -> &mut Command {
-    cmd.env("JWT_SECRET", SECRET).env(
-        "REVOKE_PROXY_ADMIN_TOKEN",
-        "admin-token-for-tests-0123456789",
-    )
+    cmd.env("JWT_SECRET", SECRET)
+        .env(
+            "REVOKE_PROXY_ADMIN_TOKEN",
+            "admin-token-for-tests-0123456789",
+        )
+        .env("SSF_PUSH_AUTH", "Bearer ssf-push-token-for-tests-0123")
 }
 
 #[test]

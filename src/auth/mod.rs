@@ -2,8 +2,9 @@
 //! decisions out; nothing here knows about sockets, the upstream or stores.
 //!
 //! Owns: token extraction, JOSE header rules, key sets, verification, its
-//! cache, JWKS parsing (fetching is a [`jwks::Fetch`] the caller supplies), ROCA check.
-//! May import: config, claims.
+//! cache, JWKS parsing (fetching is a [`jwks::Fetch`] the caller supplies), ROCA check,
+//! token status lists (fetched the same way).
+//! May import: config, claims, metrics.
 
 pub mod cache;
 mod error;
@@ -12,6 +13,7 @@ pub mod jose;
 pub mod jwks;
 pub mod keyset;
 pub mod roca;
+pub mod status_list;
 pub mod verify;
 
 pub use error::AuthError;

@@ -4,6 +4,7 @@
 
 use super::cache::TokenCache;
 use super::keyset::{audience_matches, numeric_date, KeySet};
+use super::status_list::StatusClaim;
 use super::AuthError;
 use crate::claims::{ClaimValue, KeyHashes, TokenRef};
 use crate::config::{ForwardSettings, JwtSettings, Problem, RevocationSettings};
@@ -24,6 +25,8 @@ pub struct Verified {
     pub nbf: Option<i64>,
     /// `forward.claims_to_headers` filled from this token's claims.
     pub forwarded: Vec<(HeaderName, HeaderValue)>,
+    /// Where the token's status list entry is, if it names one.
+    pub status: StatusClaim,
 }
 
 impl Verified {
@@ -39,7 +42,7 @@ impl Verified {
 
 pub struct Verifier {
     /// The `jwt` section's keys.
-    pub keys: KeySet,
+    pub keys: Arc<KeySet>,
     issuer: Option<String>,
     audience: Vec<String>,
     require: Vec<String>,
@@ -60,7 +63,7 @@ impl Verifier {
         revocation: &RevocationSettings,
         forward: &ForwardSettings,
     ) -> Result<Verifier, Vec<Problem>> {
-        let keys = KeySet::new(jwt, "jwt")?;
+        let keys = Arc::new(KeySet::new(jwt, "jwt")?);
         Ok(Verifier {
             keys,
             issuer: jwt.issuer.clone(),
@@ -171,6 +174,7 @@ impl Verifier {
             exp,
             nbf,
             forwarded,
+            status: StatusClaim::read(&claims),
         })
     }
 

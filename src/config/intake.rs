@@ -20,13 +20,45 @@ pub struct IntakeSettings {
     pub backchannel_logout: Option<BackchannelLogoutSettings>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ssf: Option<SsfSettings>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_list: Option<StatusListSettings>,
 }
 
 impl IntakeSettings {
     /// No intake endpoint is configured.
     pub fn is_empty(&self) -> bool {
-        self.issuers.is_empty() && self.backchannel_logout.is_none() && self.ssf.is_none()
+        self.issuers.is_empty()
+            && self.backchannel_logout.is_none()
+            && self.ssf.is_none()
+            && self.status_list.is_none()
     }
+
+    /// Token status lists are checked (`status_list.enabled`).
+    pub fn status_lists(&self) -> Option<&StatusListSettings> {
+        self.status_list.as_ref().filter(|s| s.enabled)
+    }
+}
+
+/// Default shortest time a status list is cached (10 s).
+pub const DEFAULT_STATUS_MIN_TTL: Duration = Duration::from_secs(10);
+/// Default longest time a status list is cached (1 h).
+pub const DEFAULT_STATUS_MAX_TTL: Duration = Duration::from_secs(3600);
+/// Default longest a request waits for a status list (500 ms).
+pub const DEFAULT_STATUS_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// `intake.status_list`: Token Status Lists (draft-ietf-oauth-status-list).
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusListSettings {
+    pub enabled: bool,
+    #[serde(serialize_with = "ser_duration")]
+    pub min_ttl: Duration,
+    #[serde(serialize_with = "ser_duration")]
+    pub max_ttl: Duration,
+    #[serde(serialize_with = "ser_duration")]
+    pub timeout: Duration,
+    /// List URIs allowed beside the issuers' origins, compared exactly.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allowed_uris: Vec<String>,
 }
 
 /// One trusted identity provider.
@@ -112,13 +144,7 @@ pub(super) fn read_intake(mut s: Section<'_>, base: &Path, p: &mut Problems) -> 
     let issuers = read_issuers(s.get("issuers"), &s.child_path("issuers"), base, p);
     let backchannel_logout = read_backchannel(s.section("backchannel_logout", p), p);
     let ssf = read_ssf(s.section("ssf", p), p);
-    let status_list = s.section("status_list", p);
-    if status_list.is_present() {
-        p.add(
-            status_list.path(),
-            "token status lists are not supported by this version; remove this section",
-        );
-    }
+    let status_list = read_status_list(s.section("status_list", p), p);
     let present = s.is_present();
     let at = s.path().to_string();
     s.finish(p);
@@ -128,6 +154,14 @@ pub(super) fn read_intake(mut s: Section<'_>, base: &Path, p: &mut Problems) -> 
             &format!("{at}.issuers"),
             "list at least one issuer whose signals are trusted",
         );
+    }
+    if let Some(lists) = status_list.as_ref().filter(|l| l.enabled) {
+        if issuers.is_empty() && lists.allowed_uris.is_empty() {
+            p.add(
+                &format!("{at}.status_list"),
+                "no list could ever be fetched: list intake.issuers (their origins) or allowed_uris",
+            );
+        }
     }
     if let (Some(b), Some(Some(push))) = (&backchannel_logout, ssf.as_ref().map(|f| &f.push_path)) {
         if &b.path == push {
@@ -141,6 +175,7 @@ pub(super) fn read_intake(mut s: Section<'_>, base: &Path, p: &mut Problems) -> 
         issuers,
         backchannel_logout,
         ssf,
+        status_list,
     }
 }
 
@@ -300,5 +335,48 @@ fn read_poll(mut s: Section<'_>, p: &mut Problems) -> Option<SsfPollSettings> {
         authorization,
         interval,
         max_events,
+    })
+}
+
+fn read_status_list(mut s: Section<'_>, p: &mut Problems) -> Option<StatusListSettings> {
+    if !s.is_present() {
+        return None;
+    }
+    let enabled = match s.get("enabled") {
+        None => false,
+        Some(serde_yaml::Value::Bool(b)) => *b,
+        Some(_) => {
+            p.add(&s.child_path("enabled"), "expected true or false");
+            false
+        }
+    };
+    let min_ttl = s.duration("min_ttl", p).unwrap_or(DEFAULT_STATUS_MIN_TTL);
+    let max_ttl = s.duration("max_ttl", p).unwrap_or(DEFAULT_STATUS_MAX_TTL);
+    if min_ttl.is_zero() || min_ttl > max_ttl {
+        p.add(
+            &s.child_path("min_ttl"),
+            "must be above 0 and at most max_ttl",
+        );
+    }
+    let timeout = s.duration("timeout", p).unwrap_or(DEFAULT_STATUS_TIMEOUT);
+    if timeout.is_zero() || timeout > Duration::from_secs(30) {
+        p.add(&s.child_path("timeout"), "must be above 0 and at most 30s");
+    }
+    let allowed_uris = s.string_list("allowed_uris", p).unwrap_or_default();
+    for (i, u) in allowed_uris.iter().enumerate() {
+        if !(u.starts_with("http://") || u.starts_with("https://")) {
+            p.add(
+                &format!("{}[{i}]", s.child_path("allowed_uris")),
+                "must be an http:// or https:// URL",
+            );
+        }
+    }
+    s.finish(p);
+    Some(StatusListSettings {
+        enabled,
+        min_ttl,
+        max_ttl,
+        timeout,
+        allowed_uris,
     })
 }

@@ -227,7 +227,7 @@ fn intake_issuers_default_their_algorithms_by_key() {
 #[test]
 fn intake_problems_are_listed_with_their_paths() {
     let text = format!(
-        "{MINIMAL}intake:\n  issuers:\n    - issuer: ''\n      jwks_url: ftp://x\n    - issuer: https://b\n      audience: [app]\n      bogus: 1\n  backchannel_logout:\n    path: /a/../b\n  ssf:\n    push_path: /ssf\n    authorization: short\n    poll: {{url: ftp://x, interval: 1ms, max_events: 0}}\n  status_list:\n    enabled: true\n"
+        "{MINIMAL}intake:\n  issuers:\n    - issuer: ''\n      jwks_url: ftp://x\n    - issuer: https://b\n      audience: [app]\n      bogus: 1\n  backchannel_logout:\n    path: /a/../b\n  ssf:\n    push_path: /ssf\n    authorization: short\n    poll: {{url: ftp://x, interval: 1ms, max_events: 0}}\n  status_list:\n    enabled: yes please\n    min_ttl: 2h\n    allowed_uris: [ftp://x]\n"
     );
     let p = problems(&text);
     for expected in [
@@ -241,7 +241,9 @@ fn intake_problems_are_listed_with_their_paths() {
         "intake.ssf.poll.url: required",
         "intake.ssf.poll.interval: must be between",
         "intake.ssf.poll.max_events: a whole number",
-        "intake.status_list: token status lists are not supported",
+        "intake.status_list.enabled: expected true or false",
+        "intake.status_list.min_ttl: must be above 0",
+        "intake.status_list.allowed_uris[0]: must be an http",
     ] {
         assert!(
             p.iter().any(|x| x.starts_with(expected)),

@@ -3,7 +3,8 @@
 //! revocation lookup. A store that cannot answer is `on_store_failure`'s call:
 //! 503 (`deny`) or let the verified token through (`allow`); never a 401.
 
-use super::error::ProxyError;
+use super::error::{ListStatus, ProxyError};
+use crate::auth::status_list::{ListError, StatusClaim};
 use super::Proxy;
 use crate::auth::extract::Fields;
 use crate::auth::{extract, AuthError, Verified};
@@ -38,10 +39,38 @@ impl Proxy {
             .verdict(verified.token_ref(), &verified.keys, verified.iat)
             .await;
         match verdict {
-            Verdict::Clear => Ok(verified),
-            Verdict::Revoked(reason) => Err(ProxyError::Revoked(reason)),
-            Verdict::Unavailable if self.allow_on_store_failure => Ok(verified),
-            Verdict::Unavailable => Err(ProxyError::StoreUnavailable),
+            Verdict::Clear => {}
+            Verdict::Revoked(reason) => return Err(ProxyError::Revoked(reason)),
+            Verdict::Unavailable if self.allow_on_store_failure => {}
+            Verdict::Unavailable => return Err(ProxyError::StoreUnavailable),
+        }
+        self.check_status_list(&verified, now).await?;
+        Ok(verified)
+    }
+
+    /// The token's entry in its status list, when lists are checked and
+    /// it names one: after the signature and the local set, never before,
+    /// so an unverified token never causes a fetch.
+    async fn check_status_list(&self, v: &Verified, now: i64) -> Result<(), ProxyError> {
+        let Some(lists) = &self.status_lists else {
+            return Ok(());
+        };
+        let (uri, idx) = match &v.status {
+            StatusClaim::None => return Ok(()),
+            StatusClaim::Malformed => return Err(AuthError::invalid("malformed status claim").into()),
+            StatusClaim::List { uri, idx } => (uri, *idx),
+        };
+        match lists.status(uri, idx, now).await {
+            Ok(0) => Ok(()),
+            Ok(1) => Err(ProxyError::ListStatus(ListStatus::Invalid)),
+            Ok(2) => Err(ProxyError::ListStatus(ListStatus::Suspended)),
+            Ok(_) => Err(AuthError::invalid("token status is not valid").into()),
+            Err(ListError::NotAllowed) => Err(AuthError::invalid("status list not allowed").into()),
+            Err(ListError::OutOfRange) => {
+                Err(AuthError::invalid("status index outside the list").into())
+            }
+            Err(ListError::Unavailable) if self.allow_on_store_failure => Ok(()),
+            Err(ListError::Unavailable) => Err(ProxyError::StoreUnavailable),
         }
     }
 }

@@ -18,6 +18,9 @@ pub enum ProxyError {
     Auth(#[from] AuthError),
     #[error("token revoked ({})", .0.label())]
     Revoked(Reason),
+    /// The token's status list says it is not valid.
+    #[error("token status: {}", .0.description())]
+    ListStatus(ListStatus),
     #[error("revocation store unavailable")]
     StoreUnavailable,
     /// The JWKS has not been loaded yet: 503, like a store outage.
@@ -34,6 +37,24 @@ pub enum ProxyError {
     UpstreamTimeout,
 }
 
+/// A status other than VALID in a token's status list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListStatus {
+    /// 1, INVALID: revoked for good.
+    Invalid,
+    /// 2, SUSPENDED: revoked for now.
+    Suspended,
+}
+
+impl ListStatus {
+    pub fn description(self) -> &'static str {
+        match self {
+            ListStatus::Invalid => "token revoked",
+            ListStatus::Suspended => "token suspended",
+        }
+    }
+}
+
 impl ProxyError {
     /// The outcome used in access logs and metrics.
     pub fn outcome(&self) -> Outcome {
@@ -42,7 +63,7 @@ impl ProxyError {
             ProxyError::Auth(_) | ProxyError::BadPath(_) | ProxyError::BadRequest(_) => {
                 Outcome::Invalid
             }
-            ProxyError::Revoked(_) => Outcome::Revoked,
+            ProxyError::Revoked(_) | ProxyError::ListStatus(_) => Outcome::Revoked,
             ProxyError::StoreUnavailable | ProxyError::KeysUnavailable => Outcome::StoreUnavailable,
             ProxyError::UpstreamFailed(_) | ProxyError::UpstreamTimeout => Outcome::UpstreamError,
         }
@@ -53,7 +74,8 @@ impl ProxyError {
             ProxyError::Auth(AuthError::Missing)
             | ProxyError::Auth(AuthError::Invalid(_))
             | ProxyError::Auth(AuthError::UnknownKey)
-            | ProxyError::Revoked(_) => StatusCode::UNAUTHORIZED,
+            | ProxyError::Revoked(_)
+            | ProxyError::ListStatus(_) => StatusCode::UNAUTHORIZED,
             ProxyError::Auth(AuthError::Malformed(_))
             | ProxyError::BadPath(_)
             | ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -84,6 +106,7 @@ impl ProxyError {
                 ("invalid_token", Some("unknown signing key"))
             }
             ProxyError::Revoked(_) => ("invalid_token", Some("token revoked")),
+            ProxyError::ListStatus(s) => ("invalid_token", Some(s.description())),
             ProxyError::KeysUnavailable => (
                 "temporarily_unavailable",
                 Some("signing keys not loaded yet"),
@@ -111,7 +134,8 @@ impl ProxyError {
                 "Bearer realm=\"{realm}\", error=\"invalid_request\", error_description=\"{d}\""
             )),
             ProxyError::Auth(AuthError::Invalid(_) | AuthError::UnknownKey)
-            | ProxyError::Revoked(_) => Some(format!(
+            | ProxyError::Revoked(_)
+            | ProxyError::ListStatus(_) => Some(format!(
                 "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{}\"",
                 description.unwrap_or_default()
             )),
@@ -171,6 +195,20 @@ mod tests {
             ProxyError::Revoked(Reason::Subject),
             401,
             Some("error_description=\"token revoked\""),
+        );
+        check(
+            ProxyError::ListStatus(ListStatus::Invalid),
+            401,
+            Some("error_description=\"token revoked\""),
+        );
+        check(
+            ProxyError::ListStatus(ListStatus::Suspended),
+            401,
+            Some("error_description=\"token suspended\""),
+        );
+        assert_eq!(
+            ProxyError::ListStatus(ListStatus::Suspended).outcome(),
+            Outcome::Revoked
         );
         check(ProxyError::StoreUnavailable, 503, None);
         check(ProxyError::BadPath(PathError::EncodedSlash), 400, None);

@@ -78,6 +78,8 @@ pub struct Proxy {
     pub intake: Option<Arc<crate::intake::Intake>>,
     /// Longest an intake request may take to send its body.
     intake_body_timeout: std::time::Duration,
+    /// Token status lists (`intake.status_list.enabled`).
+    pub status_lists: Option<Arc<crate::auth::status_list::StatusLists>>,
 }
 
 impl Proxy {
@@ -93,6 +95,17 @@ impl Proxy {
             .ok()
             .flatten()
             .map(Arc::new);
+        let status_lists = settings.intake.status_lists().and_then(|lists| {
+            crate::auth::status_list::StatusLists::new(
+                lists,
+                &settings.intake.issuers,
+                verifier.keys.clone(),
+                metrics.clone(),
+            )
+            .map_err(|p| problems.extend(p))
+            .ok()
+            .map(Arc::new)
+        });
         let upstream = Upstream::new(settings).map_err(|message| crate::config::Problem {
             path: "upstream".into(),
             message,
@@ -118,7 +131,23 @@ impl Proxy {
                 == crate::config::OnStoreFailure::Allow,
             intake,
             intake_body_timeout: settings.timeouts.client_header,
+            status_lists,
         })
+    }
+
+    /// The JWKS of the identity providers (intake signals and status
+    /// lists), to be kept fresh by the caller.
+    pub fn issuer_jwks(&self) -> Vec<Arc<crate::auth::jwks::Jwks>> {
+        let intake = self.intake.iter().flat_map(|i| i.jwks());
+        let lists = self.status_lists.iter().flat_map(|l| l.jwks());
+        intake.chain(lists).cloned().collect()
+    }
+
+    /// Gives the status lists their fetcher.
+    pub fn use_fetcher(&self, fetcher: &Arc<dyn crate::auth::jwks::Fetch>) {
+        if let Some(lists) = &self.status_lists {
+            lists.use_fetcher(fetcher.clone());
+        }
     }
 
     /// The realm of `WWW-Authenticate` challenges (`jwt.realm`).
