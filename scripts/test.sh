@@ -29,17 +29,21 @@ if ! python3 -c 'import kubernetes_validate' 2>/dev/null; then
 fi
 
 # tests/oidc_provider.rs runs the npm package oidc-provider as a real
-# identity provider (tests/peers/oidc); it needs Node.js 20 or later.
+# identity provider (tests/peers/oidc); both peers need Node.js 20 or later.
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   echo "== installing nodejs, npm"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
 fi
-if [ ! -d tests/peers/oidc/node_modules/oidc-provider ]; then
-  echo "== installing tests/peers/oidc (npm ci)"
-  npm ci --prefix tests/peers/oidc --no-audit --no-fund --loglevel=error
-fi
+# tests/status_list.rs serves lists built by @sd-jwt/jwt-status-list.
+for peer in oidc:oidc-provider statuslist:@sd-jwt/jwt-status-list; do
+  dir=tests/peers/${peer%%:*}
+  if [ ! -d "$dir/node_modules/${peer#*:}" ]; then
+    echo "== installing $dir (npm ci)"
+    npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error
+  fi
+done
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -8,9 +8,7 @@
 mod support;
 
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use support::peers::{call, NodePeer};
 use support::servers::free_port;
 use support::*;
 
@@ -34,75 +32,17 @@ intake:
     path: /oidc/backchannel-logout
 "#;
 
-/// The provider process, stopped when dropped.
-struct Provider {
-    child: Child,
-    issuer: String,
-}
-
-impl Provider {
-    fn start(backchannel_logout_uri: &str) -> Provider {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/oidc");
-        assert!(
-            dir.join("node_modules/oidc-provider").is_dir(),
-            "oidc-provider is not installed; run `bash scripts/test.sh` \
-             (or `npm ci --prefix tests/peers/oidc`)"
-        );
-        let mut child = Command::new("node")
-            .arg(dir.join("idp.mjs"))
-            .env("BACKCHANNEL_LOGOUT_URI", backchannel_logout_uri)
-            .env("RESOURCE", RESOURCE)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("node runs (scripts/test.sh installs Node.js when missing)");
-        let stdout = child.stdout.take().expect("stdout piped");
-        // The first line says where it listens; reading it is bounded by the
-        // process itself (it exits on any start-up error).
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the provider printed its address within 30 s");
-        let info: Value = serde_json::from_str(line.trim()).unwrap_or_else(|e| {
-            let _ = child.kill();
-            panic!("provider start line {line:?}: {e}")
-        });
-        Provider {
-            child,
-            issuer: info["issuer"].as_str().expect("issuer").to_string(),
-        }
-    }
-
-    async fn call(&self, path: &str, body: Value) -> Value {
-        let addr = self
-            .issuer
-            .strip_prefix("http://")
-            .and_then(|a| a.parse().ok())
-            .expect("issuer is http://127.0.0.1:PORT");
-        let r = send(
-            addr,
-            "POST",
-            path,
-            &[("content-type", "application/json")],
-            &body.to_string(),
-        )
-        .await;
-        assert_eq!(r.status, 200, "{path}: {}", r.body);
-        r.json()
-    }
-}
-
-impl Drop for Provider {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The provider: `tests/peers/oidc/idp.mjs` around the npm `oidc-provider`.
+fn provider(backchannel_logout_uri: &str) -> NodePeer {
+    NodePeer::start(
+        "oidc",
+        "idp.mjs",
+        "oidc-provider",
+        &[
+            ("BACKCHANNEL_LOGOUT_URI", backchannel_logout_uri.to_string()),
+            ("RESOURCE", RESOURCE.to_string()),
+        ],
+    )
 }
 
 fn payload(jwt: &str) -> Value {
@@ -118,12 +58,13 @@ fn payload(jwt: &str) -> Value {
 async fn a_logout_at_oidc_provider_revokes_that_session_at_the_proxy() {
     let up = TestUpstream::start().await;
     let port = free_port();
-    let idp = Provider::start(&format!("http://127.0.0.1:{port}{LOGOUT_PATH}"));
-    let proxy = TestProxy::start_on(port, CONFIG, &up.url(), &[("IDP", idp.issuer.clone())]).await;
+    let idp = provider(&format!("http://127.0.0.1:{port}{LOGOUT_PATH}"));
+    let issuer = idp.get("issuer");
+    let proxy = TestProxy::start_on(port, CONFIG, &up.url(), &[("IDP", issuer.clone())]).await;
 
     // Two sign-ins of one user: two provider sessions.
-    let first = idp.call("/_test/login", json!({"account": "alice"})).await;
-    let second = idp.call("/_test/login", json!({"account": "alice"})).await;
+    let first = call(&issuer, "/_test/login", &json!({"account": "alice"})).await;
+    let second = call(&issuer, "/_test/login", &json!({"account": "alice"})).await;
     let (a, b) = (
         first["access_token"].as_str().expect("access token"),
         second["access_token"].as_str().expect("access token"),
@@ -138,9 +79,7 @@ async fn a_logout_at_oidc_provider_revokes_that_session_at_the_proxy() {
 
     // The user logs out of the first session at the provider; the provider
     // itself posts its logout token to the proxy and must get a 200.
-    let out = idp
-        .call("/_test/logout", json!({"login": first["login"]}))
-        .await;
+    let out = call(&issuer, "/_test/logout", &json!({"login": first["login"]})).await;
     assert_eq!(out["backchannel"], "success", "{out}");
     assert_eq!(out["status"], 200, "{out}");
     assert_eq!(get(proxy.addr, "/api", Some(a)).await.status, 401);

@@ -38,7 +38,10 @@ pub const MAX_LISTS: usize = 10_000;
 pub enum StatusClaim {
     /// No `status.status_list` in the token.
     None,
-    List { idx: u64, uri: Box<str> },
+    List {
+        idx: u64,
+        uri: Box<str>,
+    },
     /// `status.status_list` is there but not `{idx: integer, uri: string}`.
     Malformed,
 }
@@ -193,12 +196,7 @@ impl StatusLists {
     }
 
     /// The status at `idx` of the list at `uri`, at `now`.
-    pub async fn status(
-        self: &Arc<Self>,
-        uri: &str,
-        idx: u64,
-        now: i64,
-    ) -> Result<u8, ListError> {
+    pub async fn status(self: &Arc<Self>, uri: &str, idx: u64, now: i64) -> Result<u8, ListError> {
         if !self.allowed(uri) {
             return Err(ListError::NotAllowed);
         }
@@ -334,7 +332,9 @@ impl StatusLists {
                 self.metrics.status_list("failed");
                 tracing::warn!(error = %e, "Status list could not be had");
                 // A list still usable stays; otherwise remember the failure.
-                let usable = cache.get(uri).is_some_and(|c| c.list.is_some() && c.until > now);
+                let usable = cache
+                    .get(uri)
+                    .is_some_and(|c| c.list.is_some() && c.until > now);
                 if !usable {
                     cache.insert(
                         uri.into(),
@@ -431,7 +431,10 @@ mod tests {
         assert_eq!(read(json!({})), StatusClaim::None);
         assert_eq!(
             read(json!({"status": {"status_list": {"idx": 3, "uri": "https://a/l"}}})),
-            StatusClaim::List { idx: 3, uri: "https://a/l".into() }
+            StatusClaim::List {
+                idx: 3,
+                uri: "https://a/l".into()
+            }
         );
         for bad in [
             json!({"status": 1}),
@@ -445,10 +448,19 @@ mod tests {
 
     #[test]
     fn origins_compare_scheme_host_and_port() {
-        assert_eq!(origin("https://IdP.example/x").as_deref(), Some("https://idp.example:443"));
-        assert_eq!(origin("http://127.0.0.1:8080/l/1").as_deref(), Some("http://127.0.0.1:8080"));
+        assert_eq!(
+            origin("https://IdP.example/x").as_deref(),
+            Some("https://idp.example:443")
+        );
+        assert_eq!(
+            origin("http://127.0.0.1:8080/l/1").as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
         assert_eq!(origin("https://user@idp.example/x"), None);
         assert_eq!(origin("ftp://idp.example/x"), None);
-        assert_ne!(origin("https://idp.example:8443/"), origin("https://idp.example/"));
+        assert_ne!(
+            origin("https://idp.example:8443/"),
+            origin("https://idp.example/")
+        );
     }
 }

@@ -4,9 +4,9 @@
 //! 503 (`deny`) or let the verified token through (`allow`); never a 401.
 
 use super::error::{ListStatus, ProxyError};
-use crate::auth::status_list::{ListError, StatusClaim};
 use super::Proxy;
 use crate::auth::extract::Fields;
+use crate::auth::status_list::{ListError, StatusClaim};
 use crate::auth::{extract, AuthError, Verified};
 use crate::revocation::Verdict;
 use std::sync::Arc;
@@ -57,7 +57,9 @@ impl Proxy {
         };
         let (uri, idx) = match &v.status {
             StatusClaim::None => return Ok(()),
-            StatusClaim::Malformed => return Err(AuthError::invalid("malformed status claim").into()),
+            StatusClaim::Malformed => {
+                return Err(AuthError::invalid("malformed status claim").into())
+            }
             StatusClaim::List { uri, idx } => (uri, *idx),
         };
         match lists.status(uri, idx, now).await {

@@ -4,6 +4,7 @@
 
 pub mod conformance;
 pub mod paths;
+pub mod peers;
 pub mod relay;
 pub mod servers;
 

@@ -16,7 +16,9 @@
 
 import { spawn } from 'node:child_process';
 import * as crypto from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { inflateSync } from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import { StatusList, getListFromStatusListJWT } from '@sd-jwt/jwt-status-list';
@@ -111,11 +113,12 @@ function startServer(extraEnv = {}) {
   child.stdout.setEncoding('utf8');
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('server.mjs did not announce itself within 15 s')), 15000);
+    let announced = false;
     child.stdout.on('data', (d) => {
-      const first = srv.stdout === '' || !srv.stdout.includes('\n');
       srv.stdout += d;
       const nl = srv.stdout.indexOf('\n');
-      if (first && nl !== -1) {
+      if (!announced && nl !== -1) {
+        announced = true;
         clearTimeout(timer);
         try {
           srv.base = JSON.parse(srv.stdout.slice(0, nl)).base;
@@ -299,10 +302,24 @@ async function main() {
   check(code === 0, `server.mjs exits 0 on SIGTERM (got code ${code}, signal ${signal})`);
   check(srv.stdout.split('\n').filter(Boolean).length === 1, `server.mjs printed exactly one stdout line (got ${JSON.stringify(srv.stdout)})`);
 
-  // ISS from the environment; OTHER_KEY_FILE optional.
-  const srv2 = await startServer({ ISS: 'https://issuer.test', OTHER_KEY_FILE: '' });
+  // ISS from the environment; OTHER_KEY_FILE optional; KEY_FILE as PKCS#1
+  // (the fixture is PKCS#8, "BEGIN PRIVATE KEY").
+  const pkcs1 = crypto.createPrivateKey(readFileSync(`${KEYS_DIR}rsa.key`, 'utf8'))
+    .export({ type: 'pkcs1', format: 'pem' });
+  check(pkcs1.startsWith('-----BEGIN RSA PRIVATE KEY-----'), 'PKCS#1 copy of rsa.key made');
+  const tmp = mkdtempSync(join(tmpdir(), 'statuslist-selfcheck-'));
+  const pkcs1File = join(tmp, 'rsa-pkcs1.key');
+  writeFileSync(pkcs1File, pkcs1, { mode: 0o600 });
+  let srv2;
+  try {
+    srv2 = await startServer({ ISS: 'https://issuer.test', OTHER_KEY_FILE: '', KEY_FILE: pkcs1File });
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
   const uri2 = await postList(srv2.base, 'l', { bits: 1, size: 16, statuses: one.statuses });
-  const p2 = decode(await getToken(uri2)).payload;
+  const jwt2 = await getToken(uri2);
+  const p2 = decode(jwt2).payload;
+  check(verifiesWith(jwt2, PUB_GOOD), 'PKCS#1 KEY_FILE: token verifies with rsa.pub');
   check(p2.iss === 'https://issuer.test', `ISS env sets iss (got ${p2.iss})`);
   const noOther = await request(`${srv2.base}/_test/lists/o`, { method: 'POST', body: { bits: 1, size: 8, sign_with: 'other' } });
   check(noOther.status === 400, `sign_with other without OTHER_KEY_FILE -> 400 (got ${noOther.status})`);
