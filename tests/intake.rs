@@ -765,13 +765,12 @@ async fn polled_sets_are_applied_acknowledged_or_reported() {
     wait_until("good-2 acknowledged", acked("good-2")).await;
 
     assert!(!acked("bad-1")(), "a forged SET was acknowledged");
-    let t = state.lock().unwrap();
-    for (body, auth) in &t.polls {
+    let polls = state.lock().unwrap().polls.clone();
+    for (body, auth) in &polls {
         assert_eq!(auth.as_deref(), Some("Bearer poll-secret"));
         assert_eq!(body["maxEvents"], 10);
         assert_eq!(body["returnImmediately"], false);
     }
-    drop(t);
     let m = &proxy.app.metrics;
     assert_eq!(m.signals("ssf_poll", "applied"), 2);
     assert!(m.signals("ssf_poll", "rejected") >= 1);

@@ -86,14 +86,14 @@ async fn poll_once(
     let Some(settings) = intake.poll_settings() else {
         return Ok(false);
     };
-    let mut body = json!({
-        "ack": report.ack,
-        "maxEvents": settings.max_events,
-        "returnImmediately": false,
-    });
+    let mut body = Map::new();
+    body.insert("ack".into(), json!(report.ack));
     if !report.errors.is_empty() {
-        body["setErrs"] = Value::Object(report.errors.clone());
+        body.insert("setErrs".into(), Value::Object(report.errors.clone()));
     }
+    body.insert("maxEvents".into(), json!(settings.max_events));
+    body.insert("returnImmediately".into(), json!(false));
+    let body = Value::Object(body);
     let answer = fetcher
         .post(Post {
             url: &settings.url,
