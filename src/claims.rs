@@ -90,6 +90,8 @@ pub struct TokenRef<'a> {
 pub struct KeyHashes {
     pub subject: u128,
     pub token: u128,
+    /// The token id alone (entries that revoke a token id of any subject).
+    pub token_id: u128,
     /// Absent for a token without the session claim.
     pub session: Option<u128>,
 }
@@ -99,6 +101,7 @@ impl KeyHashes {
         KeyHashes {
             subject: subject_hash(subject),
             token: token_hash(subject, token),
+            token_id: token_id_hash(token),
             session: None,
         }
     }
@@ -139,6 +142,12 @@ pub fn subject_hash(subject: &ClaimValue) -> u128 {
 /// from a subject of the same value).
 pub fn session_hash(session: &ClaimValue) -> u128 {
     digest(format!("i:{}", session.fragment()).as_bytes())
+}
+
+/// A keyed 128-bit digest of a token id alone (`j:` keeps it apart from a
+/// pair, whose text starts with the subject's `s` or `n`).
+pub fn token_id_hash(token: &ClaimValue) -> u128 {
+    digest(format!("j:{}", token.fragment()).as_bytes())
 }
 
 /// A keyed 128-bit digest of a (subject, token id) pair.

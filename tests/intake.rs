@@ -47,6 +47,16 @@ fn access(sub: &str, sid: &str, iat: i64) -> String {
     hs256(&c)
 }
 
+/// The claims of a JWT, unverified (to read what the test itself signed).
+fn payload_of(jwt: &str) -> Value {
+    use base64::Engine;
+    let part = jwt.split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
 fn logout_claims() -> Value {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -427,6 +437,21 @@ async fn pushed_caep_events_revoke_at_the_events_own_time() {
     );
     assert_eq!(get(proxy.addr, "/api", Some(&hal)).await.status, 401);
 
+    // session-revoked for one token (jwt_id): that token only, any subject.
+    let one = access("hal2", "h2", now() - 10);
+    let sibling = access("hal2", "h2", now() - 10);
+    let jti = payload_of(&one)["jti"].as_str().unwrap().to_string();
+    let c = set_claims(
+        SESSION_REVOKED,
+        json!({"subject": {"format": "jwt_id", "iss": ISSUER, "jti": jti}}),
+    );
+    assert_eq!(
+        push(&proxy, Some(PUSH_AUTH), &set_token(&c)).await.status,
+        202
+    );
+    assert_eq!(get(proxy.addr, "/api", Some(&one)).await.status, 401);
+    assert_eq!(get(proxy.addr, "/api", Some(&sibling)).await.status, 200);
+
     // Accepted, nothing written: verification, another credential type, an
     // unknown event type, an unhandled subject format.
     let entries = proxy.app.revocations.len();
@@ -448,13 +473,13 @@ async fn pushed_caep_events_revoke_at_the_events_own_time() {
     }
     assert_eq!(proxy.app.revocations.len(), entries);
     let m = &proxy.app.metrics;
-    assert_eq!(m.signals("ssf_push", "applied"), 3);
+    assert_eq!(m.signals("ssf_push", "applied"), 4);
     assert_eq!(m.signals("ssf_push", "replayed"), 1);
     assert_eq!(m.signals("ssf_push", "ignored"), 4);
     assert_eq!(
         up.count(),
-        2,
-        "only the two served API calls reached the upstream"
+        3,
+        "only the three served API calls reached the upstream"
     );
     proxy.stop().await;
 }
@@ -778,4 +803,43 @@ async fn polled_sets_are_applied_acknowledged_or_reported() {
         .render(&[])
         .contains("revoke_proxy_intake_poll_errors_total 1"));
     proxy.stop().await;
+}
+
+/// A signal received by one replica is enforced by every replica sharing
+/// the store: it goes through the same write path as a logout route.
+#[tokio::test]
+async fn a_signal_to_one_replica_reaches_every_replica() {
+    let redis = support::servers::Redis::start();
+    let up = TestUpstream::start().await;
+    let yaml = format!(
+        "{CONFIG}revocation:\n  store:\n    type: redis\n    url: {}\n    mode: replica\n",
+        redis.url()
+    );
+    let a = TestProxy::start(&yaml, &up.url(), &[]).await;
+    let b = TestProxy::start(&yaml, &up.url(), &[]).await;
+    let by_logout = access("max", "m1", now() - 10);
+    let by_set = access("ned", "n1", now() - 10);
+    assert_eq!(get(b.addr, "/api", Some(&by_logout)).await.status, 200);
+    assert_eq!(get(a.addr, "/api", Some(&by_set)).await.status, 200);
+
+    let mut c = logout_claims();
+    c["sid"] = json!("m1");
+    assert_eq!(post_logout(&a, &logout_token(&c)).await.status, 200);
+    let c = set_claims(
+        SESSION_REVOKED,
+        json!({"subject": {"format": "complex", "session": {"format": "opaque", "id": "n1"}}}),
+    );
+    assert_eq!(push(&b, Some(PUSH_AUTH), &set_token(&c)).await.status, 202);
+    for (proxy, token) in [(&b, &by_logout), (&a, &by_set)] {
+        wait_for("the signal reaches the other replica", || async {
+            get(proxy.addr, "/api", Some(token)).await.status == 401
+        })
+        .await;
+    }
+    // Each replica's own copy too, and another session of the user lives on.
+    assert_eq!(get(a.addr, "/api", Some(&by_logout)).await.status, 401);
+    let other = access("max", "m2", now() - 10);
+    assert_eq!(get(b.addr, "/api", Some(&other)).await.status, 200);
+    a.stop().await;
+    b.stop().await;
 }

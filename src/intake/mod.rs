@@ -99,6 +99,8 @@ pub enum Change {
     Session(ClaimValue),
     /// Every token of this subject issued before this time (the signal's).
     SubjectAt(ClaimValue, i64),
+    /// The token with this token id (`revocation.token_claim`), whoever its subject.
+    TokenId(ClaimValue),
 }
 
 /// Every problem with the issuers' keys (a key file that is not a key, a
@@ -320,6 +322,12 @@ impl Intake {
                     session = sid.as_text(), "Session revoked by the identity provider");
                 self.metrics.revocation("session");
                 Some(self.revocations.revoke_session(sid.clone(), None).await)
+            }
+            Some(Change::TokenId(id)) => {
+                tracing::info!(target: "audit", issuer, signal = kind,
+                    token_id = id.as_text(), "Token revoked by the identity provider");
+                self.metrics.revocation("token");
+                Some(self.revocations.revoke_token_id(id.clone(), None).await)
             }
             Some(Change::SubjectAt(sub, at)) => {
                 tracing::info!(target: "audit", issuer, signal = kind,

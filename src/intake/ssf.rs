@@ -115,6 +115,12 @@ fn on_subject(subject: Option<&Value>, at: i64, subject_issuer: Option<&str>) ->
     let Some(Value::Object(subject)) = subject else {
         return Event::Nothing("the event names no subject");
     };
+    if subject.get("format").and_then(Value::as_str) == Some("jwt_id") {
+        return match token_id(subject, subject_issuer) {
+            Ok(id) => Event::Revoke(Change::TokenId(id)),
+            Err(why) => Event::Nothing(why),
+        };
+    }
     if let Some(Value::Object(session)) = subject.get("session") {
         return match simple(session, subject_issuer) {
             Ok(id) => Event::Revoke(Change::Session(id)),
@@ -153,9 +159,29 @@ fn simple(
             }
             text("sub").ok_or("an iss_sub subject needs sub")
         }
-        Some("jwt_id") => Err("jwt_id subjects are not enforced (no subject to key them on)"),
+        Some("jwt_id") => Err("a jwt_id names a token, not a user or session"),
         _ => Err("subject format not handled"),
     }
+}
+
+/// The token id a `jwt_id` subject `{iss, jti}` names, when `iss` is the
+/// issuer of the proxy's tokens (or the proxy checks none).
+fn token_id(
+    id: &Map<String, Value>,
+    subject_issuer: Option<&str>,
+) -> Result<ClaimValue, &'static str> {
+    let iss = id.get("iss").and_then(Value::as_str);
+    if iss.is_none() {
+        return Err("a jwt_id subject needs iss");
+    }
+    if subject_issuer.is_some_and(|want| iss != Some(want)) {
+        return Err("the subject's iss is not the issuer of the proxy's tokens");
+    }
+    id.get("jti")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(|s| ClaimValue::Str(s.into()))
+        .ok_or("a jwt_id subject needs jti")
 }
 
 #[cfg(test)]
@@ -221,8 +247,12 @@ mod tests {
             ),
             Ok(Event::Revoke(Change::Session(s("s3"))))
         );
-        assert!(matches!(
+        assert_eq!(
             at(json!({"format": "jwt_id", "iss": "https://idp", "jti": "t"})),
+            Ok(Event::Revoke(Change::TokenId(s("t"))))
+        );
+        assert!(matches!(
+            at(json!({"format": "jwt_id", "iss": "https://other", "jti": "t"})),
             Ok(Event::Nothing(_))
         ));
         assert!(matches!(

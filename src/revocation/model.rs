@@ -1,4 +1,4 @@
-//! The four kinds of revocation entry and how they combine: a later write
+//! The five kinds of revocation entry and how they combine: a later write
 //! never shortens an earlier one.
 
 use crate::claims::ClaimValue;
@@ -21,6 +21,10 @@ pub enum Entry {
     /// Every token whose session claim (`revocation.session_claim`) equals
     /// `session` is revoked until `until`, whatever its subject or `iat`.
     Session { session: ClaimValue, until: i64 },
+    /// Every token whose token claim (`revocation.token_claim`) equals
+    /// `token` is revoked until `until`, whatever its subject (a CAEP
+    /// `jwt_id` subject names a token by its id alone).
+    TokenId { token: ClaimValue, until: i64 },
     /// Every token with `iat < cutoff` is revoked; kept until `until`.
     Global { cutoff: i64, until: i64 },
 }
@@ -31,6 +35,7 @@ impl Entry {
             Entry::Token { until, .. }
             | Entry::Subject { until, .. }
             | Entry::Session { until, .. }
+            | Entry::TokenId { until, .. }
             | Entry::Global { until, .. } => *until,
         }
     }
@@ -38,7 +43,7 @@ impl Entry {
     /// A label for logs and metrics.
     pub fn kind(&self) -> &'static str {
         match self {
-            Entry::Token { .. } => "token",
+            Entry::Token { .. } | Entry::TokenId { .. } => "token",
             Entry::Subject { .. } => "subject",
             Entry::Session { .. } => "session",
             Entry::Global { .. } => "global",
@@ -53,6 +58,7 @@ impl Entry {
             }
             Entry::Subject { subject, .. } => format!("s:{}", subject.fragment()),
             Entry::Session { session, .. } => format!("i:{}", session.fragment()),
+            Entry::TokenId { token, .. } => format!("j:{}", token.fragment()),
             Entry::Global { .. } => "g".to_string(),
         }
     }
@@ -61,7 +67,8 @@ impl Entry {
     pub fn merge(&mut self, other: &Entry) {
         match (self, other) {
             (Entry::Token { until, .. }, Entry::Token { until: u2, .. })
-            | (Entry::Session { until, .. }, Entry::Session { until: u2, .. }) => {
+            | (Entry::Session { until, .. }, Entry::Session { until: u2, .. })
+            | (Entry::TokenId { until, .. }, Entry::TokenId { until: u2, .. }) => {
                 *until = (*until).max(*u2)
             }
             (
@@ -87,7 +94,7 @@ impl Entry {
     }
 
     /// One line of text (no newline): `T until sub tok`, `S until cutoff sub`,
-    /// `I until session`, `G until cutoff`.
+    /// `I until session`, `J until token`, `G until cutoff`.
     pub fn to_line(&self) -> String {
         match self {
             Entry::Token {
@@ -103,6 +110,7 @@ impl Entry {
                 until,
             } => format!("S {until} {cutoff} {}", subject.fragment()),
             Entry::Session { session, until } => format!("I {until} {}", session.fragment()),
+            Entry::TokenId { token, until } => format!("J {until} {}", token.fragment()),
             Entry::Global { cutoff, until } => format!("G {until} {cutoff}"),
         }
     }
@@ -125,6 +133,10 @@ impl Entry {
             "I" => Entry::Session {
                 until,
                 session: ClaimValue::from_fragment(parts.next()?)?,
+            },
+            "J" => Entry::TokenId {
+                until,
+                token: ClaimValue::from_fragment(parts.next()?)?,
             },
             "G" => Entry::Global {
                 until,
@@ -182,6 +194,10 @@ mod tests {
             Entry::Session {
                 session: s("sid 1"),
                 until: 7,
+            },
+            Entry::TokenId {
+                token: s("jti:1"),
+                until: 8,
             },
             Entry::Global {
                 cutoff: 1,

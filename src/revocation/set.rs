@@ -9,7 +9,7 @@
 //! sweep drops expired entries one shard at a time.
 
 use super::model::{Entry, Reason};
-use crate::claims::{session_hash, subject_hash, token_hash, KeyHashes};
+use crate::claims::{session_hash, subject_hash, token_hash, token_id_hash, KeyHashes};
 use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
@@ -169,6 +169,10 @@ impl RevocationSet {
                 self.sessions
                     .upsert(key(session_hash(session)), pack(*until), u32::max);
             }
+            Entry::TokenId { token, until } => {
+                self.tokens
+                    .upsert(key(token_id_hash(token)), pack(*until), u32::max);
+            }
             Entry::Global { cutoff, until } => {
                 let mut g = self.global.write();
                 *g = Some(match *g {
@@ -181,7 +185,8 @@ impl RevocationSet {
 
     /// Whether a token with these keys, issued at `iat`, is revoked at `now`.
     pub fn check(&self, keys: &KeyHashes, iat: Option<i64>, now: i64) -> Option<Reason> {
-        if matches!(self.tokens.get(&key(keys.token)), Some(until) if unpack(until) > now) {
+        let live = |until: Option<u32>| until.is_some_and(|u| unpack(u) > now);
+        if live(self.tokens.get(&key(keys.token))) || live(self.tokens.get(&key(keys.token_id))) {
             return Some(Reason::Token);
         }
         if let Some(session) = keys.session {
@@ -313,6 +318,38 @@ mod tests {
         assert_eq!(set.check(&same, None, 100), None);
         assert_eq!(set.sweep(100), 1);
         assert!(set.is_empty());
+    }
+
+    #[test]
+    fn token_id_entries_revoke_that_id_for_any_subject() {
+        let set = RevocationSet::new();
+        set.apply(&Entry::TokenId {
+            token: s("t1"),
+            until: 100,
+        });
+        assert_eq!(
+            set.check(&KeyHashes::new(&s("a"), &s("t1")), None, 50),
+            Some(Reason::Token)
+        );
+        assert_eq!(
+            set.check(&KeyHashes::new(&s("b"), &s("t1")), Some(1), 50),
+            Some(Reason::Token)
+        );
+        assert_eq!(
+            set.check(&KeyHashes::new(&s("a"), &s("t2")), None, 50),
+            None
+        );
+        // Neither a pair with that subject nor a session of that value.
+        assert_eq!(
+            set.check(&KeyHashes::new(&s("t1"), &s("x")), None, 50),
+            None
+        );
+        let sess = KeyHashes::new(&s("a"), &s("x")).with_session(Some(&s("t1")));
+        assert_eq!(set.check(&sess, None, 50), None);
+        assert_eq!(
+            set.check(&KeyHashes::new(&s("a"), &s("t1")), None, 100),
+            None
+        );
     }
 
     #[test]

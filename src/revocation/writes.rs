@@ -73,6 +73,13 @@ impl Revocations {
         self.record(Entry::Session { session, until }).await
     }
 
+    /// Revokes every token whose token claim is `token`, of any subject,
+    /// kept `lifetime` seconds or max_token_lifetime (+ leeway).
+    pub async fn revoke_token_id(&self, token: ClaimValue, lifetime: Option<i64>) -> WriteStatus {
+        let until = self.cutoff_until(self.clock.now(), lifetime);
+        self.record(Entry::TokenId { token, until }).await
+    }
+
     /// Revokes every token of `subject` issued before this second.
     pub async fn purge_subject(&self, subject: ClaimValue, lifetime: Option<i64>) -> WriteStatus {
         self.purge_subject_at(subject, self.clock.now(), lifetime)

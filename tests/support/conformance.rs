@@ -191,6 +191,39 @@ pub async fn run(b: &dyn Backing) {
         "numeric session"
     );
 
+    // A token-id entry (a CAEP jwt_id subject) revokes the token with that
+    // id whoever its subject; other ids, and a subject or session of the
+    // same value, are untouched.
+    assert_eq!(
+        r.revoke_token_id(s("tid-1"), None).await,
+        WriteStatus::Stored
+    );
+    assert_eq!(
+        check(&r, &s("u10"), &s("tid-1"), now).await,
+        Some(Reason::Token),
+        "token id"
+    );
+    assert_eq!(
+        check(&r, &s("u11"), &s("tid-1"), now + 5).await,
+        Some(Reason::Token),
+        "any subject"
+    );
+    assert_eq!(
+        check(&r, &s("u10"), &s("tid-2"), now).await,
+        None,
+        "other token id"
+    );
+    assert_eq!(
+        check(&r, &s("tid-1"), &s("x"), now).await,
+        None,
+        "a subject is not a token id"
+    );
+    assert_eq!(
+        check_session(&r, &s("u10"), &s("y"), Some(&s("tid-1")), Some(now)).await,
+        None,
+        "a session is not a token id"
+    );
+
     // A later, shorter write never shortens an entry.
     r.revoke_token(s("u5"), s("j"), None, Some(1000)).await;
     r.revoke_token(s("u5"), s("j"), None, Some(2)).await;
@@ -269,6 +302,11 @@ pub async fn run(b: &dyn Backing) {
         check_session(&r, &s("u9"), &s("z"), Some(&s("sid-1")), Some(later)).await,
         Some(Reason::Session),
         "after reopen: session"
+    );
+    assert_eq!(
+        check(&r, &s("u12"), &s("tid-1"), later).await,
+        Some(Reason::Token),
+        "after reopen: token id"
     );
     assert_eq!(
         check(&r, &s("u6"), &s("j"), later).await,

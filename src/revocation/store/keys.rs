@@ -6,6 +6,7 @@
 //! | token | `{prefix}t:{subject}:{token}` | `{until}` |
 //! | subject cutoff | `{prefix}s:{subject}` | `{cutoff} {until}` |
 //! | session | `{prefix}i:{session}` | `{until}` |
+//! | token id (any subject) | `{prefix}j:{token}` | `{until}` |
 //! | global cutoff | `{prefix}g` | `{cutoff} {until}` |
 //!
 //! `{subject}`, `{token}` and `{session}` are claim fragments (`s` + percent-encoded string,
@@ -29,18 +30,23 @@ pub fn session_key(prefix: &str, session: &ClaimValue) -> String {
     format!("{prefix}i:{}", session.fragment())
 }
 
+pub fn token_id_key(prefix: &str, token: &ClaimValue) -> String {
+    format!("{prefix}j:{}", token.fragment())
+}
+
 pub fn global_key(prefix: &str) -> String {
     format!("{prefix}g")
 }
 
-/// The keys that could reject a token: its token entry, its subject's
-/// cutoff, the global cutoff and, when it names one, its session's entry
-/// (per-request lookups read exactly these).
+/// The keys that could reject a token: its token entry, its token id's
+/// entry, its subject's cutoff, the global cutoff and, when it names one,
+/// its session's entry (per-request lookups read exactly these).
 pub fn candidates(prefix: &str, id: &TokenRef<'_>) -> Vec<String> {
     let mut keys = vec![
         token_key(prefix, id.subject, id.token),
         subject_key(prefix, id.subject),
         global_key(prefix),
+        token_id_key(prefix, id.token),
     ];
     if let Some(session) = id.session {
         keys.push(session_key(prefix, session));
@@ -54,6 +60,7 @@ pub fn key_of(prefix: &str, entry: &Entry) -> String {
         Entry::Token { subject, token, .. } => token_key(prefix, subject, token),
         Entry::Subject { subject, .. } => subject_key(prefix, subject),
         Entry::Session { session, .. } => session_key(prefix, session),
+        Entry::TokenId { token, .. } => token_id_key(prefix, token),
         Entry::Global { .. } => global_key(prefix),
     }
 }
@@ -62,7 +69,9 @@ pub fn key_of(prefix: &str, entry: &Entry) -> String {
 pub fn value_of(entry: &Entry) -> String {
     let mut v = String::new();
     match entry {
-        Entry::Token { until, .. } | Entry::Session { until, .. } => {
+        Entry::Token { until, .. }
+        | Entry::Session { until, .. }
+        | Entry::TokenId { until, .. } => {
             let _ = write!(v, "{until}");
         }
         Entry::Subject { cutoff, until, .. } | Entry::Global { cutoff, until } => {
@@ -111,6 +120,12 @@ pub fn entry_from(prefix: &str, key: &str, value: &str) -> Option<Entry> {
             until,
         });
     }
+    if let Some(token) = rest.strip_prefix("j:") {
+        return Some(Entry::TokenId {
+            token: ClaimValue::from_fragment(token)?,
+            until,
+        });
+    }
     let (subject, token) = rest.strip_prefix("t:")?.split_once(':')?;
     Some(Entry::Token {
         subject: ClaimValue::from_fragment(subject)?,
@@ -126,7 +141,9 @@ pub fn merge_values(stored: Option<&str>, entry: &Entry) -> String {
     };
     let mut merged = entry.clone();
     match &mut merged {
-        Entry::Token { until: u, .. } | Entry::Session { until: u, .. } => *u = (*u).max(until),
+        Entry::Token { until: u, .. }
+        | Entry::Session { until: u, .. }
+        | Entry::TokenId { until: u, .. } => *u = (*u).max(until),
         Entry::Subject {
             cutoff: c,
             until: u,
@@ -163,6 +180,10 @@ mod tests {
             },
             Entry::Session {
                 session: ClaimValue::Str("sess/1".into()),
+                until: 1_700_000_000,
+            },
+            Entry::TokenId {
+                token: ClaimValue::Str("jti:9".into()),
                 until: 1_700_000_000,
             },
             Entry::Global {

@@ -486,7 +486,9 @@ impl Store for RedisStore {
             let conn = self.conn().await?;
             let key = keys::key_of(&self.target.key_prefix, entry);
             let cutoff = match entry {
-                Entry::Token { .. } | Entry::Session { .. } => String::new(),
+                Entry::Token { .. } | Entry::Session { .. } | Entry::TokenId { .. } => {
+                    String::new()
+                }
                 Entry::Subject { cutoff, .. } | Entry::Global { cutoff, .. } => cutoff.to_string(),
             };
             let retention = self.target.log_retention.as_millis() as u64;
