@@ -15,7 +15,8 @@ const ISSUER: &str = "https://idp.test";
 const LOGOUT: &str = "http://schemas.openid.net/event/backchannel-logout";
 const PATH: &str = "/oidc/backchannel-logout";
 
-const CONFIG: &str = r#"
+/// The proxy and the one trusted issuer; each test adds its endpoints.
+const ISSUER_CONFIG: &str = r#"
 upstream: ${UPSTREAM}
 jwt:
   algorithms: [HS256]
@@ -26,12 +27,14 @@ intake:
     - issuer: https://idp.test
       public_key_file: ${KEYS}/rsa.pub
       audience: [app]
-  backchannel_logout:
-    path: /oidc/backchannel-logout
-  ssf:
-    push_path: /ssf/events
-    authorization: Bearer ssf-push-secret-0123456789
 "#;
+
+/// Back-channel logout and SSF push.
+fn config() -> String {
+    format!(
+        "{ISSUER_CONFIG}  backchannel_logout:\n    path: /oidc/backchannel-logout\n  ssf:\n    push_path: /ssf/events\n    authorization: Bearer ssf-push-secret-0123456789\n"
+    )
+}
 
 const PUSH: &str = "/ssf/events";
 const PUSH_AUTH: &str = "Bearer ssf-push-secret-0123456789";
@@ -87,7 +90,7 @@ async fn post_logout(proxy: &TestProxy, token: &str) -> Resp {
 #[tokio::test]
 async fn a_logout_at_the_provider_revokes_that_session_only() {
     let up = TestUpstream::start().await;
-    let proxy = TestProxy::start(CONFIG, &up.url(), &[]).await;
+    let proxy = TestProxy::start(&config(), &up.url(), &[]).await;
     let first = access("alice", "s1", now() - 10);
     let second = access("alice", "s2", now() - 10);
     assert_eq!(get(proxy.addr, "/api", Some(&first)).await.status, 200);
@@ -120,7 +123,7 @@ async fn a_logout_at_the_provider_revokes_that_session_only() {
 #[tokio::test]
 async fn a_logout_by_subject_cuts_at_the_tokens_own_time() {
     let up = TestUpstream::start().await;
-    let proxy = TestProxy::start(CONFIG, &up.url(), &[]).await;
+    let proxy = TestProxy::start(&config(), &up.url(), &[]).await;
     let before = access("bob", "b1", now() - 100);
     let after = access("bob", "b2", now() - 20);
     let mut c = logout_claims();
@@ -136,7 +139,7 @@ async fn a_logout_by_subject_cuts_at_the_tokens_own_time() {
 #[tokio::test]
 async fn every_bad_logout_is_refused_and_revokes_nothing() {
     let up = TestUpstream::start().await;
-    let proxy = TestProxy::start(CONFIG, &up.url(), &[]).await;
+    let proxy = TestProxy::start(&config(), &up.url(), &[]).await;
     let victim = access("carol", "c1", now() - 10);
     let with = |f: &dyn Fn(&mut Value)| {
         let mut c = logout_claims();
@@ -281,7 +284,7 @@ async fn every_bad_logout_is_refused_and_revokes_nothing() {
 #[tokio::test]
 async fn the_endpoint_is_the_same_on_every_path() {
     let up = TestUpstream::start().await;
-    let paths = Paths::start(CONFIG, &up.url(), &[]).await;
+    let paths = Paths::start(&config(), &up.url(), &[]).await;
     for (i, via) in ALL.iter().enumerate() {
         for (j, target) in [
             PATH,
@@ -329,7 +332,7 @@ async fn the_endpoint_is_the_same_on_every_path() {
 async fn a_logout_after_a_fast_path_request_on_one_connection() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let up = TestUpstream::start().await;
-    let proxy = TestProxy::start(CONFIG, &up.url(), &[]).await;
+    let proxy = TestProxy::start(&config(), &up.url(), &[]).await;
     let t = access("erin", "e1", now() - 5);
     let mut c = logout_claims();
     c["sid"] = json!("e1");
@@ -385,7 +388,7 @@ async fn push(proxy: &TestProxy, auth: Option<&str>, set: &str) -> Resp {
 #[tokio::test]
 async fn pushed_caep_events_revoke_at_the_events_own_time() {
     let up = TestUpstream::start().await;
-    let proxy = TestProxy::start(CONFIG, &up.url(), &[]).await;
+    let proxy = TestProxy::start(&config(), &up.url(), &[]).await;
 
     // session-revoked, complex subject with a session: that session only.
     let s1 = access("fay", "f1", now() - 10);
@@ -487,7 +490,7 @@ async fn pushed_caep_events_revoke_at_the_events_own_time() {
 #[tokio::test]
 async fn every_bad_push_gets_its_rfc8935_error_and_revokes_nothing() {
     let up = TestUpstream::start().await;
-    let proxy = TestProxy::start(CONFIG, &up.url(), &[]).await;
+    let proxy = TestProxy::start(&config(), &up.url(), &[]).await;
     let victim = access("jay", "j1", now() - 10);
     let session = json!({"subject": {"format": "opaque", "id": "jay"}});
     let good = || set_claims(SESSION_REVOKED, session.clone());
@@ -693,24 +696,12 @@ async fn start_transmitter(state: std::sync::Arc<std::sync::Mutex<Transmitter>>)
     format!("http://{addr}/ssf/poll")
 }
 
-const POLL_CONFIG: &str = r#"
-upstream: ${UPSTREAM}
-jwt:
-  algorithms: [HS256]
-  secret: ${SECRET}
-  leeway: 5s
-intake:
-  issuers:
-    - issuer: https://idp.test
-      public_key_file: ${KEYS}/rsa.pub
-      audience: [app]
-  ssf:
-    poll:
-      url: ${POLL}
-      authorization: Bearer poll-secret
-      interval: 100ms
-      max_events: 10
-"#;
+/// SSF poll delivery from `${POLL}`.
+fn poll_config() -> String {
+    format!(
+        "{ISSUER_CONFIG}  ssf:\n    poll:\n      url: ${{POLL}}\n      authorization: Bearer poll-secret\n      interval: 100ms\n      max_events: 10\n"
+    )
+}
 
 #[tokio::test]
 async fn polled_sets_are_applied_acknowledged_or_reported() {
@@ -741,7 +732,7 @@ async fn polled_sets_are_applied_acknowledged_or_reported() {
     let poll = start_transmitter(state.clone()).await;
     let first = access("kim", "k1", now() - 10);
     let other = access("kim", "k2", now() - 10);
-    let proxy = TestProxy::start(POLL_CONFIG, &up.url(), &[("POLL", poll)]).await;
+    let proxy = TestProxy::start(&poll_config(), &up.url(), &[("POLL", poll)]).await;
 
     // After one failed poll (backed off), the SET is applied…
     wait_for("the polled session revocation", || async {
@@ -812,7 +803,8 @@ async fn a_signal_to_one_replica_reaches_every_replica() {
     let redis = support::servers::Redis::start();
     let up = TestUpstream::start().await;
     let yaml = format!(
-        "{CONFIG}revocation:\n  store:\n    type: redis\n    url: {}\n    mode: replica\n",
+        "{}revocation:\n  store:\n    type: redis\n    url: {}\n    mode: replica\n",
+        config(),
         redis.url()
     );
     let a = TestProxy::start(&yaml, &up.url(), &[]).await;

@@ -319,3 +319,84 @@ async fn a_list_that_cannot_be_had_follows_on_store_failure() {
     }
     allow.stop().await;
 }
+
+/// A WebSocket tunnel is re-checked against its token's list like every
+/// request: when the entry turns INVALID, the tunnel closes.
+#[tokio::test]
+async fn an_upgraded_connection_closes_when_its_list_entry_turns_invalid() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+    // A WebSocket echo server.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ws_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.next().await {
+                    if msg.is_text() && ws.send(msg).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let peer = lists();
+    let base = peer.get("base");
+    let hang = silent_server().await;
+    let uri = list(
+        &base,
+        "ws",
+        json!({"bits": 1, "size": 8, "statuses": {}, "ttl": 1}),
+    )
+    .await;
+    let up_url = format!("http://{ws_addr}");
+    let proxy = TestProxy::start(
+        CONFIG,
+        &up_url,
+        &[
+            ("LISTS", base.clone()),
+            ("HANG", hang),
+            ("ON_FAILURE", "deny".to_string()),
+        ],
+    )
+    .await;
+    let mut req = format!("ws://{}/ws", proxy.addr)
+        .into_client_request()
+        .unwrap();
+    let auth = format!("Bearer {}", token("w", &uri, 0));
+    req.headers_mut()
+        .insert("authorization", auth.parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("upgrade");
+    ws.send(Message::text("ping")).await.unwrap();
+    let echoed = tokio::time::timeout(Duration::from_secs(5), ws.next()).await;
+    assert!(
+        matches!(echoed, Ok(Some(Ok(m))) if m.is_text()),
+        "the tunnel works"
+    );
+
+    list(
+        &base,
+        "ws",
+        json!({"bits": 1, "size": 8, "statuses": {"0": 1}, "ttl": 1}),
+    )
+    .await;
+    let started = Instant::now();
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the tunnel stayed open"
+        );
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => break,
+            Ok(Some(Ok(_))) => continue,
+            Err(_) => panic!("the tunnel stayed open"),
+        }
+    }
+    proxy.stop().await;
+}

@@ -6,7 +6,7 @@
 use super::error::{ListStatus, ProxyError};
 use super::Proxy;
 use crate::auth::extract::Fields;
-use crate::auth::status_list::{ListError, StatusClaim};
+use crate::auth::status_list::{ListError, StatusClaim, StatusLists};
 use crate::auth::{extract, AuthError, Verified};
 use crate::revocation::Verdict;
 use std::sync::Arc;
@@ -47,32 +47,40 @@ impl Proxy {
         self.check_status_list(&verified, now).await?;
         Ok(verified)
     }
-
     /// The token's entry in its status list, when lists are checked and
     /// it names one: after the signature and the local set, never before,
     /// so an unverified token never causes a fetch.
     async fn check_status_list(&self, v: &Verified, now: i64) -> Result<(), ProxyError> {
-        let Some(lists) = &self.status_lists else {
-            return Ok(());
-        };
-        let (uri, idx) = match &v.status {
-            StatusClaim::None => return Ok(()),
-            StatusClaim::Malformed => {
-                return Err(AuthError::invalid("malformed status claim").into())
-            }
-            StatusClaim::List { uri, idx } => (uri, *idx),
-        };
-        match lists.status(uri, idx, now).await {
-            Ok(0) => Ok(()),
-            Ok(1) => Err(ProxyError::ListStatus(ListStatus::Invalid)),
-            Ok(2) => Err(ProxyError::ListStatus(ListStatus::Suspended)),
-            Ok(_) => Err(AuthError::invalid("token status is not valid").into()),
-            Err(ListError::NotAllowed) => Err(AuthError::invalid("status list not allowed").into()),
-            Err(ListError::OutOfRange) => {
-                Err(AuthError::invalid("status index outside the list").into())
-            }
-            Err(ListError::Unavailable) if self.allow_on_store_failure => Ok(()),
-            Err(ListError::Unavailable) => Err(ProxyError::StoreUnavailable),
+        match &self.status_lists {
+            Some(lists) => status_list_verdict(lists, v, now, self.allow_on_store_failure).await,
+            None => Ok(()),
         }
+    }
+}
+
+/// What `lists` say of a verified token at `now`: the one rule of
+/// admission and of upgraded connections' re-checks.
+pub async fn status_list_verdict(
+    lists: &Arc<StatusLists>,
+    v: &Verified,
+    now: i64,
+    allow_on_store_failure: bool,
+) -> Result<(), ProxyError> {
+    let (uri, idx) = match &v.status {
+        StatusClaim::None => return Ok(()),
+        StatusClaim::Malformed => return Err(AuthError::invalid("malformed status claim").into()),
+        StatusClaim::List { uri, idx } => (uri, *idx),
+    };
+    match lists.status(uri, idx, now).await {
+        Ok(0) => Ok(()),
+        Ok(1) => Err(ProxyError::ListStatus(ListStatus::Invalid)),
+        Ok(2) => Err(ProxyError::ListStatus(ListStatus::Suspended)),
+        Ok(_) => Err(AuthError::invalid("token status is not valid").into()),
+        Err(ListError::NotAllowed) => Err(AuthError::invalid("status list not allowed").into()),
+        Err(ListError::OutOfRange) => {
+            Err(AuthError::invalid("status index outside the list").into())
+        }
+        Err(ListError::Unavailable) if allow_on_store_failure => Ok(()),
+        Err(ListError::Unavailable) => Err(ProxyError::StoreUnavailable),
     }
 }

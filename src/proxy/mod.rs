@@ -261,6 +261,7 @@ impl Proxy {
             client_upgrade,
             upstream_upgrade,
             self.revocations.clone(),
+            self.status_lists.clone(),
             verified,
             self.verifier.leeway(),
             self.allow_on_store_failure,

@@ -8,6 +8,7 @@
 //! replica), past `exp` + `jwt.leeway`, or the store unusable under
 //! `on_store_failure: deny` — and closes it.
 
+use crate::auth::status_list::StatusLists;
 use crate::auth::Verified;
 use crate::revocation::{Revocations, Verdict};
 use crate::routes::Rule;
@@ -61,6 +62,7 @@ pub fn tunnel(
     client: OnUpgrade,
     upstream: OnUpgrade,
     revocations: Arc<Revocations>,
+    lists: Option<Arc<StatusLists>>,
     verified: Option<Arc<Verified>>,
     leeway: i64,
     allow_on_store_failure: bool,
@@ -86,7 +88,7 @@ pub fn tunnel(
             r = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
                 tracing::debug!(subject, closed_cleanly = r.is_ok(), "Upgraded connection ended");
             }
-            why = watch(revocations, verified, leeway, allow_on_store_failure) => {
+            why = watch(revocations, lists, verified, leeway, allow_on_store_failure) => {
                 tracing::info!(subject, reason = why, "Closing upgraded connection: token no longer valid");
             }
         }
@@ -96,6 +98,7 @@ pub fn tunnel(
 /// Resolves when the token stops being admissible; never for public routes.
 async fn watch(
     revocations: Arc<Revocations>,
+    lists: Option<Arc<StatusLists>>,
     verified: Option<Arc<Verified>>,
     leeway: i64,
     allow_on_store_failure: bool,
@@ -117,6 +120,14 @@ async fn watch(
             Verdict::Revoked(reason) => return reason.label(),
             Verdict::Unavailable if !allow_on_store_failure => return "store_unavailable",
             Verdict::Clear | Verdict::Unavailable => {}
+        }
+        if let Some(lists) = &lists {
+            let now = revocations.clock().now();
+            if let Err(e) =
+                super::admit::status_list_verdict(lists, &v, now, allow_on_store_failure).await
+            {
+                return e.outcome().label();
+            }
         }
     }
 }
