@@ -865,3 +865,54 @@ async fn hot_reload_swaps_routes_keys_and_headers_and_refuses_bad_files() {
     assert_eq!(access_lines(), before, "no access line at level warn");
     drop(proxy);
 }
+
+/// A response the fast path cannot finish (the upstream closes in the middle
+/// of its body) still gets its access line: the status already sent and
+/// the outcome `upstream_error`.
+#[tokio::test]
+async fn an_aborted_fast_path_response_is_logged() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = upstream.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = upstream.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(buf.get(..n).unwrap_or_default()),
+                    }
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly ten b")
+                    .await;
+                // Closed with 90 bytes of the body never sent.
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nupstream: http://{up_addr}\njwt:\n  secret: {SECRET}\nadmin:\n  listen: 127.0.0.1:0\nlog:\n  format: json\n"
+    );
+    let (_proxy, log, addr, _admin) = start_logged(dir.path(), &yaml);
+    let token = hs256(&claims("carl"));
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET /cut HTTP/1.1\r\nhost: app\r\nauthorization: Bearer {token}\r\n\r\n");
+    c.write_all(req.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut got)).await;
+    assert!(read.is_ok(), "the proxy closed the connection");
+    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"));
+    assert!(got.len() < 100, "the body was cut short: {}", got.len());
+    let text = wait_for_log(&log, "/cut");
+    let line = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["message"] == "Request" && v["path"] == "/cut")
+        .unwrap_or_else(|| panic!("no access line for the aborted response: {text}"));
+    assert_eq!(line["status"], 200);
+    assert_eq!(line["outcome"], "upstream_error");
+    assert_eq!(line["subject"], "carl");
+}

@@ -23,13 +23,4 @@ impl AuthError {
     pub fn invalid(description: &'static str) -> AuthError {
         AuthError::Invalid(Cow::Borrowed(description))
     }
-
-    /// A short label for logs and metrics.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            AuthError::Missing => "missing",
-            AuthError::Malformed(_) => "malformed",
-            AuthError::Invalid(_) | AuthError::UnknownKey => "invalid",
-        }
-    }
 }
