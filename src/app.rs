@@ -141,6 +141,33 @@ pub struct App {
     pub fetcher: Arc<dyn Fetch>,
 }
 
+/// Starts what fetches on behalf of the signal and status-list checks:
+/// the identity providers' JWKS kept fresh, the status lists' fetcher, and
+/// (when configured) the SSF poller, which follows the configuration in force.
+fn start_fetching(
+    live: &crate::proxy::LiveProxy,
+    fetcher: &Arc<dyn Fetch>,
+    metrics: &Arc<Metrics>,
+) {
+    let proxy = live.load_full();
+    for jwks in proxy.issuer_jwks() {
+        jwks.watch(fetcher.clone());
+    }
+    proxy.use_fetcher(fetcher);
+    if proxy
+        .intake
+        .as_ref()
+        .is_some_and(|i| i.poll_settings().is_some())
+    {
+        let from = live.clone();
+        tokio::spawn(crate::intake::poll::run(
+            move || from.load().intake.clone(),
+            fetcher.clone(),
+            metrics.clone(),
+        ));
+    }
+}
+
 impl App {
     /// Prepares, then opens the store; binds nothing.
     pub async fn build(settings: Settings, clock: Clock) -> Result<App, StartError> {
@@ -160,24 +187,8 @@ impl App {
             Proxy::new(&settings, verifier, revocations.clone(), metrics.clone())
                 .map_err(ConfigError)?,
         );
-        for jwks in proxy.issuer_jwks() {
-            jwks.watch(fetcher.clone());
-        }
-        proxy.use_fetcher(&fetcher);
         let live: crate::proxy::LiveProxy = Arc::new(arc_swap::ArcSwap::new(proxy.clone()));
-        if proxy
-            .intake
-            .as_ref()
-            .is_some_and(|i| i.poll_settings().is_some())
-        {
-            // SSF poll delivery follows the configuration in force.
-            let from = live.clone();
-            tokio::spawn(crate::intake::poll::run(
-                move || from.load().intake.clone(),
-                fetcher.clone(),
-                metrics.clone(),
-            ));
-        }
+        start_fetching(&live, &fetcher, &metrics);
         let token_digest = settings
             .admin
             .as_ref()

@@ -171,29 +171,8 @@ impl Metrics {
             .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
-    /// Prometheus text exposition; `extra` lines are appended as they are.
-    pub fn render(&self, gauges: &[(&str, &str, u64)]) -> String {
-        let mut out = String::new();
-        out.push_str("# HELP revoke_proxy_requests_total Requests by outcome.\n# TYPE revoke_proxy_requests_total counter\n");
-        for (o, c) in Outcome::ALL.iter().zip(&self.outcomes) {
-            let _ = writeln!(
-                out,
-                "revoke_proxy_requests_total{{outcome=\"{}\"}} {}",
-                o.label(),
-                c.load(Ordering::Relaxed)
-            );
-        }
-        out.push_str("# HELP revoke_proxy_revocations_total Revocations applied by kind.\n# TYPE revoke_proxy_revocations_total counter\n");
-        for (label, c) in ["token", "subject", "global", "session"]
-            .iter()
-            .zip(&self.revocations)
-        {
-            let _ = writeln!(
-                out,
-                "revoke_proxy_revocations_total{{kind=\"{label}\"}} {}",
-                c.load(Ordering::Relaxed)
-            );
-        }
+    /// Identity-provider signals, the SSF poller and token status lists.
+    fn render_intake(&self, out: &mut String) {
         out.push_str("# HELP revoke_proxy_intake_signals_total Signals from identity providers by endpoint, result and reason.\n# TYPE revoke_proxy_intake_signals_total counter\n");
         for ((endpoint, result, reason), n) in self.signals.lock().iter() {
             let _ = writeln!(
@@ -218,6 +197,32 @@ impl Metrics {
                 c.load(Ordering::Relaxed)
             );
         }
+    }
+
+    /// Prometheus text exposition; `extra` lines are appended as they are.
+    pub fn render(&self, gauges: &[(&str, &str, u64)]) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP revoke_proxy_requests_total Requests by outcome.\n# TYPE revoke_proxy_requests_total counter\n");
+        for (o, c) in Outcome::ALL.iter().zip(&self.outcomes) {
+            let _ = writeln!(
+                out,
+                "revoke_proxy_requests_total{{outcome=\"{}\"}} {}",
+                o.label(),
+                c.load(Ordering::Relaxed)
+            );
+        }
+        out.push_str("# HELP revoke_proxy_revocations_total Revocations applied by kind.\n# TYPE revoke_proxy_revocations_total counter\n");
+        for (label, c) in ["token", "subject", "global", "session"]
+            .iter()
+            .zip(&self.revocations)
+        {
+            let _ = writeln!(
+                out,
+                "revoke_proxy_revocations_total{{kind=\"{label}\"}} {}",
+                c.load(Ordering::Relaxed)
+            );
+        }
+        self.render_intake(&mut out);
         self.upstream_latency.render(
             &mut out,
             "revoke_proxy_upstream_latency_seconds",

@@ -196,6 +196,37 @@ async fn a_revocation_on_another_replica_closes_the_socket() {
     b.stop().await;
 }
 
+/// The tunnel follows `on_store_failure` like admission: with `deny`, a
+/// store that stops answering (past `max_staleness`) closes it; with
+/// `allow`, it lives on.
+#[tokio::test]
+async fn a_store_outage_closes_the_tunnel_only_under_deny() {
+    let redis = Redis::start();
+    let upstream = echo_server().await;
+    let yaml = |policy: &str| {
+        format!(
+            "{BASIC}revocation:\n  on_store_failure: {policy}\n  max_staleness: 1s\n  store:\n    type: redis\n    url: {}\n    timeout: 200ms\n",
+            redis.url()
+        )
+    };
+    let deny = TestProxy::start(&yaml("deny"), &format!("http://{upstream}"), &[]).await;
+    let allow = TestProxy::start(&yaml("allow"), &format!("http://{upstream}"), &[]).await;
+    let t = hs256(&claims("gil"));
+    let mut denied = connect(deny.addr, Some(&t)).await.unwrap();
+    let mut allowed = connect(allow.addr, Some(&t)).await.unwrap();
+    let _ = denied.next().await;
+    let _ = allowed.next().await;
+    echo(&mut denied, "before").await;
+    redis.pause();
+    let took = closed_within(&mut denied, Duration::from_secs(8)).await;
+    println!("closed {took:?} after the store stopped answering");
+    // The same outage, as long again: the `allow` tunnel still echoes.
+    echo(&mut allowed, "still here").await;
+    redis.resume();
+    deny.stop().await;
+    allow.stop().await;
+}
+
 #[tokio::test]
 async fn the_handshake_token_may_come_from_a_cookie_or_the_query_when_configured() {
     let upstream = echo_server().await;

@@ -142,7 +142,7 @@ impl Admin {
     }
 
     async fn revoke_json(&self, body: Value, remote: SocketAddr) -> Reply {
-        let (mut obj, lifetime) = match object_and_lifetime(body) {
+        let (obj, lifetime) = match object_and_lifetime(body) {
             Ok(v) => v,
             Err(e) => return bad_request(e),
         };
@@ -156,38 +156,9 @@ impl Admin {
         {
             return self.revoke_session(obj, lifetime, remote).await;
         }
-        let (subject, token_id, exp) = if let Some(token) = obj.remove("token") {
-            if let Some(k) = obj.keys().next() {
-                return bad_request(format!("unexpected field {k:?} next to \"token\""));
-            }
-            let Value::String(token) = token else {
-                return bad_request("\"token\" must be a string");
-            };
-            match self.verify_token(&token) {
-                Ok(v) => (v.subject, v.token_id, v.exp),
-                Err(e) => return bad_request(format!("token not accepted: {e}")),
-            }
-        } else {
-            let subject = match claim(&mut obj, &names.subject) {
-                Ok(v) => v,
-                Err(e) => return bad_request(e),
-            };
-            let token_id = match claim(&mut obj, &names.token) {
-                Ok(v) => v,
-                Err(e) => return bad_request(e),
-            };
-            let exp = match obj.remove("exp") {
-                None => None,
-                Some(Value::Number(n)) if n.as_i64().is_some() => n.as_i64(),
-                Some(_) => return bad_request("\"exp\" must be a whole number of Unix seconds"),
-            };
-            if let Some(k) = obj.keys().next() {
-                return bad_request(format!(
-                    "unknown field {k:?} (give \"token\", or {:?}, {:?}, \"exp\", \"lifetime\", or {:?})",
-                    names.subject, names.token, names.session
-                ));
-            }
-            (subject, token_id, exp)
+        let (subject, token_id, exp) = match self.token_target(obj) {
+            Ok(t) => t,
+            Err(e) => return bad_request(e),
         };
         // A token past its `exp` (and leeway) is refused anyway: there is
         // nothing to keep, and saying "stored" would promise what status
@@ -213,6 +184,41 @@ impl Admin {
             StatusCode::OK,
             json!({ "revoked": true, "kind": "token", "status": status.label() }),
         )
+    }
+
+    /// The token a revoke body names: `{"token": …}` (verified), or the
+    /// claims skeleton `{sub, jti, exp?}` (names follow the claim settings).
+    fn token_target(
+        &self,
+        mut obj: serde_json::Map<String, Value>,
+    ) -> Result<(ClaimValue, ClaimValue, Option<i64>), String> {
+        let names = &self.claim_names;
+        if let Some(token) = obj.remove("token") {
+            if let Some(k) = obj.keys().next() {
+                return Err(format!("unexpected field {k:?} next to \"token\""));
+            }
+            let Value::String(token) = token else {
+                return Err("\"token\" must be a string".into());
+            };
+            let v = self
+                .verify_token(&token)
+                .map_err(|e| format!("token not accepted: {e}"))?;
+            return Ok((v.subject.clone(), v.token_id.clone(), v.exp));
+        }
+        let subject = claim(&mut obj, &names.subject)?;
+        let token_id = claim(&mut obj, &names.token)?;
+        let exp = match obj.remove("exp") {
+            None => None,
+            Some(Value::Number(n)) if n.as_i64().is_some() => n.as_i64(),
+            Some(_) => return Err("\"exp\" must be a whole number of Unix seconds".into()),
+        };
+        if let Some(k) = obj.keys().next() {
+            return Err(format!(
+                "unknown field {k:?} (give \"token\", or {:?}, {:?}, \"exp\", \"lifetime\", or {:?})",
+                names.subject, names.token, names.session
+            ));
+        }
+        Ok((subject, token_id, exp))
     }
 
     /// `{"sid": …}` (the member follows `session_claim`): every token of

@@ -86,21 +86,13 @@ async fn poll_once(
     let Some(settings) = intake.poll_settings() else {
         return Ok(false);
     };
-    let mut body = Map::new();
-    body.insert("ack".into(), json!(report.ack));
-    if !report.errors.is_empty() {
-        body.insert("setErrs".into(), Value::Object(report.errors.clone()));
-    }
-    body.insert("maxEvents".into(), json!(settings.max_events));
-    body.insert("returnImmediately".into(), json!(false));
-    let body = Value::Object(body);
     let answer = fetcher
         .post(Post {
             url: &settings.url,
             authorization: settings.authorization.as_ref().map(|a| a.0.as_str()),
             content_type: "application/json",
             accept: "application/json",
-            body: body.to_string().into(),
+            body: request(report, settings.max_events).to_string().into(),
             timeout: POLL_TIMEOUT,
             max_bytes: MAX_ANSWER,
         })
@@ -120,35 +112,53 @@ async fn poll_once(
         .unwrap_or(false);
     let got = sets.len();
     for (jti, set) in sets {
-        let Some(token) = set.as_str() else {
-            intake.metrics.signal(KIND, "rejected", "invalid_request");
-            report.errors.insert(
-                jti,
-                json!({"err": "invalid_request", "description": "the SET is not a string"}),
-            );
-            continue;
-        };
-        let now = intake.revocations.clock().now();
-        match intake.apply_set(KIND, token.trim(), now).await {
-            Ok(applied) => {
-                intake.metrics.signal(KIND, applied.label(), "");
-                report.ack.push(jti);
-            }
-            Err(super::signal::Rejection::KeysUnavailable) => {
-                intake.metrics.signal(KIND, "rejected", "keys_unavailable");
-            }
-            Err(rejection) => {
-                intake.metrics.signal(KIND, "rejected", rejection.reason());
-                tracing::warn!(intake = KIND, reason = rejection.reason(),
-                    description = %rejection.description(), "Signal refused");
-                report.errors.insert(
-                    jti,
-                    json!({"err": rejection.reason(), "description": rejection.description()}),
-                );
-            }
-        }
+        apply(intake, jti, &set, report).await;
     }
     Ok(more || got > 0)
+}
+
+/// The body of a poll request (RFC 8936 §2.4).
+fn request(report: &Report, max_events: u64) -> Value {
+    let mut body = Map::new();
+    body.insert("ack".into(), json!(report.ack));
+    if !report.errors.is_empty() {
+        body.insert("setErrs".into(), Value::Object(report.errors.clone()));
+    }
+    body.insert("maxEvents".into(), json!(max_events));
+    body.insert("returnImmediately".into(), json!(false));
+    Value::Object(body)
+}
+
+/// Applies one polled SET and notes in `report` what to tell the transmitter.
+async fn apply(intake: &Intake, jti: String, set: &Value, report: &mut Report) {
+    let Some(token) = set.as_str() else {
+        intake.metrics.signal(KIND, "rejected", "invalid_request");
+        report.errors.insert(
+            jti,
+            json!({"err": "invalid_request", "description": "the SET is not a string"}),
+        );
+        return;
+    };
+    let now = intake.revocations.clock().now();
+    match intake.apply_set(KIND, token.trim(), now).await {
+        Ok(applied) => {
+            intake.metrics.signal(KIND, applied.label(), "");
+            report.ack.push(jti);
+        }
+        // Not acknowledged, not reported: the transmitter sends it again.
+        Err(super::signal::Rejection::KeysUnavailable) => {
+            intake.metrics.signal(KIND, "rejected", "keys_unavailable");
+        }
+        Err(rejection) => {
+            intake.metrics.signal(KIND, "rejected", rejection.reason());
+            tracing::warn!(intake = KIND, reason = rejection.reason(),
+                description = %rejection.description(), "Signal refused");
+            report.errors.insert(
+                jti,
+                json!({"err": rejection.reason(), "description": rejection.description()}),
+            );
+        }
+    }
 }
 
 #[cfg(test)]
