@@ -2,7 +2,7 @@
 //! with TLS to the system roots, a time bound and a size bound. It
 //! implements [`crate::auth::jwks::Fetch`], so neither holds an HTTP client.
 
-use crate::auth::jwks::{Fetch, FetchFuture, Post};
+use crate::auth::jwks::{Fetch, FetchError, FetchFuture, Post};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
@@ -27,7 +27,7 @@ impl HttpFetcher {
         HttpFetcher::default()
     }
 
-    fn client(&self) -> Result<&HttpsClient, String> {
+    fn client(&self) -> Result<&HttpsClient, FetchError> {
         self.client
             .get_or_init(|| {
                 let tls = crate::tls::client_config(None)?;
@@ -42,7 +42,7 @@ impl HttpFetcher {
                 Ok(Client::builder(TokioExecutor::new()).build(connector))
             })
             .as_ref()
-            .map_err(Clone::clone)
+            .map_err(|e| FetchError::Setup(e.clone()))
     }
 }
 
@@ -53,44 +53,43 @@ impl HttpFetcher {
         req: http::Request<Full<Bytes>>,
         timeout: Duration,
         max_bytes: usize,
-    ) -> Result<Bytes, String> {
+    ) -> Result<Bytes, FetchError> {
         let fetch = async {
             let resp = self
                 .client()?
                 .request(req)
                 .await
-                .map_err(|e| format!("fetch failed: {e}"))?;
+                .map_err(|e| FetchError::Transport(e.to_string()))?;
             if !resp.status().is_success() {
-                return Err(format!("answered {}", resp.status()));
+                return Err(FetchError::Status(resp.status().as_u16()));
             }
             Limited::new(resp.into_body(), max_bytes)
                 .collect()
                 .await
                 .map(|b| b.to_bytes())
-                .map_err(|e| format!("body: {e}"))
+                .map_err(|_| FetchError::Body)
         };
         tokio::time::timeout(timeout, fetch)
             .await
-            .map_err(|_| "fetch timed out".to_string())?
+            .map_err(|_| FetchError::Timeout)?
     }
 }
 
 impl Fetch for HttpFetcher {
     fn get<'a>(&'a self, url: &'a str, accept: &'a str, max_bytes: usize) -> FetchFuture<'a> {
         Box::pin(async move {
-            let uri: http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+            let uri: http::Uri = url.parse().map_err(|_| FetchError::BadUrl)?;
             let req = http::Request::get(uri)
                 .header(http::header::ACCEPT, accept)
                 .body(Full::new(Bytes::new()))
-                .map_err(|e| e.to_string())?;
+                .map_err(|_| FetchError::BadUrl)?;
             self.send(req, FETCH_TIMEOUT, max_bytes).await
         })
     }
 
     fn post<'a>(&'a self, post: Post<'a>) -> FetchFuture<'a> {
         Box::pin(async move {
-            let url = post.url;
-            let uri: http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+            let uri: http::Uri = post.url.parse().map_err(|_| FetchError::BadUrl)?;
             let mut req = http::Request::post(uri)
                 .header(http::header::ACCEPT, post.accept)
                 .header(http::header::CONTENT_TYPE, post.content_type);
@@ -99,7 +98,7 @@ impl Fetch for HttpFetcher {
             }
             let req = req
                 .body(Full::new(post.body))
-                .map_err(|_| "the request could not be built".to_string())?;
+                .map_err(|_| FetchError::BadUrl)?;
             self.send(req, post.timeout, post.max_bytes).await
         })
     }

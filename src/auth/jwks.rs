@@ -30,7 +30,35 @@ pub const MAX_JWKS_BYTES: usize = 1 << 20;
 
 /// A boxed future, as the fetcher returns.
 pub type FetchFuture<'a> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Bytes, String>> + Send + 'a>>;
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Bytes, FetchError>> + Send + 'a>>;
+
+/// Why an outbound fetch (a JWKS, a status list, an SSF poll) gave nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    #[error("not a usable URL")]
+    BadUrl,
+    #[error("the client could not be set up: {0}")]
+    Setup(String),
+    #[error("fetch failed: {0}")]
+    Transport(String),
+    #[error("answered {0}")]
+    Status(u16),
+    #[error("the answer could not be read (too large or cut short)")]
+    Body,
+    #[error("timed out")]
+    Timeout,
+    #[error("no fetcher installed")]
+    NoFetcher,
+}
+
+/// Why a JWKS could not be refreshed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JwksError {
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error("not a JWKS: {0}")]
+    Parse(String),
+}
 
 /// Outbound HTTP for the library: documents by URL (GET, at most
 /// `max_bytes`, a bounded time) and the SSF poller's POSTs.
@@ -213,10 +241,10 @@ impl Jwks {
     }
 
     /// Fetches and installs the set; keeps the old one on any failure.
-    pub async fn refresh(&self) -> Result<usize, String> {
+    pub async fn refresh(&self) -> Result<usize, JwksError> {
         let _one_at_a_time = self.fetching.lock().await;
         *self.last_fetch.lock() = Some(Instant::now());
-        let fetcher = self.fetcher.get().ok_or("no fetcher installed")?;
+        let fetcher = self.fetcher.get().ok_or(FetchError::NoFetcher)?;
         let body = fetcher
             .get(
                 &self.url,
@@ -224,7 +252,7 @@ impl Jwks {
                 MAX_JWKS_BYTES,
             )
             .await?;
-        let keys = parse(&body)?;
+        let keys = parse(&body).map_err(JwksError::Parse)?;
         let n = keys.len();
         *self.keys.write() = Arc::new(keys);
         self.loaded.store(true, Ordering::Relaxed);

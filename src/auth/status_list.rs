@@ -8,7 +8,7 @@
 //! list at most `timeout`; a list that cannot be had is the caller's
 //! `on_store_failure` call. Fetching goes through the injected [`Fetch`].
 
-use super::jwks::Fetch;
+use super::jwks::{Fetch, FetchError};
 use super::keyset::{numeric_date, typ_matches, KeySet};
 use crate::config::{IssuerSettings, Problem, StatusListSettings};
 use crate::metrics::Metrics;
@@ -80,6 +80,23 @@ pub enum ListError {
     OutOfRange,
     /// The list cannot be had now (fetch failed, timed out, invalid list).
     Unavailable,
+}
+
+/// Why a list could not be had (logged; the request sees `Unavailable`).
+#[derive(Debug, thiserror::Error)]
+enum ListFailure {
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error("the list token does not verify: {0}")]
+    Token(#[from] super::AuthError),
+    #[error("the list is not valid: {0}")]
+    Invalid(&'static str),
+}
+
+impl ListFailure {
+    fn invalid(why: &'static str) -> ListFailure {
+        ListFailure::Invalid(why)
+    }
 }
 
 /// A decoded list: `bits` per status, packed from the least significant bit.
@@ -261,11 +278,11 @@ impl StatusLists {
     }
 
     /// Fetches and checks the list at `uri`; its lifetime in seconds.
-    async fn fetch(&self, uri: &str) -> Result<(List, i64), String> {
-        let fetcher = self.fetcher.get().ok_or("no fetcher installed")?;
+    async fn fetch(&self, uri: &str) -> Result<(List, i64), ListFailure> {
+        let fetcher = self.fetcher.get().ok_or(FetchError::NoFetcher)?;
         let body = fetcher.get(uri, ACCEPT, MAX_TOKEN_BYTES).await?;
         let token = std::str::from_utf8(&body)
-            .map_err(|_| "the list is not text".to_string())?
+            .map_err(|_| ListFailure::invalid("the list is not text"))?
             .trim();
         let origin = origin(uri);
         let by_issuer = self
@@ -276,24 +293,24 @@ impl StatusLists {
         // whose origin the list has.
         let verified = match (self.own_keys.verify(token), by_issuer) {
             (Ok(v), _) => v,
-            (Err(_), Some((_, k))) => k.verify(token).map_err(|e| e.to_string())?,
-            (Err(e), None) => return Err(e.to_string()),
+            (Err(_), Some((_, k))) => k.verify(token)?,
+            (Err(e), None) => return Err(e.into()),
         };
         let (header, claims) = verified;
         if !typ_matches(header.typ.as_deref(), &[TYP.to_string()]) {
-            return Err("typ is not statuslist+jwt".into());
+            return Err(ListFailure::invalid("typ is not statuslist+jwt"));
         }
         if claims.get("sub").and_then(Value::as_str) != Some(uri) {
-            return Err("sub is not the list's URI".into());
+            return Err(ListFailure::invalid("sub is not the list's URI"));
         }
         let now = self.now();
-        let exp = numeric_date(&claims, "exp").map_err(|e| e.to_string())?;
+        let exp = numeric_date(&claims, "exp")?;
         if exp.is_some_and(|e| e <= now) {
-            return Err("the list has expired".into());
+            return Err(ListFailure::invalid("the list has expired"));
         }
         let ttl = claims.get("ttl").and_then(Value::as_i64).filter(|t| *t > 0);
         let list = List::decode(claims.get("status_list").unwrap_or(&Value::Null))
-            .map_err(str::to_string)?;
+            .map_err(ListFailure::invalid)?;
         let wanted = ttl
             .or(exp.map(|e| e - now))
             .unwrap_or(self.settings.max_ttl.as_secs() as i64);
@@ -306,7 +323,7 @@ impl StatusLists {
         Ok((list, life.max(1)))
     }
 
-    fn store(&self, uri: &str, result: Result<(List, i64), String>) {
+    fn store(&self, uri: &str, result: Result<(List, i64), ListFailure>) {
         let now = self.now();
         let mut cache = self.cache.lock();
         if cache.len() >= MAX_LISTS && !cache.contains_key(uri) {

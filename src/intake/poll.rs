@@ -8,7 +8,7 @@
 //! back off; a poll that brought nothing waits `interval`.
 
 use super::Intake;
-use crate::auth::jwks::{Fetch, Post};
+use crate::auth::jwks::{Fetch, FetchError, Post};
 use crate::metrics::Metrics;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -22,6 +22,15 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 pub const MAX_ANSWER: usize = 16 << 20;
 /// Label of polled signals in metrics and logs.
 pub const KIND: &str = "ssf_poll";
+
+/// Why a poll brought nothing.
+#[derive(Debug, thiserror::Error)]
+enum PollError {
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error("unreadable answer: {0}")]
+    Answer(&'static str),
+}
 
 /// What the next poll tells the transmitter.
 #[derive(Default)]
@@ -82,7 +91,7 @@ async fn poll_once(
     intake: &Intake,
     fetcher: &dyn Fetch,
     report: &mut Report,
-) -> Result<bool, String> {
+) -> Result<bool, PollError> {
     let Some(settings) = intake.poll_settings() else {
         return Ok(false);
     };
@@ -100,11 +109,11 @@ async fn poll_once(
     // The transmitter has the report: start the next one.
     *report = Report::default();
     let answer: Value =
-        serde_json::from_slice(&answer).map_err(|_| "the answer is not JSON".to_string())?;
+        serde_json::from_slice(&answer).map_err(|_| PollError::Answer("the answer is not JSON"))?;
     let sets = match answer.get("sets") {
         Some(Value::Object(sets)) => sets.clone(),
         None | Some(Value::Null) => Map::new(),
-        Some(_) => return Err("sets is not a JSON object".into()),
+        Some(_) => return Err(PollError::Answer("sets is not a JSON object")),
     };
     let more = answer
         .get("moreAvailable")
