@@ -1,4 +1,4 @@
-//! The revocation API of SPEC §6 under `/v1/`: revoke, purge, status. Every
+//! The revocation API under `/v1/` (README, "Admin API and CLI"): revoke, purge, status. Every
 //! call needs `Authorization: Bearer <admin.token>` (compared in constant
 //! time); every change is logged as an audit line (remote address, kind,
 //! subject; never a token) and goes through the same [`Revocations`] door as

@@ -1,4 +1,4 @@
-//! Why a request's credentials were not accepted (SPEC §5 rows 1–3).
+//! Why a request's credentials were not accepted (the first rows of the status table: 401 and 400).
 
 use std::borrow::Cow;
 

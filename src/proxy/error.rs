@@ -1,5 +1,5 @@
 //! Every way a request can end without the upstream's answer, and the one
-//! table that turns each into a response (SPEC §5).
+//! table that turns each into a response (the README's status table).
 
 use crate::auth::AuthError;
 use crate::metrics::Outcome;

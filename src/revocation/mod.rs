@@ -46,7 +46,7 @@ pub enum Verdict {
     Unavailable,
 }
 
-/// Whether a revocation has reached the store (SPEC §4 `Revocation-Status`).
+/// Whether a revocation has reached the store (the `Revocation-Status` header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteStatus {
     /// The store has it (or there is no store beyond memory).
