@@ -109,4 +109,9 @@ for name, i, base in (("rss", 1, base_rss), ("fds", 2, base_fd)):
     drift = (warm[-1][i] - base) / base * 100
     print(f"{name}: after warm-up {base} -> {warm[-1][i]} ({drift:+.1f} %), range {lo}..{hi} "
           f"({(lo - base) / base * 100:+.1f} % .. {(hi - base) / base * 100:+.1f} %)")
+    # The second half alone: growth that stops (sets and caches filling up)
+    # is not a leak; growth that goes on is.
+    half = warm[len(warm) // 2:]
+    h0 = half[0][i]
+    print(f"{name}: second half {h0} -> {half[-1][i]} ({(half[-1][i] - h0) / h0 * 100:+.1f} %)")
 PY
