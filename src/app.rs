@@ -154,17 +154,19 @@ fn start_fetching(
         jwks.watch(fetcher.clone());
     }
     proxy.use_fetcher(fetcher);
-    if proxy
-        .intake
-        .as_ref()
-        .is_some_and(|i| i.poll_settings().is_some())
+    // The poller idles while no configuration asks for it, so a reload can
+    // add (or remove) SSF poll delivery.
     {
-        let from = live.clone();
-        tokio::spawn(crate::intake::poll::run(
-            move || from.load().intake.clone(),
-            fetcher.clone(),
-            metrics.clone(),
-        ));
+        use crate::intake::poll::{run, Current};
+        let from = Arc::downgrade(live);
+        let current = move || match from.upgrade() {
+            None => Current::Gone,
+            Some(live) => match live.load().intake.clone() {
+                Some(i) if i.poll_settings().is_some() => Current::Poll(i),
+                _ => Current::Idle,
+            },
+        };
+        tokio::spawn(run(current, fetcher.clone(), metrics.clone()));
     }
 }
 

@@ -256,6 +256,36 @@ async fn access_token_profile_requires_its_typ() {
     proxy.stop().await;
 }
 
+/// Documents the identity provider signs with the same keys — a logout
+/// token, a SET, a status list — are never access tokens, even without
+/// `jwt.typ`.
+#[tokio::test]
+async fn signed_signals_are_not_access_tokens() {
+    let (_up, proxy) = basic().await;
+    let key = EncodingKey::from_secret(SECRET.as_bytes());
+    let typed = |typ: &str, c: &serde_json::Value| {
+        let mut h = jsonwebtoken::Header::new(Algorithm::HS256);
+        h.typ = Some(typ.to_string());
+        jsonwebtoken::encode(&h, c, &key).unwrap()
+    };
+    for typ in ["logout+jwt", "application/secevent+jwt", "statuslist+jwt"] {
+        assert_invalid(
+            &get(proxy.addr, "/api", Some(&typed(typ, &claims("s")))).await,
+            "not an access token",
+        );
+    }
+    let mut with_events = claims("s");
+    with_events["events"] = json!({"http://schemas.openid.net/event/backchannel-logout": {}});
+    assert_invalid(
+        &get(proxy.addr, "/api", Some(&typed("JWT", &with_events))).await,
+        "not an access token",
+    );
+    // The positive control: the same claims as an access token pass.
+    let r = get(proxy.addr, "/api", Some(&typed("JWT", &claims("s")))).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    proxy.stop().await;
+}
+
 fn public_key_config(algs: &str, key: &str) -> String {
     BASIC.replace(
         "  algorithms: [HS256]\n  secret: ${SECRET}",

@@ -241,7 +241,7 @@ pub fn audience_matches(aud: Option<&Value>, expected: &[String]) -> bool {
 
 /// A `typ` header as a media type, compared as RFC 7515 §4.1.9 says: without
 /// case, and with the `application/` prefix optional.
-pub fn typ_matches(typ: Option<&str>, accepted: &[String]) -> bool {
+pub fn typ_matches<S: AsRef<str>>(typ: Option<&str>, accepted: &[S]) -> bool {
     let bare = |t: &str| {
         let t = t.trim();
         let lower = t.to_ascii_lowercase();
@@ -252,7 +252,7 @@ pub fn typ_matches(typ: Option<&str>, accepted: &[String]) -> bool {
     };
     match typ {
         None => false,
-        Some(t) => accepted.iter().any(|a| bare(a) == bare(t)),
+        Some(t) => accepted.iter().any(|a| bare(a.as_ref()) == bare(t)),
     }
 }
 

@@ -171,6 +171,26 @@ pub struct StatusLists {
     in_flight: Mutex<HashMap<Box<str>, Arc<Notify>>>,
     fetcher: OnceLock<Arc<dyn Fetch>>,
     metrics: Arc<Metrics>,
+    /// The proxy's clock (Unix seconds), the one requests are judged by.
+    clock: Now,
+}
+
+/// A clock: Unix seconds.
+pub type Now = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// Removes a finished fetch from the in-flight map and wakes its waiters,
+/// whatever way the fetch ends.
+struct InFlight<'a> {
+    lists: &'a StatusLists,
+    uri: &'a str,
+    done: Arc<Notify>,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.lists.in_flight.lock().remove(self.uri);
+        self.done.notify_waiters();
+    }
 }
 
 impl StatusLists {
@@ -179,6 +199,7 @@ impl StatusLists {
         issuers: &[IssuerSettings],
         own_keys: Arc<KeySet>,
         metrics: Arc<Metrics>,
+        clock: Now,
     ) -> Result<StatusLists, Vec<Problem>> {
         let mut keyed = Vec::new();
         let mut problems = Vec::new();
@@ -199,6 +220,7 @@ impl StatusLists {
             in_flight: Mutex::new(HashMap::new()),
             fetcher: OnceLock::new(),
             metrics,
+            clock,
         })
     }
 
@@ -269,10 +291,13 @@ impl StatusLists {
         drop(in_flight);
         let (me, uri, done) = (self.clone(), uri.to_string(), notify.clone());
         tokio::spawn(async move {
+            let _finished = InFlight {
+                lists: &me,
+                uri: &uri,
+                done,
+            };
             let result = me.fetch(&uri).await;
             me.store(&uri, result);
-            me.in_flight.lock().remove(uri.as_str());
-            done.notify_waiters();
         });
         notify
     }
@@ -297,7 +322,7 @@ impl StatusLists {
             (Err(e), None) => return Err(e.into()),
         };
         let (header, claims) = verified;
-        if !typ_matches(header.typ.as_deref(), &[TYP.to_string()]) {
+        if !typ_matches(header.typ.as_deref(), &[TYP]) {
             return Err(ListFailure::invalid("typ is not statuslist+jwt"));
         }
         if claims.get("sub").and_then(Value::as_str) != Some(uri) {
@@ -311,14 +336,13 @@ impl StatusLists {
         let ttl = claims.get("ttl").and_then(Value::as_i64).filter(|t| *t > 0);
         let list = List::decode(claims.get("status_list").unwrap_or(&Value::Null))
             .map_err(ListFailure::invalid)?;
-        let wanted = ttl
-            .or(exp.map(|e| e - now))
-            .unwrap_or(self.settings.max_ttl.as_secs() as i64);
+        let left = exp.map(|e| e.saturating_sub(now));
         let min = self.settings.min_ttl.as_secs() as i64;
         let max = self.settings.max_ttl.as_secs() as i64;
+        let wanted = ttl.or(left).unwrap_or(max);
         let mut life = wanted.clamp(min, max.max(min));
-        if let Some(e) = exp {
-            life = life.min(e - now);
+        if let Some(left) = left {
+            life = life.min(left);
         }
         Ok((list, life.max(1)))
     }
@@ -339,25 +363,28 @@ impl StatusLists {
                     uri.into(),
                     Cached {
                         list: Some(Arc::new(list)),
-                        until: now + life,
+                        until: now.saturating_add(life),
                         // Refresh at four fifths of its life.
-                        refresh_at: now + (life * 4 / 5).max(1),
+                        refresh_at: now.saturating_add((life / 5).saturating_mul(4).max(1)),
                     },
                 );
             }
             Err(e) => {
                 self.metrics.status_list("failed");
                 tracing::warn!(error = %e, "Status list could not be had");
-                // A list still usable stays; otherwise remember the failure.
-                let usable = cache
-                    .get(uri)
-                    .is_some_and(|c| c.list.is_some() && c.until > now);
-                if !usable {
+                // A list still usable stays (its refresh is tried again in a
+                // second, not on every request); otherwise remember the failure.
+                if let Some(c) = cache
+                    .get_mut(uri)
+                    .filter(|c| c.list.is_some() && c.until > now)
+                {
+                    c.refresh_at = now.saturating_add(RETRY_AFTER_FAILURE);
+                } else {
                     cache.insert(
                         uri.into(),
                         Cached {
                             list: None,
-                            until: now + RETRY_AFTER_FAILURE,
+                            until: now.saturating_add(RETRY_AFTER_FAILURE),
                             refresh_at: now,
                         },
                     );
@@ -376,9 +403,7 @@ impl StatusLists {
     }
 
     fn now(&self) -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64)
+        (self.clock)()
     }
 }
 

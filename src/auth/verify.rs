@@ -40,6 +40,9 @@ impl Verified {
     }
 }
 
+/// Header `typ` values of the signed documents that are never access tokens.
+const NOT_ACCESS_TOKENS: [&str; 3] = ["logout+jwt", "secevent+jwt", "statuslist+jwt"];
+
 pub struct Verifier {
     /// The `jwt` section's keys.
     pub keys: Arc<KeySet>,
@@ -123,6 +126,13 @@ impl Verifier {
         let (header, claims) = self.keys.verify(token)?;
         if !self.typ.is_empty() && !super::keyset::typ_matches(header.typ.as_deref(), &self.typ) {
             return Err(AuthError::invalid("token type (typ) not accepted"));
+        }
+        // A logout token, a SET or a status list signed by the same keys is
+        // never an access token, whatever `jwt.typ` says.
+        if super::keyset::typ_matches(header.typ.as_deref(), &NOT_ACCESS_TOKENS)
+            || claims.contains_key("events")
+        {
+            return Err(AuthError::invalid("not an access token"));
         }
         self.check_claims(claims, now)
     }

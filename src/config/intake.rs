@@ -164,7 +164,7 @@ pub(super) fn read_intake(mut s: Section<'_>, base: &Path, p: &mut Problems) -> 
         }
     }
     if let (Some(b), Some(Some(push))) = (&backchannel_logout, ssf.as_ref().map(|f| &f.push_path)) {
-        if &b.path == push {
+        if b.path.eq_ignore_ascii_case(push) {
             p.add(
                 &format!("{at}.ssf.push_path"),
                 "must differ from backchannel_logout.path",
@@ -352,6 +352,9 @@ fn read_status_list(mut s: Section<'_>, p: &mut Problems) -> Option<StatusListSe
     };
     let min_ttl = s.duration("min_ttl", p).unwrap_or(DEFAULT_STATUS_MIN_TTL);
     let max_ttl = s.duration("max_ttl", p).unwrap_or(DEFAULT_STATUS_MAX_TTL);
+    if max_ttl > Duration::from_secs(7 * 24 * 3600) {
+        p.add(&s.child_path("max_ttl"), "must be at most 7 days (168h)");
+    }
     if min_ttl.is_zero() || min_ttl > max_ttl {
         p.add(
             &s.child_path("min_ttl"),

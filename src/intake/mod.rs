@@ -287,7 +287,10 @@ impl Intake {
         now: i64,
     ) -> Result<Applied, Rejection> {
         let signal = signal::verify(&self.issuers, token, now, self.leeway).await?;
-        let set = ssf::read(&signal, now, self.leeway, self.subject_issuer.as_deref())?;
+        // Subjects name users of `jwt.issuer`, else of the signal's issuer.
+        let sender = self.issuers.get(signal.issuer).map(|i| i.name.as_str());
+        let subject_issuer = self.subject_issuer.as_deref().or(sender);
+        let set = ssf::read(&signal, now, self.leeway, subject_issuer)?;
         let change = match set.event {
             ssf::Event::Revoke(change) => Some(change),
             ssf::Event::Nothing(why) => {

@@ -39,20 +39,34 @@ struct Report {
     errors: Map<String, Value>,
 }
 
-/// Polls for as long as the process runs. `current` gives the intake of
-/// the configuration in force (reloads change keys and settings); while it
-/// configures no poll, the loop only waits.
+/// What the configuration in force says of polling.
+pub enum Current {
+    /// The application is gone: stop.
+    Gone,
+    /// No intake, or no `ssf.poll`: wait.
+    Idle,
+    /// Poll with this intake.
+    Poll(Arc<Intake>),
+}
+
+/// Polls while the application lives. `current` reads the configuration in
+/// force on each round (reloads change keys and settings, and may add or
+/// remove polling); the loop holds no reference to it between rounds.
 pub async fn run(
-    current: impl Fn() -> Option<Arc<Intake>> + Send,
+    current: impl Fn() -> Current + Send,
     fetcher: Arc<dyn Fetch>,
     metrics: Arc<Metrics>,
 ) {
     let mut report = Report::default();
     let mut failures: u32 = 0;
     loop {
-        let Some(intake) = current().filter(|i| i.poll_settings().is_some()) else {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            continue;
+        let intake = match current() {
+            Current::Gone => return,
+            Current::Idle => {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            Current::Poll(intake) => intake,
         };
         let interval = intake
             .poll_settings()
@@ -74,6 +88,7 @@ pub async fn run(
                 backoff(interval, failures)
             }
         };
+        drop(intake);
         tokio::time::sleep(wait).await;
     }
 }
@@ -86,7 +101,8 @@ pub fn backoff(interval: Duration, failures: u32) -> Duration {
 }
 
 /// One poll: sends the report, applies what comes back. `Ok(true)` when
-/// the transmitter has more (or sent some): poll again at once.
+/// the transmitter has more, or the next poll has something to report:
+/// poll again at once.
 async fn poll_once(
     intake: &Intake,
     fetcher: &dyn Fetch,
@@ -119,11 +135,14 @@ async fn poll_once(
         .get("moreAvailable")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    let got = sets.len();
-    for (jti, set) in sets {
+    // At most what was asked for; the rest comes with the next poll.
+    let max = usize::try_from(settings.max_events).unwrap_or(usize::MAX);
+    for (jti, set) in sets.into_iter().take(max) {
         apply(intake, jti, &set, report).await;
     }
-    Ok(more || got > 0)
+    // Again at once only when there is more or progress was made: SETs
+    // that cannot be checked yet come straight back and must not spin.
+    Ok(more || !report.ack.is_empty() || !report.errors.is_empty())
 }
 
 /// The body of a poll request (RFC 8936 §2.4).

@@ -51,7 +51,7 @@ pub fn read(
     leeway: i64,
     subject_issuer: Option<&str>,
 ) -> Result<Set, Rejection> {
-    if !typ_matches(signal.header.typ.as_deref(), &[SET_TYP.to_string()]) {
+    if !typ_matches(signal.header.typ.as_deref(), &[SET_TYP]) {
         return Err(Rejection::request("typ must be secevent+jwt"));
     }
     let claims = &signal.claims;

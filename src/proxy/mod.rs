@@ -101,6 +101,10 @@ impl Proxy {
                 &settings.intake.issuers,
                 verifier.keys.clone(),
                 metrics.clone(),
+                {
+                    let clock = revocations.clock().clone();
+                    Arc::new(move || clock.now())
+                },
             )
             .map_err(|p| problems.extend(p))
             .ok()
