@@ -916,3 +916,59 @@ async fn an_aborted_fast_path_response_is_logged() {
     assert_eq!(line["outcome"], "upstream_error");
     assert_eq!(line["subject"], "carl");
 }
+
+/// Usage mistakes exit 64 and messages point at the fix: clap's own
+/// errors included, an unreachable admin API names its address and
+/// `admin.listen`, and the proxy port is not taken for an admin listener.
+#[tokio::test]
+async fn usage_errors_exit_64_and_messages_point_at_the_fix() {
+    fn run(args: &[&str]) -> (Option<i32>, String) {
+        let out = Command::new(BIN)
+            .args(args)
+            .env(
+                "REVOKE_PROXY_ADMIN_TOKEN",
+                "admin-token-for-tests-0123456789",
+            )
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+    for args in [
+        &["--bogus"][..],
+        &["purge", "--sub", "a", "--all"],
+        &["run"],
+        &["check"],
+        &["revoke"],
+    ] {
+        assert_eq!(run(args).0, Some(64), "{args:?}");
+    }
+    let (code, err) = run(&["purge"]);
+    assert_eq!(code, Some(64));
+    assert!(err.contains("--all"), "{err}");
+
+    // Nothing listens there: exit 69, the address and admin.listen named.
+    let port = support::servers::free_port();
+    let admin = format!("http://127.0.0.1:{port}");
+    let (code, err) = run(&["purge", "--admin", &admin, "--sub", "a"]);
+    assert_eq!(code, Some(69), "{err}");
+    assert!(
+        err.contains(&admin) && err.contains("admin.listen"),
+        "{err}"
+    );
+
+    // The proxy's own port answers, but it is no admin listener.
+    let up = TestUpstream::start().await;
+    let proxy = TestProxy::start(BASIC, &up.url(), &[]).await;
+    let at = format!("http://{}", proxy.addr);
+    let (code, err) =
+        tokio::task::spawn_blocking(move || run(&["purge", "--admin", &at, "--sub", "a"]))
+            .await
+            .unwrap();
+    assert_ne!(code, Some(0), "{err}");
+    assert!(err.contains("not an admin listener"), "{err}");
+    assert!(proxy.app.revocations.is_empty(), "nothing was revoked");
+    proxy.stop().await;
+}
