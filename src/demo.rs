@@ -1,6 +1,7 @@
 //! `revoke-proxy demo`: the proxy on the memory store in front of a built-in
-//! echo upstream, with a fresh token and the curl lines that show a logout
-//! turning 200 into 401.
+//! echo upstream, with an admin listener, fresh tokens, and the curl and CLI
+//! lines that show a logout, a purge and an admin revocation turning 200
+//! into 401.
 
 use crate::config::Settings;
 use bytes::Bytes;
@@ -18,16 +19,23 @@ use tokio::net::TcpListener;
 /// The demo's configuration template (`config/demo.yaml`).
 pub const DEMO_CONFIG: &str = include_str!("../config/demo.yaml");
 
+/// Where the demo listens and what it signs with.
+pub struct DemoSetup {
+    pub listen: SocketAddr,
+    pub admin: SocketAddr,
+    pub upstream: SocketAddr,
+    pub secret: String,
+    pub admin_token: String,
+}
+
 /// Settings for the demo, from the embedded template.
-pub fn settings(
-    listen: SocketAddr,
-    upstream: SocketAddr,
-    secret: &str,
-) -> Result<Settings, crate::config::ConfigError> {
+pub fn settings(d: &DemoSetup) -> Result<Settings, crate::config::ConfigError> {
     let env = |name: &str| match name {
-        "DEMO_LISTEN" => Some(listen.to_string()),
-        "DEMO_UPSTREAM" => Some(upstream.to_string()),
-        "DEMO_SECRET" => Some(secret.to_string()),
+        "DEMO_LISTEN" => Some(d.listen.to_string()),
+        "DEMO_ADMIN" => Some(d.admin.to_string()),
+        "DEMO_UPSTREAM" => Some(d.upstream.to_string()),
+        "DEMO_SECRET" => Some(d.secret.clone()),
+        "DEMO_ADMIN_TOKEN" => Some(d.admin_token.clone()),
         _ => None,
     };
     Settings::parse(DEMO_CONFIG, std::path::Path::new("."), &env)
@@ -106,23 +114,15 @@ pub fn mint(secret: &str, sub: &str, now: i64) -> Result<String, jsonwebtoken::e
 
 /// Runs the demo until Ctrl-C; returns the exit code.
 pub async fn run(listen: SocketAddr) -> i32 {
-    let (listen, upstream) = match bind(listen).await {
+    let (setup, upstream) = match bind(listen).await {
         Ok(pair) => pair,
         Err(e) => {
             eprintln!("revoke-proxy demo: {e}");
             return crate::exit::UNAVAILABLE;
         }
     };
-    let upstream_addr = match upstream.local_addr() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("revoke-proxy demo: {e}");
-            return crate::exit::UNAVAILABLE;
-        }
-    };
     tokio::spawn(echo_upstream(upstream));
-    let secret = random_hex(32);
-    let settings = match settings(listen, upstream_addr, &secret) {
+    let settings = match settings(&setup) {
         Ok(s) => s,
         Err(e) => {
             for p in &e.0 {
@@ -132,7 +132,7 @@ pub async fn run(listen: SocketAddr) -> i32 {
         }
     };
     crate::logging::init(&settings);
-    let Some(banner) = banner(&secret, listen, upstream_addr) else {
+    let Some(banner) = banner(&setup) else {
         eprintln!("revoke-proxy demo: cannot sign demo tokens");
         return crate::exit::SOFTWARE;
     };
@@ -145,38 +145,65 @@ pub async fn run(listen: SocketAddr) -> i32 {
     crate::app::serve(settings, None).await
 }
 
-/// The proxy's address (a free port picked now when 0, so the printed curl
-/// lines are right) and the echo upstream's listener.
-async fn bind(mut listen: SocketAddr) -> Result<(SocketAddr, TcpListener), String> {
-    if listen.port() == 0 {
-        listen = std::net::TcpListener::bind(listen)
+/// Picks the addresses (a free port now for a 0 port, so the printed lines
+/// are right) and starts the echo upstream's listener.
+async fn bind(listen: SocketAddr) -> Result<(DemoSetup, TcpListener), String> {
+    let pick = |addr: SocketAddr| -> Result<SocketAddr, String> {
+        if addr.port() != 0 {
+            return Ok(addr);
+        }
+        std::net::TcpListener::bind(addr)
             .and_then(|l| l.local_addr())
-            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    }
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))
+    };
+    let listen = pick(listen)?;
+    let admin = pick(SocketAddr::from(([127, 0, 0, 1], 0)))?;
     let upstream = TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| format!("cannot start the echo upstream: {e}"))?;
-    Ok((listen, upstream))
+    let upstream_addr = upstream
+        .local_addr()
+        .map_err(|e| format!("cannot start the echo upstream: {e}"))?;
+    let setup = DemoSetup {
+        listen,
+        admin,
+        upstream: upstream_addr,
+        secret: random_hex(32),
+        admin_token: random_hex(16),
+    };
+    Ok((setup, upstream))
 }
 
-/// Three demo tokens and the curl lines that use them.
-fn banner(secret: &str, listen: SocketAddr, upstream_addr: SocketAddr) -> Option<String> {
-    let now = crate::revocation::clock::unix_now();
-    let alice = mint(secret, "alice", now).ok()?;
-    let alice2 = mint(secret, "alice", now).ok()?;
-    let bob = mint(secret, "bob", now).ok()?;
-    let base = format!("http://{listen}");
+/// Three demo tokens and the curl and CLI lines that use them.
+fn banner(d: &DemoSetup) -> Option<String> {
+    // Issued a second ago: a purge typed at once (same second) still
+    // catches them (purges cut off tokens issued before their second).
+    let now = crate::revocation::clock::unix_now() - 1;
+    let alice = mint(&d.secret, "alice", now).ok()?;
+    let alice2 = mint(&d.secret, "alice", now).ok()?;
+    let bob = mint(&d.secret, "bob", now).ok()?;
+    let base = format!("http://{}", d.listen);
+    let admin = format!("http://{}", d.admin);
+    let upstream = d.upstream;
+    let admin_token = &d.admin_token;
     Some(format!(
-        "revoke-proxy demo: proxy on {base}, echo upstream on {upstream_addr}, memory store.\n\n\
+        "revoke-proxy demo: proxy on {base}, admin API on {admin}, echo upstream on {upstream}, memory store.\n\n\
          TOKEN={alice}\n\
          TOKEN2={alice2}\n\
-         BOB={bob}\n\n\
+         BOB={bob}\n\
+         export REVOKE_PROXY_ADMIN_TOKEN={admin_token}\n\n\
          curl -i -H \"Authorization: Bearer $TOKEN\" {base}/hello             # 200, upstream sees X-Auth-Subject: alice\n\
          curl -i -X POST -H \"Authorization: Bearer $TOKEN\" {base}/logout    # 200, Revocation-Status: stored\n\
          curl -i -H \"Authorization: Bearer $TOKEN\" {base}/hello             # 401 token revoked\n\
          curl -i -H \"Authorization: Bearer $TOKEN2\" {base}/hello            # 200: alice's other token still works\n\
          curl -i -X POST -H \"Authorization: Bearer $TOKEN2\" {base}/logout/all  # 204: purge every token of alice\n\
+         curl -i -H \"Authorization: Bearer $TOKEN2\" {base}/hello            # 401: purged with the rest of alice's tokens\n\
          curl -i -H \"Authorization: Bearer $BOB\" {base}/hello               # 200: bob is untouched\n\
-         curl -i {base}/hello                                              # 401 no token\n"
+         curl -i {base}/hello                                              # 401 no token\n\n\
+         # The admin API and its CLI (the token is exported above):\n\
+         revoke-proxy purge --admin {admin} --sub bob                   # purge bob from the outside\n\
+         curl -i -H \"Authorization: Bearer $BOB\" {base}/hello               # 401 token revoked\n\
+         echo \"$BOB\" | revoke-proxy status --admin {admin} --jwt-file -    # {{\"revoked\":true,\"reason\":\"subject\"}}\n\
+         curl -s {admin}/metrics | grep revocations_total                 # revocations by kind\n"
     ))
 }

@@ -32,11 +32,13 @@ fn every_shipped_config_file_loads_and_checks() {
         }
         seen += 1;
         if path.file_name().and_then(|n| n.to_str()) == Some("demo.yaml") {
-            let s = revoke_proxy::demo::settings(
-                "127.0.0.1:1".parse().unwrap(),
-                "127.0.0.1:2".parse().unwrap(),
-                "x-secret-x-secret-x-secret-x-secret",
-            )
+            let s = revoke_proxy::demo::settings(&revoke_proxy::demo::DemoSetup {
+                listen: "127.0.0.1:1".parse().unwrap(),
+                admin: "127.0.0.1:3".parse().unwrap(),
+                upstream: "127.0.0.1:2".parse().unwrap(),
+                secret: "x-secret-x-secret-x-secret-x-secret".into(),
+                admin_token: "demo-admin-token-0123456789".into(),
+            })
             .expect("demo config loads");
             revoke_proxy::auth::Verifier::new(&s.jwt, &s.revocation, &s.forward)
                 .expect("demo keys build");
@@ -337,7 +339,7 @@ async fn demo_prints_a_token_and_curl_lines_that_work() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let lines = read_until(&mut child, "# 401 no token");
+    let lines = read_until(&mut child, "# revocations by kind");
     let _guard = Running(child);
     let text = lines.join("\n");
     let token = lines
@@ -368,6 +370,33 @@ async fn demo_prints_a_token_and_curl_lines_that_work() {
     assert_eq!(r.status, 200);
     assert_eq!(r.header("revocation-status"), Some("stored"));
     assert_eq!(get(addr, "/hello", Some(&token)).await.status, 401);
+
+    // The admin API, as the printed CLI lines use it.
+    let value = |prefix: &str| {
+        lines
+            .iter()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("demo prints {prefix}"))
+            .to_string()
+    };
+    let bob = value("BOB=");
+    let admin_token = value("export REVOKE_PROXY_ADMIN_TOKEN=");
+    let admin = text
+        .split("admin API on ")
+        .nth(1)
+        .and_then(|t| t.split(',').next())
+        .expect("demo prints its admin address")
+        .to_string();
+    assert_eq!(get(addr, "/hello", Some(&bob)).await.status, 200);
+    let args = ["purge", "--admin", admin.as_str(), "--sub", "bob"].map(str::to_string);
+    let (code, out, err) = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        admin_cli(&args, Some(&admin_token))
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{out} {err}");
+    assert_eq!(get(addr, "/hello", Some(&bob)).await.status, 401);
 }
 
 /// Runs `revoke-proxy <args>` as an admin API client; returns (exit code, stdout, stderr).
