@@ -190,6 +190,8 @@ pub struct Rule {
     pub respond: Option<u16>,
     /// Upgrade protocols tunnelled on this route (lower case).
     pub upgrades: Vec<String>,
+    /// `Set-Cookie` value that expires the token cookie when the action applies.
+    pub clear_cookie: Option<http::HeaderValue>,
     /// Index in `routes`, for logs.
     pub index: Option<usize>,
 }
@@ -219,6 +221,10 @@ impl RouteTable {
                     apply_on: r.apply_on.clone(),
                     respond: r.respond,
                     upgrades: r.upgrades.clone(),
+                    clear_cookie: r
+                        .clear_cookie
+                        .as_ref()
+                        .and_then(|c| http::HeaderValue::from_str(&c.header).ok()),
                     index: Some(i),
                 },
             })
@@ -234,6 +240,7 @@ impl RouteTable {
                     .iter()
                     .map(|u| u.to_string())
                     .collect(),
+                clear_cookie: None,
                 index: None,
             },
         }
@@ -312,6 +319,7 @@ mod tests {
                 apply_on: vec![StatusMatch::Class(2)],
                 respond: None,
                 upgrades: Vec::new(),
+                clear_cookie: None,
             }
         };
         RouteTable::new(&[

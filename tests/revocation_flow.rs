@@ -329,3 +329,51 @@ async fn revocation_keys_ignore_token_encoding() {
     assert_revoked(&get(proxy.addr, "/api", Some(&b)).await);
     proxy.stop().await;
 }
+
+/// `clear_cookie`: when a revoke or purge route's action applies, the
+/// response also expires the token cookie (name, path, domain), on every
+/// request path; when it does not apply, no cookie is touched.
+#[tokio::test]
+async fn an_applied_logout_expires_the_token_cookie_on_every_path() {
+    use support::paths::{Paths, ALL};
+    let up = TestUpstream::start().await;
+    let yaml = "upstream: ${UPSTREAM}\njwt:\n  secret: ${SECRET}\n  token_from:\n    - header: Authorization\n    - cookie: access_token\nroutes:\n  - path: /logout\n    methods: [POST]\n    action: revoke\n    clear_cookie: true\n  - path: /status/500\n    methods: [POST]\n    action: revoke\n    clear_cookie: true\n  - path: /logout/all\n    methods: [POST]\n    action: purge\n    respond: 204\n    clear_cookie: {path: /app, domain: example.test}\n";
+    let paths = Paths::start(yaml, &up.url(), &[]).await;
+    for via in ALL {
+        let send = |target: &'static str, token: String| {
+            let paths = &paths;
+            async move {
+                let cookie = format!("access_token={token}");
+                paths
+                    .send(via, "POST", target, &[("cookie", cookie.as_bytes())], b"")
+                    .await
+            }
+        };
+        let r = send("/logout", hs256(&claims("cookie-user"))).await;
+        assert_eq!(r.status, 200, "{via:?}: {}", r.body);
+        assert_eq!(r.header("revocation-status"), Some("stored"), "{via:?}");
+        let set = r
+            .header("set-cookie")
+            .unwrap_or_else(|| panic!("{via:?}: no Set-Cookie"));
+        assert!(set.starts_with("access_token=;"), "{via:?}: {set}");
+        assert!(
+            set.contains("Path=/;") && set.contains("Max-Age=0"),
+            "{via:?}: {set}"
+        );
+
+        let r = send("/logout/all", hs256(&claims("cookie-user-2"))).await;
+        assert_eq!(r.status, 204, "{via:?}");
+        let set = r.header("set-cookie").unwrap_or_default();
+        assert!(
+            set.contains("Path=/app") && set.contains("Domain=example.test"),
+            "{via:?}: {set}"
+        );
+
+        // The upstream refused (500): nothing applied, no cookie cleared.
+        let r = send("/status/500", hs256(&claims("cookie-user-3"))).await;
+        assert_eq!(r.status, 500, "{via:?}");
+        assert_eq!(r.header("set-cookie"), None, "{via:?}");
+        assert_eq!(r.header("revocation-status"), None, "{via:?}");
+    }
+    paths.stop().await;
+}

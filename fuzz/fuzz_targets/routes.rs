@@ -24,6 +24,7 @@ fuzz_target!(|data: &[u8]| {
         apply_on: vec![StatusMatch::Class(2)],
         respond: None,
         upgrades: Vec::new(),
+        clear_cookie: None,
     };
     let table = RouteTable::new(&[
         route("/login", false, None),

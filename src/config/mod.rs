@@ -163,7 +163,12 @@ fn read_settings(doc: &serde_yaml::Value, base: &Path, p: &mut Problems) -> Sett
     let timeouts = read_timeouts(top.section("timeouts", p), p);
     let jwt = read_jwt(top.section("jwt", p), base, p);
     let revocation = read_revocation(top.section("revocation", p), base, p);
-    let routes = read_routes(top.get("routes"), p);
+    let mut routes = read_routes(top.get("routes"), p);
+    let cookie = jwt.token_from.iter().find_map(|t| match t {
+        TokenSource::Cookie(name) => Some(name.as_str()),
+        _ => None,
+    });
+    routes::name_cleared_cookies(&mut routes, cookie, p);
     let forward = read_forward(top.section("forward", p), p);
     let intake = read_intake(top.section("intake", p), base, p);
     let admin = read_admin(top.section("admin", p), listen, p);

@@ -66,6 +66,21 @@ pub struct RouteSettings {
     pub respond: Option<u16>,
     /// Upgrade protocols (`Upgrade:` tokens, lower case) this route tunnels.
     pub upgrades: Vec<String>,
+    /// `clear_cookie`: expire the token cookie when the action applies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clear_cookie: Option<ClearCookie>,
+}
+
+/// Where the token cookie lives, to expire it (`clear_cookie: true`, or
+/// `{path: /app, domain: example.com}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClearCookie {
+    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// The `Set-Cookie` value, once the cookie's name is known (`jwt.token_from`).
+    #[serde(skip)]
+    pub header: String,
 }
 
 fn ser_auth<S: serde::Serializer>(auth: &bool, s: S) -> Result<S::Ok, S::Error> {
@@ -138,6 +153,15 @@ fn read_route(item: &serde_yaml::Value, rp: &str, p: &mut Problems) -> RouteSett
         Some(list) => read_apply_on(&list, rp, p),
     };
     let upgrades = read_upgrades(&mut s, auth, rp, p);
+    let clear_cookie = s
+        .get("clear_cookie")
+        .and_then(|v| read_clear_cookie(v, &format!("{rp}.clear_cookie"), p));
+    if clear_cookie.is_some() && action.is_none() {
+        p.add(
+            &format!("{rp}.clear_cookie"),
+            "only routes with an action (revoke, purge) clear the token cookie",
+        );
+    }
     let respond = s
         .get("respond")
         .and_then(|v| read_respond(v, &format!("{rp}.respond"), p));
@@ -162,6 +186,75 @@ fn read_route(item: &serde_yaml::Value, rp: &str, p: &mut Problems) -> RouteSett
         apply_on,
         respond,
         upgrades,
+        clear_cookie,
+    }
+}
+
+/// `true` (path `/`), `false`, or `{path, domain}`.
+fn read_clear_cookie(v: &serde_yaml::Value, at: &str, p: &mut Problems) -> Option<ClearCookie> {
+    let visible = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic() && b != b';');
+    match v {
+        serde_yaml::Value::Bool(false) => None,
+        serde_yaml::Value::Bool(true) => Some(ClearCookie {
+            path: "/".into(),
+            domain: None,
+            header: String::new(),
+        }),
+        serde_yaml::Value::Mapping(_) => {
+            let mut s = Section::open(Some(v), at, p);
+            let path = s.string("path", p).unwrap_or_else(|| "/".into());
+            if !path.starts_with('/') || !visible(&path) {
+                p.add(&s.child_path("path"), "must be a path like / or /app");
+            }
+            let domain = s.string("domain", p);
+            if domain.as_deref().is_some_and(|d| !visible(d)) {
+                p.add(
+                    &s.child_path("domain"),
+                    "must be a host name like example.com",
+                );
+            }
+            s.finish(p);
+            Some(ClearCookie {
+                path,
+                domain,
+                header: String::new(),
+            })
+        }
+        _ => {
+            p.add(at, "expected true, false or {path: /, domain: example.com}");
+            None
+        }
+    }
+}
+
+/// Fills in each `clear_cookie`'s `Set-Cookie` value from the one cookie
+/// the token is read from; a route that clears a cookie no token comes
+/// from is a problem.
+pub(super) fn name_cleared_cookies(
+    routes: &mut [RouteSettings],
+    cookie: Option<&str>,
+    p: &mut Problems,
+) {
+    for (i, r) in routes.iter_mut().enumerate() {
+        let Some(c) = r.clear_cookie.as_mut() else {
+            continue;
+        };
+        let Some(name) = cookie else {
+            p.add(
+                &format!("routes[{i}].clear_cookie"),
+                "jwt.token_from has no cookie to clear: add {cookie: <name>}",
+            );
+            continue;
+        };
+        let domain = c
+            .domain
+            .as_deref()
+            .map(|d| format!("; Domain={d}"))
+            .unwrap_or_default();
+        c.header = format!(
+            "{name}=; Path={}{domain}; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+            c.path
+        );
     }
 }
 

@@ -255,3 +255,30 @@ fn intake_problems_are_listed_with_their_paths() {
         .iter()
         .any(|x| x.starts_with("intake.issuers: list at least one issuer")));
 }
+
+#[test]
+fn clear_cookie_needs_a_cookie_source_and_an_action() {
+    let without_cookie = format!(
+        "{MINIMAL}routes:\n  - path: /logout\n    action: revoke\n    clear_cookie: true\n  - path: /x\n    clear_cookie: {{path: nope, domain: 'a b'}}\n  - path: /y\n    action: revoke\n    clear_cookie: 3\n"
+    );
+    let p = problems(&without_cookie);
+    for expected in [
+        "routes[0].clear_cookie: jwt.token_from has no cookie",
+        "routes[1].clear_cookie: only routes with an action",
+        "routes[1].clear_cookie.path: must be a path",
+        "routes[1].clear_cookie.domain: must be a host name",
+        "routes[2].clear_cookie: expected true, false",
+    ] {
+        assert!(
+            p.iter().any(|x| x.starts_with(expected)),
+            "{expected} missing from {p:#?}"
+        );
+    }
+    let with_cookie = "upstream: http://127.0.0.1:3000\njwt:\n  secret: ${JWT_SECRET}\n  token_from: [{cookie: sid_token}]\nroutes:\n  - path: /logout\n    action: revoke\n    clear_cookie: {path: /app}\n";
+    let s = parse(with_cookie).unwrap();
+    let c = s.routes[0].clear_cookie.as_ref().unwrap();
+    assert_eq!(
+        c.header,
+        "sid_token=; Path=/app; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
+    );
+}

@@ -355,3 +355,21 @@ impl Name<'_> {
         }
     }
 }
+
+/// What a route's applied action adds to the response, on every path:
+/// `Revocation-Status` (`stored` / `pending`; the proxy owns it, so it
+/// replaces any other) and, with `clear_cookie`, a `Set-Cookie` that
+/// expires the token cookie in the browser (beside the app's own).
+pub fn add_action_fields(
+    headers: &mut http::HeaderMap,
+    rule: &crate::routes::Rule,
+    written: crate::revocation::WriteStatus,
+) {
+    headers.insert(
+        HeaderName::from_static(crate::proxy::REVOCATION_STATUS),
+        HeaderValue::from_static(written.label()),
+    );
+    if let Some(cookie) = &rule.clear_cookie {
+        headers.append(http::header::SET_COOKIE, cookie.clone());
+    }
+}

@@ -222,8 +222,7 @@ impl Proxy {
         if let Some((status, written)) = self.respond_locally(&admitted).await {
             let mut resp = Response::new(Either::Right(Full::new(Bytes::new())));
             *resp.status_mut() = status;
-            resp.headers_mut()
-                .insert(REVOCATION_STATUS, HeaderValue::from_static(written.label()));
+            hygiene::add_action_fields(resp.headers_mut(), admitted.rule, written);
             return Ok(resp);
         }
 
@@ -244,8 +243,7 @@ impl Proxy {
         }
         let mut resp = resp.map(Either::Left);
         if let Some(written) = self.after_upstream(&admitted, resp.status()).await {
-            resp.headers_mut()
-                .insert(REVOCATION_STATUS, HeaderValue::from_static(written.label()));
+            hygiene::add_action_fields(resp.headers_mut(), admitted.rule, written);
         }
         Ok(resp)
     }

@@ -8,9 +8,9 @@ use super::upstream::{idempotent, send, Ask};
 use super::{Lane, Step};
 use crate::proxy::error::ProxyError;
 use crate::proxy::hygiene::RequestView;
-use crate::proxy::{Admitted, Outcome, Proxy, REVOCATION_STATUS};
+use crate::proxy::{hygiene, Admitted, Outcome, Proxy};
 use bytes::{Buf, BytesMut};
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderMap, StatusCode};
 use httparse::Header;
 use std::time::Instant;
 use tokio::io::AsyncWriteExt;
@@ -168,7 +168,9 @@ async fn forward(
         proxy.policy.verified(&mut view);
     }
     if let Some((status, written)) = proxy.respond_locally(&admitted).await {
-        return answer_here(req, conn, *body, status, written.label()).await;
+        let mut fields = HeaderMap::new();
+        hygiene::add_action_fields(&mut fields, admitted.rule, written);
+        return answer_here(req, conn, *body, status, &fields).await;
     }
     let left = upstream_head(proxy, req, conn, lane, &admitted, &view, body)?;
     let sent = Instant::now();
@@ -191,19 +193,17 @@ async fn forward(
     relay_answer(proxy, req, conn, lane, &admitted, up, reply, *body).await
 }
 
-/// A `respond:` route answers here, with the revocation's status.
+/// A `respond:` route answers here, with its action's fields.
 async fn answer_here(
     req: &Request<'_>,
     conn: &mut Conn<'_>,
     body: BodyState,
     status: StatusCode,
-    written: &'static str,
+    fields: &HeaderMap,
 ) -> Result<(u16, bool), Failure> {
     let keep = skip_body(req, conn.buf, body) && !req.close;
-    let mut fields = HeaderMap::new();
-    fields.insert(REVOCATION_STATUS, HeaderValue::from_static(written));
     conn.back.clear();
-    head::write_local(conn.back, status, &fields, b"", req.head_request, !keep);
+    head::write_local(conn.back, status, fields, b"", req.head_request, !keep);
     conn.stream
         .write_all(conn.back)
         .await
@@ -271,7 +271,11 @@ async fn relay_answer(
     // of it unread on the client side: that connection cannot go on.
     let cut_short = body == BodyState::Broken;
     let close = req.close || reply.framing == Framing::UntilClose || cut_short;
-    head::end_response(conn.back, written.map(|w| w.label()), close);
+    let mut fields = HeaderMap::new();
+    if let Some(written) = written {
+        hygiene::add_action_fields(&mut fields, admitted.rule, written);
+    }
+    head::end_response(conn.back, &fields, close);
     let relayed = relay(
         reply.framing,
         conn.back,

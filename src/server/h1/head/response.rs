@@ -182,13 +182,9 @@ fn copy_head(
 }
 
 /// Ends a response head: the revocation status, `Connection: close`, blank line.
-pub fn end_response(out: &mut Vec<u8>, revocation: Option<&'static str>, close: bool) {
-    if let Some(label) = revocation {
-        field(
-            out,
-            crate::proxy::REVOCATION_STATUS.as_bytes(),
-            label.as_bytes(),
-        );
+pub fn end_response(out: &mut Vec<u8>, fields: &HeaderMap, close: bool) {
+    for (name, value) in fields {
+        field(out, name.as_str().as_bytes(), value.as_bytes());
     }
     if close {
         out.extend_from_slice(b"connection: close\r\n");
