@@ -167,12 +167,14 @@ fn fast_path_heads(c: &mut Criterion) {
             authorization: revoke_proxy::config::AuthorizationForward::Keep,
             host: revoke_proxy::config::HostMode::Preserve,
             trusted_proxies: Vec::new(),
+            request_id: "x-request-id".into(),
         });
     let peer: std::net::IpAddr = "127.0.0.1".parse().expect("address");
     c.bench_function("h1/request-head/write-upstream", |b| {
         b.iter(|| {
             out.clear();
-            let Ok(mut view) = policy.view(headers, None, peer, false) else {
+            let rid = policy.request_id(headers);
+            let Ok(mut view) = policy.view(headers, None, peer, false, rid) else {
                 return false;
             };
             policy.verified(&mut view);

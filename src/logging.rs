@@ -163,11 +163,113 @@ pub fn init(settings: &Settings) {
         .with_writer(|| Line(Vec::new()));
     let registry = tracing_subscriber::registry().with(filter);
     let installed = match settings.log.format {
-        LogFormat::Json => registry.with(fmt.json().flatten_event(true)).try_init(),
+        LogFormat::Json => registry.with(fmt.event_format(JsonLines)).try_init(),
         LogFormat::Text => registry.with(fmt).try_init(),
     };
     if installed.is_ok() {
         let _ = LOG_FILTER.set(handle);
+    }
+}
+
+/// A field value written as JSON: `problems = %Json(&list)` is an array
+/// in a JSON line (and JSON text in a text line), never a string of JSON.
+pub struct Json<'a, T: serde::Serialize>(pub &'a T);
+
+impl<T: serde::Serialize> std::fmt::Display for Json<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = serde_json::to_string(self.0).map_err(|_| std::fmt::Error)?;
+        f.write_str(&text)
+    }
+}
+
+/// `log.format: json`: one object per line, `timestamp`, `level` and
+/// `message` first, then the event's fields as JSON values: numbers and
+/// booleans as such, a field whose text is a JSON array or object (see
+/// [`Json`]) as that array or object, everything else as a string.
+struct JsonLines;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for JsonLines
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut out: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        use tracing_subscriber::fmt::format::Writer;
+        use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+        let mut time = String::with_capacity(32);
+        SystemTime.format_time(&mut Writer::new(&mut time))?;
+        let mut fields = JsonFields::default();
+        event.record(&mut fields);
+        out.write_str("{\"timestamp\":")?;
+        out.write_str(&json_string(&time))?;
+        out.write_str(",\"level\":\"")?;
+        out.write_str(event.metadata().level().as_str())?;
+        out.write_str("\",\"message\":")?;
+        out.write_str(&json_string(&fields.message))?;
+        out.write_str(&fields.rest)?;
+        out.write_str("}\n")
+    }
+}
+
+fn json_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_string())
+}
+
+/// An event's fields as `,"name":value` pairs, its message apart.
+#[derive(Default)]
+struct JsonFields {
+    message: String,
+    rest: String,
+}
+
+impl JsonFields {
+    fn raw(&mut self, field: &tracing::field::Field, value: &str) {
+        self.rest.push(',');
+        self.rest.push_str(&json_string(field.name()));
+        self.rest.push(':');
+        self.rest.push_str(value);
+    }
+}
+
+impl tracing::field::Visit for JsonFields {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "message" {
+            self.message = value.to_string();
+        } else {
+            self.raw(field, &json_string(value));
+        }
+    }
+    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+        self.raw(field, &value.to_string());
+    }
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        self.raw(field, &value.to_string());
+    }
+    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+        self.raw(field, if value { "true" } else { "false" });
+    }
+    fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+        match serde_json::Number::from_f64(value) {
+            Some(n) => self.raw(field, &n.to_string()),
+            None => self.raw(field, &json_string(&value.to_string())),
+        }
+    }
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        let text = format!("{value:?}");
+        if field.name() == "message" {
+            self.message = text;
+        } else if (text.starts_with('[') || text.starts_with('{'))
+            && serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok()
+        {
+            self.raw(field, &text);
+        } else {
+            self.raw(field, &json_string(&text));
+        }
     }
 }
 

@@ -87,7 +87,7 @@ impl Reloader {
                 if needs_restart.is_empty() {
                     tracing::info!(trigger = why, "Configuration reloaded");
                 } else {
-                    tracing::warn!(trigger = why, needs_restart = ?needs_restart,
+                    tracing::warn!(trigger = why, needs_restart = %crate::logging::Json(&needs_restart),
                         "Configuration reloaded; these settings changed but only take effect after a restart");
                 }
                 if let Err(e) = crate::logging::set_level(&new.log.level) {
@@ -97,7 +97,7 @@ impl Reloader {
                 Outcome::Applied { needs_restart }
             }
             Err(problems) => {
-                tracing::error!(trigger = why, problems = ?problems,
+                tracing::error!(trigger = why, problems = %crate::logging::Json(&problems),
                     "New configuration refused; the old one keeps serving");
                 Outcome::Refused(problems)
             }

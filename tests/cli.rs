@@ -672,7 +672,8 @@ async fn text_logs_to_a_file_are_plain_lines() {
     }
     let last = wait_for_log(&log, "path=/api/199 ");
     assert!(
-        last.contains("INFO Request method=GET path=/api/199 status=200 outcome=\"ok\" subject=\"alice\" duration_us="),
+        last.contains("INFO Request method=GET path=/api/199 status=200 outcome=\"ok\" subject=\"alice\" client=127.0.0.1 request_id=\"")
+            && last.contains(" duration_us="),
         "{last}"
     );
     let text = std::fs::read_to_string(&log).unwrap();
@@ -764,6 +765,171 @@ async fn access_lines_carry_the_outcome_and_never_a_secret() {
         "revoke_proxy_store_available 1",
     ] {
         assert!(metrics.contains(want), "{want} missing from\n{metrics}");
+    }
+}
+
+/// A denial's access line says why (a fixed reason), whose token it was
+/// when it verified, where the request came from and its request id; the
+/// id the upstream receives is the one logged (kept when the client sent a
+/// usable one, made up otherwise), on the fast path and on hyper (HTTP/1.0).
+/// Revocation lines carry kind, subject and token id, never the token.
+#[tokio::test]
+async fn denial_lines_carry_reason_subject_client_and_request_id() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = TestUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nupstream: {}\njwt:\n  secret: {SECRET}\nroutes:\n  - path: /logout\n    action: revoke\nadmin:\n  listen: 127.0.0.1:0\nlog:\n  format: json\n",
+        up.url()
+    );
+    let (_proxy, log, addr, _admin) = start_logged(dir.path(), &yaml);
+    let revoked = {
+        let mut c = claims("carol");
+        c["jti"] = serde_json::json!("carol-token-1");
+        hs256(&c)
+    };
+    assert_eq!(post(addr, "/logout", &revoked).await.status, 200);
+    let logout_id = up.last().headers["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let mut expired = claims("dave");
+    expired["exp"] = serde_json::json!(now() - 3600);
+    expired["iat"] = serde_json::json!(now() - 7200);
+    let expired = hs256(&expired);
+    let forged = forge(
+        &serde_json::json!({"alg": "HS256", "typ": "JWT"}),
+        &claims("erin"),
+        b"another-secret-entirely-0123456789",
+    );
+    // (path, token, client's X-Request-Id, status, reason, subject)
+    type Case<'a> = (&'a str, &'a str, Option<&'a str>, u16, &'a str, &'a str);
+    let cases: [Case; 5] = [
+        (
+            "/d/revoked",
+            &revoked,
+            Some("trace-77"),
+            401,
+            "revoked:token",
+            "carol",
+        ),
+        ("/d/expired", &expired, None, 401, "expired", "-"),
+        (
+            "/d/forged",
+            &forged,
+            Some("bad\"id"),
+            401,
+            "bad_signature",
+            "-",
+        ),
+        ("/d/missing", "", None, 401, "missing", "-"),
+        ("/d/ok", &hs256(&claims("frank")), None, 200, "", "frank"),
+    ];
+    for http10 in [false, true] {
+        for (path, token, rid, status, _, _) in cases {
+            let version = if http10 { "1.0" } else { "1.1" };
+            let mut req = format!(
+                "GET {path}/{version} HTTP/{version}\r\nHost: app\r\nConnection: close\r\n"
+            );
+            if !token.is_empty() {
+                req.push_str(&format!("Authorization: Bearer {token}\r\n"));
+            }
+            if let Some(r) = rid {
+                req.push_str(&format!("X-Request-Id: {r}\r\n"));
+            }
+            req.push_str("\r\n");
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.write_all(req.as_bytes()).await.unwrap();
+            let mut answer = Vec::new();
+            tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut answer))
+                .await
+                .expect("answer")
+                .unwrap();
+            let answer = String::from_utf8_lossy(&answer).to_string();
+            assert_eq!(
+                answer.split(' ').nth(1),
+                Some(status.to_string().as_str()),
+                "{path} over {version}: {answer}"
+            );
+        }
+    }
+    wait_for_log(&log, "/d/ok/1.0");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .collect();
+    let upstream_ids: Vec<String> = up
+        .received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.target.starts_with("/d/ok"))
+        .map(|r| r.headers["x-request-id"].to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        upstream_ids.len(),
+        2,
+        "one request id per forwarded request"
+    );
+    for version in ["1.1", "1.0"] {
+        for (path, _, rid, status, reason, subject) in cases {
+            let path = format!("{path}/{version}");
+            let v = lines
+                .iter()
+                .find(|v| v["message"] == "Request" && v["path"] == path.as_str())
+                .unwrap_or_else(|| panic!("no access line for {path}: {text}"));
+            assert_eq!(v["status"], status, "{v}");
+            assert_eq!(v["subject"], subject, "{path}: {v}");
+            assert_eq!(v["client"], "127.0.0.1", "{v}");
+            if reason.is_empty() {
+                assert!(v.get("reason").is_none(), "no reason on a success: {v}");
+            } else {
+                assert_eq!(v["reason"], reason, "{path}: {v}");
+            }
+            let id = v["request_id"].as_str().unwrap_or_else(|| panic!("{v}"));
+            match rid {
+                Some("trace-77") => assert_eq!(id, "trace-77", "a usable id is kept"),
+                _ => {
+                    assert_eq!(id.len(), 32, "{v}");
+                    assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{v}");
+                }
+            }
+            if status == 200 {
+                assert!(
+                    upstream_ids.iter().any(|u| u == id),
+                    "{id} not the upstream's"
+                );
+            }
+        }
+    }
+    let mut ids: Vec<&str> = lines
+        .iter()
+        .filter_map(|v| v["request_id"].as_str())
+        .collect();
+    let n = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(
+        ids.len() + 1,
+        n,
+        "ids are unique but the client's trace-77 (sent twice)"
+    );
+    let logout = lines
+        .iter()
+        .find(|v| v["message"] == "Request" && v["path"] == "/logout")
+        .unwrap();
+    assert_eq!(logout["request_id"], logout_id.as_str());
+    let applied = lines
+        .iter()
+        .find(|v| v["message"] == "Revocation applied")
+        .unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(applied["kind"], "token", "{applied}");
+    assert_eq!(applied["subject"], "carol");
+    assert_eq!(applied["token_id"], "carol-token-1");
+    assert_eq!(applied["action"], "revoke", "plain words, not Debug casing");
+    for secret in [revoked.as_str(), expired.as_str(), forged.as_str(), SECRET] {
+        assert!(!text.contains(secret), "a token or secret reached the log");
     }
 }
 
@@ -864,6 +1030,13 @@ async fn hot_reload_swaps_routes_keys_and_headers_and_refuses_bad_files() {
     .unwrap();
     let line = wait_for_log(&log, "New configuration refused");
     assert!(line.contains("routez"), "{line}");
+    let refused: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let problems = refused["problems"]
+        .as_array()
+        .unwrap_or_else(|| panic!("problems are a JSON array, not a string of JSON: {line}"));
+    assert!(problems
+        .iter()
+        .any(|p| p.as_str().is_some_and(|p| p.contains("routez"))));
     assert_eq!(get(addr, "/static/app.js", None).await.status, 200);
 
     // A valid change is picked up from the file alone, without a signal.

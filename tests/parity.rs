@@ -275,3 +275,109 @@ async fn the_host_the_upstream_sees_follows_forward_host_on_every_path() {
         paths.stop().await;
     }
 }
+
+/// `forward.request_id`: on every path the upstream receives exactly one
+/// request id — the client's when it sent one usable value, else one the
+/// proxy made up (none, two, a quote in it, too long); `_` spellings never
+/// pass. Turned off (`""`), the field is an ordinary one.
+#[tokio::test]
+async fn every_path_forwards_one_request_id() {
+    let (url, seen) = upstream().await;
+    let token = hs256(&claims("alice"));
+    let auth = format!("Bearer {token}").into_bytes();
+    let long = "r".repeat(129);
+    let paths = Paths::start(BASIC, &url, &[]).await;
+    type Fields<'a> = Vec<(&'a str, &'a [u8])>;
+    let cases: [(&str, Fields, Option<&str>); 6] = [
+        ("none", vec![], None),
+        (
+            "usable",
+            vec![("x-request-id", b"trace-1")],
+            Some("trace-1"),
+        ),
+        (
+            "two",
+            vec![("x-request-id", b"a"), ("x-request-id", b"b")],
+            None,
+        ),
+        ("quote", vec![("x-request-id", b"a\"b")], None),
+        ("long", vec![("x-request-id", long.as_bytes())], None),
+        (
+            "underscore",
+            vec![("x-request-id", b"trace-2"), ("X_Request_Id", b"evil")],
+            Some("trace-2"),
+        ),
+    ];
+    let mut generated = Vec::new();
+    for via in ALL {
+        for (name, extra, want) in &cases {
+            let mut h: Vec<(&str, &[u8])> = vec![("authorization", &auth)];
+            h.extend(extra.iter().cloned());
+            let r = paths.send(via, "GET", "/api", &h, b"").await;
+            assert_eq!(r.status, 200, "{name} {via:?}: {}", r.body);
+            let got = seen.lock().unwrap().last().cloned().unwrap();
+            let ids: Vec<_> = got.headers.get_all("x-request-id").iter().collect();
+            assert_eq!(ids.len(), 1, "{name} {via:?}: {ids:?}");
+            assert!(!got.headers.contains_key("x_request_id"), "{name} {via:?}");
+            let id = ids[0].to_str().unwrap().to_string();
+            match want {
+                Some(w) => assert_eq!(&id, w, "{name} {via:?}"),
+                None => {
+                    assert_eq!(id.len(), 32, "{name} {via:?}: {id}");
+                    assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+                    generated.push(id);
+                }
+            }
+        }
+    }
+    let n = generated.len();
+    generated.sort();
+    generated.dedup();
+    assert_eq!(generated.len(), n, "generated ids never repeat");
+    paths.stop().await;
+
+    let off = BASIC.replace("forward:\n", "forward:\n  request_id: \"\"\n");
+    let paths = Paths::start(&off, &url, &[]).await;
+    for via in ALL {
+        let h: Vec<(&str, &[u8])> = vec![
+            ("authorization", &auth),
+            ("x-request-id", b"a"),
+            ("x-request-id", b"b"),
+        ];
+        assert_eq!(paths.send(via, "GET", "/api", &h, b"").await.status, 200);
+        let got = seen.lock().unwrap().last().cloned().unwrap();
+        let ids: Vec<_> = got.headers.get_all("x-request-id").iter().collect();
+        assert_eq!(ids, ["a", "b"], "off: as sent ({via:?})");
+        let r = paths.send(via, "GET", "/api", &h[..1], b"").await;
+        assert_eq!(r.status, 200);
+        let got = seen.lock().unwrap().last().cloned().unwrap();
+        assert!(!got.headers.contains_key("x-request-id"), "off: none made");
+    }
+    paths.stop().await;
+}
+
+#[test]
+fn request_id_must_name_a_header_the_proxy_does_not_own() {
+    let up = "http://127.0.0.1:9";
+    for (yaml, path) in [
+        (
+            BASIC.replace("forward:\n", "forward:\n  request_id: Host\n"),
+            "forward.request_id",
+        ),
+        (
+            BASIC.replace("forward:\n", "forward:\n  request_id: \"x request\"\n"),
+            "forward.request_id",
+        ),
+        (
+            BASIC.replace("    sub: X-Auth-Subject\n", "    sub: X-Request-Id\n"),
+            "forward.claims_to_headers.sub",
+        ),
+    ] {
+        let s = parse_settings(&yaml, up, &[]);
+        let problems = revoke_proxy::proxy::hygiene::check(&s.forward);
+        assert!(
+            problems.iter().any(|p| p.path == path),
+            "{path}: {problems:?}"
+        );
+    }
+}

@@ -15,6 +15,7 @@ fuzz_target!(|data: &[u8]| {
         authorization: AuthorizationForward::Strip,
         host: HostMode::Preserve,
         trusted_proxies: vec![Cidr::parse("10.0.0.0/8").unwrap()],
+        request_id: "x-request-id".into(),
     });
     let mut fields = head::fields();
     let mut req = httparse::Request::new(&mut []);
@@ -36,7 +37,8 @@ fuzz_target!(|data: &[u8]| {
     } else {
         "192.0.2.1"
     };
-    let Ok(mut view) = policy.view(headers, None, peer.parse().unwrap(), false) else {
+    let rid = policy.request_id(headers);
+    let Ok(mut view) = policy.view(headers, None, peer.parse().unwrap(), false, rid) else {
         return;
     };
     policy.verified(&mut view);
@@ -66,6 +68,7 @@ fuzz_target!(|data: &[u8]| {
         other => panic!("upstream head does not parse: {other:?}"),
     }
     let mut subjects = 0;
+    let mut ids = 0;
     for h in parsed.headers.iter() {
         let n = h.name.to_ascii_lowercase().replace('_', "-");
         assert!(
@@ -84,6 +87,15 @@ fuzz_target!(|data: &[u8]| {
             subjects += 1;
             assert_eq!(h.value, b"alice");
         }
+        if n == "x-request-id" {
+            ids += 1;
+            assert!(
+                !h.value.is_empty() && h.value.len() <= 128,
+                "request id {:?}",
+                h.value
+            );
+        }
     }
     assert_eq!(subjects, 1);
+    assert_eq!(ids, 1, "exactly one request id reaches the upstream");
 });

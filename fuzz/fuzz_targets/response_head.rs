@@ -16,6 +16,7 @@ fuzz_target!(|data: &[u8]| {
         authorization: AuthorizationForward::Keep,
         host: HostMode::Preserve,
         trusted_proxies: Vec::new(),
+        request_id: String::new(),
     });
     let mut out = Vec::new();
     let Ok(Reply::Final(f)) = head::read_response(data, flags & 1 == 1, &policy, &mut out) else {

@@ -177,9 +177,9 @@ impl Admin {
             );
         }
         let status = r
-            .revoke_token(subject.clone(), token_id, exp, lifetime)
+            .revoke_token(subject.clone(), token_id.clone(), exp, lifetime)
             .await;
-        self.audit(remote, "token", Some(&subject), status);
+        self.audit(remote, "token", Some(&subject), Some(&token_id), status);
         reply(
             StatusCode::OK,
             json!({ "revoked": true, "kind": "token", "status": status.label() }),
@@ -261,7 +261,7 @@ impl Admin {
             Err(e) => return bad_request(e),
         };
         let status = self.revocations.purge_subject(subject.clone(), None).await;
-        self.audit(remote, "subject", Some(&subject), status);
+        self.audit(remote, "subject", Some(&subject), None, status);
         let mut r = Response::new(Full::new(Bytes::new()));
         *r.status_mut() = StatusCode::NO_CONTENT;
         r
@@ -276,9 +276,9 @@ impl Admin {
             Ok(v) => {
                 let status = self
                     .revocations
-                    .revoke_token(v.subject.clone(), v.token_id, v.exp, None)
+                    .revoke_token(v.subject.clone(), v.token_id.clone(), v.exp, None)
                     .await;
-                self.audit(remote, "token", Some(&v.subject), status);
+                self.audit(remote, "token", Some(&v.subject), Some(&v.token_id), status);
                 reply(
                     StatusCode::OK,
                     json!({ "revoked": true, "kind": "token", "status": status.label() }),
@@ -307,7 +307,7 @@ impl Admin {
                 ("subject", Some(subject), status)
             }
         };
-        self.audit(remote, kind, subject.as_ref(), status);
+        self.audit(remote, kind, subject.as_ref(), None, status);
         reply(
             StatusCode::OK,
             json!({ "revoked": true, "kind": kind, "status": status.label(),
@@ -380,6 +380,7 @@ impl Admin {
         remote: SocketAddr,
         kind: &'static str,
         subject: Option<&ClaimValue>,
+        token_id: Option<&ClaimValue>,
         status: WriteStatus,
     ) {
         self.metrics.revocation(kind);
@@ -388,6 +389,7 @@ impl Admin {
             remote = %remote,
             kind,
             subject = subject.map_or("-", |s| s.as_text()),
+            token_id = token_id.map(|t| t.as_text()),
             status = status.label(),
             "Admin revocation"
         );

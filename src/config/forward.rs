@@ -23,6 +23,8 @@ pub struct ForwardSettings {
     pub host: HostMode,
     /// Peers whose `Forwarded`, `X-Forwarded-*` and `X-Real-IP` are kept.
     pub trusted_proxies: Vec<Cidr>,
+    /// The header carrying a request id (lower case), `""` for none.
+    pub request_id: String,
 }
 
 /// `forward.host`.
@@ -134,12 +136,17 @@ pub(super) fn read_forward(mut s: Section<'_>, p: &mut Problems) -> ForwardSetti
                 .ok()
         })
         .collect();
+    let request_id = s.string("request_id", p).map_or_else(
+        || "x-request-id".to_string(),
+        |r| r.trim().to_ascii_lowercase(),
+    );
     s.finish(p);
     ForwardSettings {
         claims_to_headers,
         authorization,
         host,
         trusted_proxies,
+        request_id,
     }
 }
 

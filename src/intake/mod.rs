@@ -321,19 +321,19 @@ impl Intake {
         let written = match &change {
             None => None,
             Some(Change::Session(sid)) => {
-                tracing::info!(target: "audit", issuer, signal = kind,
+                tracing::info!(target: "audit", issuer, signal = kind, kind = "session",
                     session = sid.as_text(), "Session revoked by the identity provider");
                 self.metrics.revocation("session");
                 Some(self.revocations.revoke_session(sid.clone(), None).await)
             }
             Some(Change::TokenId(id)) => {
-                tracing::info!(target: "audit", issuer, signal = kind,
+                tracing::info!(target: "audit", issuer, signal = kind, kind = "token",
                     token_id = id.as_text(), "Token revoked by the identity provider");
                 self.metrics.revocation("token");
                 Some(self.revocations.revoke_token_id(id.clone(), None).await)
             }
             Some(Change::SubjectAt(sub, at)) => {
-                tracing::info!(target: "audit", issuer, signal = kind,
+                tracing::info!(target: "audit", issuer, signal = kind, kind = "subject",
                     subject = sub.as_text(), cutoff = at,
                     "Subject's tokens revoked by the identity provider");
                 self.metrics.revocation("subject");

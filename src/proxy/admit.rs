@@ -18,6 +18,17 @@ impl Proxy {
         headers: &F,
         query: Option<&str>,
     ) -> Result<Arc<Verified>, ProxyError> {
+        self.admit_noting(headers, query, None).await
+    }
+
+    /// [`Proxy::admit_parts`], noting the subject in `subject` as soon as
+    /// the token verifies: an access line names whose revoked token it was.
+    pub(crate) async fn admit_noting<F: Fields + ?Sized>(
+        &self,
+        headers: &F,
+        query: Option<&str>,
+        subject: Option<&mut Option<String>>,
+    ) -> Result<Arc<Verified>, ProxyError> {
         let started = std::time::Instant::now();
         let found = extract(headers, query, &self.token_from)?.ok_or(AuthError::Missing)?;
         let token = found.token;
@@ -34,6 +45,9 @@ impl Proxy {
         }
         self.metrics.verify_latency.observe(started.elapsed());
         let verified = verified?;
+        if let Some(s) = subject {
+            *s = Some(verified.subject.as_text().to_string());
+        }
         let verdict = self
             .revocations
             .verdict(verified.token_ref(), &verified.keys, verified.iat)

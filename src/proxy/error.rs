@@ -37,6 +37,29 @@ pub enum ProxyError {
     UpstreamTimeout,
 }
 
+/// The access-line reason of an `invalid_token` answer, from its description.
+fn invalid_reason(why: &str) -> &'static str {
+    match why {
+        "token expired" => "expired",
+        "token not yet valid" => "not_yet_valid",
+        "token issued in the future" => "issued_in_future",
+        "token older than max_token_lifetime" => "too_old",
+        "signature invalid" => "bad_signature",
+        "algorithm not allowed" | "key not valid for this algorithm" | "token has no kid" => {
+            "bad_algorithm"
+        }
+        "issuer mismatch" => "bad_issuer",
+        "audience mismatch" => "bad_audience",
+        "token type (typ) not accepted" | "not an access token" => "bad_type",
+        "malformed token" | "a header or claim member is given twice" => "malformed_token",
+        "token revoked" => "status_list:invalid",
+        w if w.starts_with("missing ") => "missing_claim",
+        w if w.starts_with("claim ") => "bad_claim",
+        w if w.contains("status") => "status_list",
+        _ => "invalid_token",
+    }
+}
+
 /// A status other than VALID in a token's status list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ListStatus {
@@ -66,6 +89,31 @@ impl ProxyError {
             ProxyError::Revoked(_) | ProxyError::ListStatus(_) => Outcome::Revoked,
             ProxyError::StoreUnavailable | ProxyError::KeysUnavailable => Outcome::StoreUnavailable,
             ProxyError::UpstreamFailed(_) | ProxyError::UpstreamTimeout => Outcome::UpstreamError,
+        }
+    }
+
+    /// Why, as an access line says it: a short fixed label
+    /// (`expired`, `bad_signature`, `revoked:session`, …), never input.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ProxyError::Auth(AuthError::Missing) => "missing",
+            ProxyError::Auth(AuthError::Malformed(_)) => "malformed_request",
+            ProxyError::Auth(AuthError::UnknownKey) => "unknown_key",
+            ProxyError::Auth(AuthError::Invalid(why)) => invalid_reason(why),
+            ProxyError::Revoked(r) => match r {
+                Reason::Token => "revoked:token",
+                Reason::Subject => "revoked:subject",
+                Reason::Session => "revoked:session",
+                Reason::Global => "revoked:global",
+            },
+            ProxyError::ListStatus(ListStatus::Invalid) => "status_list:invalid",
+            ProxyError::ListStatus(ListStatus::Suspended) => "status_list:suspended",
+            ProxyError::StoreUnavailable => "store_unavailable",
+            ProxyError::KeysUnavailable => "keys_unavailable",
+            ProxyError::BadPath(_) => "bad_path",
+            ProxyError::BadRequest(_) => "bad_request",
+            ProxyError::UpstreamFailed(_) => "upstream_failed",
+            ProxyError::UpstreamTimeout => "upstream_timeout",
         }
     }
 

@@ -84,15 +84,25 @@ pub fn reserved(name: &str) -> bool {
 /// Problems with `forward:` that only the header policy can see: a claim
 /// mapped to a header the proxy sets or needs itself.
 pub fn check(forward: &ForwardSettings) -> Vec<crate::config::Problem> {
-    forward
+    let rid = &forward.request_id;
+    let mut problems: Vec<_> = forward
         .claims_to_headers
         .iter()
-        .filter(|(_, header)| reserved(header))
+        .filter(|(_, header)| reserved(header) || (!rid.is_empty() && same_field(header, rid)))
         .map(|(claim, header)| crate::config::Problem {
             path: format!("forward.claims_to_headers.{claim}"),
             message: format!("{header} cannot carry claims: the proxy sets or needs it itself"),
         })
-        .collect()
+        .collect();
+    if !rid.is_empty() && (reserved(rid) || HeaderName::from_bytes(rid.as_bytes()).is_err()) {
+        problems.push(crate::config::Problem {
+            path: "forward.request_id".into(),
+            message: format!(
+                "{rid:?} cannot carry request ids: give a header name the proxy does not set itself, such as x-request-id, or \"\" for none"
+            ),
+        });
+    }
+    problems
 }
 
 /// Two field names are the same in any case and with `_` standing for `-`.
@@ -127,6 +137,8 @@ pub enum Field {
 /// The proxy's header policy, built once per configuration.
 pub struct Policy {
     identity: Vec<HeaderName>,
+    /// `forward.request_id`, when on.
+    request_id: Option<HeaderName>,
     strip_authorization: bool,
     trusted: Vec<Cidr>,
     host: HostMode,
@@ -148,6 +160,76 @@ pub struct RequestView<'a> {
     peer_set_proto: bool,
     peer: IpAddr,
     tls: bool,
+    request_id: RequestId,
+}
+
+/// Where a request's id (`forward.request_id`) comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestId {
+    /// `forward.request_id` is off: the field is an ordinary one.
+    Off,
+    /// The client sent exactly one well-formed value: forwarded as sent.
+    Client,
+    /// Made here, because the client sent none, several or a malformed
+    /// one: the client's copies are dropped and this one is sent.
+    Generated(GeneratedId),
+}
+
+/// A request id made by the proxy: 32 hex digits, a random per-process
+/// prefix and a counter, so ids never repeat within or across processes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct GeneratedId([u8; 32]);
+
+impl GeneratedId {
+    fn next() -> GeneratedId {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use std::sync::OnceLock;
+        static PREFIX: OnceLock<u64> = OnceLock::new();
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let prefix = *PREFIX.get_or_init(|| {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u128(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos()),
+            );
+            h.write_u32(std::process::id());
+            h.finish()
+        });
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let mut out = [0u8; 32];
+        let digits = u128::from(prefix) << 64 | u128::from(n);
+        for (i, b) in out.iter_mut().enumerate() {
+            let nibble = ((digits >> (124 - 4 * i)) & 0xf) as u8;
+            *b = if nibble < 10 {
+                b'0' + nibble
+            } else {
+                b'a' + nibble - 10
+            };
+        }
+        GeneratedId(out)
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for GeneratedId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A client's request id is kept when it is 1 to 128 visible ASCII
+/// characters without quotes, backslashes or commas: safe in a log line
+/// and one value, not a list.
+fn usable_request_id(value: &[u8]) -> bool {
+    (1..=128).contains(&value.len())
+        && value
+            .iter()
+            .all(|&b| (0x21..0x7f).contains(&b) && !matches!(b, b'"' | b'\\' | b','))
 }
 
 /// A request whose `Host` cannot be used (RFC 9112 §3.2: answer 400).
@@ -190,6 +272,35 @@ impl Policy {
                 == crate::config::AuthorizationForward::Strip,
             trusted: forward.trusted_proxies.clone(),
             host: forward.host,
+            request_id: (!forward.request_id.is_empty())
+                .then(|| HeaderName::from_bytes(forward.request_id.as_bytes()).ok())
+                .flatten(),
+        }
+    }
+
+    /// The id this request goes on with; decided once per request, before
+    /// admission, so a denial's access line carries it too.
+    pub fn request_id<F: Fields + ?Sized>(&self, fields: &F) -> RequestId {
+        let Some(name) = &self.request_id else {
+            return RequestId::Off;
+        };
+        let mut values = fields.values(name.as_str());
+        match (values.next(), values.next()) {
+            (Some(v), None) if usable_request_id(v) => RequestId::Client,
+            _ => RequestId::Generated(GeneratedId::next()),
+        }
+    }
+
+    /// The request id as text, for an access line.
+    pub fn request_id_text<F: Fields + ?Sized>(&self, fields: &F, id: RequestId) -> Option<String> {
+        match (id, &self.request_id) {
+            (RequestId::Off, _) | (_, None) => None,
+            (RequestId::Generated(g), _) => Some(g.as_str().to_string()),
+            (RequestId::Client, Some(name)) => fields
+                .values(name.as_str())
+                .next()
+                .and_then(visible_ascii)
+                .map(str::to_string),
         }
     }
 
@@ -206,6 +317,7 @@ impl Policy {
         authority: Option<&'a [u8]>,
         peer: IpAddr,
         tls: bool,
+        request_id: RequestId,
     ) -> Result<RequestView<'a>, BadHost> {
         let mut hosts = fields.values("host");
         let host = hosts.next();
@@ -232,6 +344,7 @@ impl Policy {
             peer_set_proto: trusted_peer && fields.values("x-forwarded-proto").next().is_some(),
             peer,
             tls,
+            request_id,
         })
     }
 
@@ -258,7 +371,13 @@ impl Policy {
             || same_field(name, "x-forwarded-for")
             || self.identity.iter().any(|i| same_field(name, i.as_str()))
             || (view.strip_authorization && same_field(name, "authorization"))
-            || named_in(&view.connection, name);
+            || named_in(&view.connection, name)
+            || self.request_id.as_ref().is_some_and(|rid| {
+                // Any spelling but the client's one usable value is dropped.
+                same_field(name, rid.as_str())
+                    && !(view.request_id == RequestId::Client
+                        && name.eq_ignore_ascii_case(rid.as_str()))
+            });
         if drop {
             Field::Drop
         } else {
@@ -268,7 +387,7 @@ impl Policy {
 
     /// The fields the proxy adds to a forwarded request, in order: the
     /// verified token's claim headers, `Host`, `X-Forwarded-Host`,
-    /// `X-Forwarded-For`, `X-Forwarded-Proto`.
+    /// `X-Forwarded-For`, `X-Forwarded-Proto`, and a generated request id.
     pub fn added_fields(
         &self,
         view: &RequestView<'_>,
@@ -301,6 +420,9 @@ impl Policy {
         if !view.peer_set_proto {
             let proto: &[u8] = if view.tls { b"https" } else { b"http" };
             emit(Name::Proxy("x-forwarded-proto"), proto);
+        }
+        if let (RequestId::Generated(id), Some(name)) = (&view.request_id, &self.request_id) {
+            emit(Name::RequestId(name), id.as_str().as_bytes());
         }
     }
 
@@ -338,19 +460,21 @@ pub enum Name<'a> {
     Claim(&'a HeaderName),
     /// `host`, `x-forwarded-*`.
     Proxy(&'static str),
+    /// `forward.request_id`.
+    RequestId(&'a HeaderName),
 }
 
 impl Name<'_> {
     pub fn as_str(&self) -> &str {
         match self {
-            Name::Claim(n) => n.as_str(),
+            Name::Claim(n) | Name::RequestId(n) => n.as_str(),
             Name::Proxy(n) => n,
         }
     }
 
     pub fn to_header_name(self) -> HeaderName {
         match self {
-            Name::Claim(n) => n.clone(),
+            Name::Claim(n) | Name::RequestId(n) => n.clone(),
             Name::Proxy(n) => HeaderName::from_static(n),
         }
     }

@@ -47,7 +47,11 @@ pub const REVOCATION_STATUS: &str = "revocation-status";
 pub(crate) struct AccessLine {
     method: String,
     path: String,
+    /// The verified token's subject, also on a denial that came after
+    /// verification (revoked, store unavailable).
     subject: Option<String>,
+    client: std::net::IpAddr,
+    request_id: Option<String>,
     started: Instant,
 }
 
@@ -172,26 +176,28 @@ impl Proxy {
         tls: bool,
         upstream: &Upstream,
     ) -> Response<Body> {
-        let mut access = self.access_line(req.method().as_str());
+        let rid = self.policy.request_id(req.headers());
+        let mut access = self.access_line(req.method().as_str(), client, req.headers(), rid);
         if let Some((intake, endpoint)) = self.intake_endpoint(req.uri().path()) {
             if let Some(a) = access.as_mut() {
                 a.path = req.uri().path().to_string();
             }
             let resp = self.answer_intake(intake, endpoint, req).await;
-            self.record(access, resp.status().as_u16(), Outcome::Ok);
+            self.record(access, resp.status().as_u16(), Outcome::Ok, None);
             return resp;
         }
         let result = self
-            .handle_inner(req, client, tls, upstream, access.as_mut())
+            .handle_inner(req, client, tls, upstream, rid, access.as_mut())
             .await;
-        let (resp, outcome) = match result {
-            Ok(resp) => (resp, Outcome::Ok),
+        let (resp, outcome, reason) = match result {
+            Ok(resp) => (resp, Outcome::Ok, None),
             Err(e) => {
                 let outcome = self.failed(&e);
-                (e.to_response(&self.realm).map(Either::Right), outcome)
+                let resp = e.to_response(&self.realm).map(Either::Right);
+                (resp, outcome, Some(e.reason()))
             }
         };
-        self.record(access, resp.status().as_u16(), outcome);
+        self.record(access, resp.status().as_u16(), outcome, reason);
         resp
     }
 
@@ -201,6 +207,7 @@ impl Proxy {
         client: SocketAddr,
         tls: bool,
         upstream: &Upstream,
+        rid: hygiene::RequestId,
         access: Option<&mut AccessLine>,
     ) -> Result<Response<Body>, ProxyError> {
         let admitted = self
@@ -214,7 +221,8 @@ impl Proxy {
             .await?;
         let verified = &admitted.verified;
         let protocol = upgrade::allowed(admitted.rule, req.headers(), req.version());
-        self.rewrite_request(&mut req, client, tls, verified.as_deref(), upstream)?;
+        let at = Hop { client, tls, rid };
+        self.rewrite_request(&mut req, at, verified.as_deref(), upstream)?;
         if let Some(p) = &protocol {
             upgrade::restore(req.headers_mut(), p.clone());
         }
@@ -276,8 +284,7 @@ impl Proxy {
     fn rewrite_request(
         &self,
         req: &mut Request<Incoming>,
-        client: SocketAddr,
-        tls: bool,
+        at: Hop,
         verified: Option<&Verified>,
         upstream: &Upstream,
     ) -> Result<(), ProxyError> {
@@ -285,7 +292,7 @@ impl Proxy {
             let authority = req.uri().authority().map(|a| a.as_str().as_bytes());
             let mut view = self
                 .policy
-                .view(req.headers(), authority, client.ip(), tls)
+                .view(req.headers(), authority, at.client.ip(), at.tls, at.rid)
                 .map_err(|_| ProxyError::BadRequest("ambiguous Host"))?;
             if verified.is_some() {
                 self.policy.verified(&mut view);
@@ -337,11 +344,19 @@ impl Proxy {
     }
 
     /// An access line for a request, when access lines are on.
-    pub(crate) fn access_line(&self, method: &str) -> Option<AccessLine> {
+    pub(crate) fn access_line<F: Fields + ?Sized>(
+        &self,
+        method: &str,
+        client: SocketAddr,
+        fields: &F,
+        rid: hygiene::RequestId,
+    ) -> Option<AccessLine> {
         tracing::enabled!(target: "access", tracing::Level::INFO).then(|| AccessLine {
             method: method.to_string(),
             path: String::new(),
             subject: None,
+            client: client.ip(),
+            request_id: self.policy.request_id_text(fields, rid),
             started: Instant::now(),
         })
     }
@@ -363,11 +378,10 @@ impl Proxy {
         }
         let rule = self.routes.find(method, &path);
         let verified = if rule.auth {
-            let v = self.admit_parts(fields, query).await?;
-            if let Some(a) = access {
-                a.subject = Some(v.subject.as_text().to_string());
-            }
-            Some(v)
+            Some(
+                self.admit_noting(fields, query, access.map(|a| &mut a.subject))
+                    .await?,
+            )
         } else {
             None
         };
@@ -421,8 +435,15 @@ impl Proxy {
         e.outcome()
     }
 
-    /// Counts the outcome and writes the access line, if any.
-    pub(crate) fn record(&self, access: Option<AccessLine>, status: u16, outcome: Outcome) {
+    /// Counts the outcome and writes the access line, if any; `reason`
+    /// says why a request was refused or failed.
+    pub(crate) fn record(
+        &self,
+        access: Option<AccessLine>,
+        status: u16,
+        outcome: Outcome,
+        reason: Option<&'static str>,
+    ) {
         self.metrics.outcome(outcome);
         if let Some(a) = access {
             tracing::info!(
@@ -431,7 +452,10 @@ impl Proxy {
                 path = %a.path,
                 status,
                 outcome = outcome.label(),
+                reason,
                 subject = a.subject.as_deref().unwrap_or("-"),
+                client = %a.client,
+                request_id = a.request_id.as_deref(),
                 duration_us = a.started.elapsed().as_micros() as u64,
                 "Request"
             );
@@ -456,7 +480,9 @@ impl Proxy {
             token
         };
         tracing::info!(
+            target: "audit",
             action = action.label(),
+            kind = if action == Action::Purge { "subject" } else { "token" },
             subject = v.subject.as_text(),
             token_id = v.token_id.as_text(),
             status = status.label(),
@@ -464,6 +490,14 @@ impl Proxy {
         );
         status
     }
+}
+
+/// Where a request came from, as the header policy needs it.
+#[derive(Clone, Copy)]
+struct Hop {
+    client: SocketAddr,
+    tls: bool,
+    rid: hygiene::RequestId,
 }
 
 fn applies(rule: &Rule, status: StatusCode) -> bool {

@@ -7,7 +7,7 @@ use super::head::{self, Check, Outgoing, Plain};
 use super::upstream::{idempotent, send, Ask};
 use super::{Lane, Step};
 use crate::proxy::error::ProxyError;
-use crate::proxy::hygiene::RequestView;
+use crate::proxy::hygiene::{RequestId, RequestView};
 use crate::proxy::{hygiene, Admitted, Outcome, Proxy};
 use bytes::{Buf, BytesMut};
 use http::{HeaderMap, StatusCode};
@@ -96,15 +96,16 @@ pub(super) async fn exchange(data: &[u8], conn: &mut Conn<'_>, lane: &Lane<'_>) 
         head_request: method == "HEAD",
         close: plain.close || *lane.stop.borrow(),
     };
-    let mut access = proxy.access_line(method);
+    let rid = proxy.policy.request_id(req.headers);
+    let mut access = proxy.access_line(method, lane.client, req.headers, rid);
     let mut body = if plain.content_length == 0 {
         BodyState::Consumed
     } else {
         BodyState::Unread
     };
-    match forward(proxy, &req, conn, lane, access.as_mut(), &mut body).await {
+    match forward(proxy, &req, conn, lane, rid, access.as_mut(), &mut body).await {
         Ok((status, keep)) => {
-            proxy.record(access, status, Outcome::Ok);
+            proxy.record(access, status, Outcome::Ok, None);
             Step::Done(keep)
         }
         Err(Failure::Answer(e)) => {
@@ -122,11 +123,11 @@ pub(super) async fn exchange(data: &[u8], conn: &mut Conn<'_>, lane: &Lane<'_>) 
                 !keep,
             );
             let written = conn.stream.write_all(conn.back).await.is_ok();
-            proxy.record(access, status, outcome);
+            proxy.record(access, status, outcome, Some(e.reason()));
             Step::Done(written && keep)
         }
         Err(Failure::Abort(status, outcome)) => {
-            proxy.record(access, status, outcome);
+            proxy.record(access, status, outcome, Some("upstream_aborted"));
             Step::Done(false)
         }
     }
@@ -154,12 +155,13 @@ async fn forward(
     req: &Request<'_>,
     conn: &mut Conn<'_>,
     lane: &Lane<'_>,
+    rid: RequestId,
     access: Option<&mut crate::proxy::AccessLine>,
     body: &mut BodyState,
 ) -> Result<(u16, bool), Failure> {
     let mut view = proxy
         .policy
-        .view(req.headers, None, lane.client.ip(), false)
+        .view(req.headers, None, lane.client.ip(), false, rid)
         .map_err(|_| ProxyError::BadRequest("ambiguous Host"))?;
     let admitted = proxy
         .route_and_admit(req.method, req.path, req.headers, req.query, access)

@@ -101,6 +101,7 @@ mod tests {
                 .iter()
                 .map(|c| crate::config::Cidr::parse(c).unwrap())
                 .collect(),
+            request_id: String::new(),
         })
     }
 
@@ -114,7 +115,13 @@ mod tests {
         )];
         let headers: &[Header<'_>] = req.headers;
         let mut view = policy
-            .view(headers, None, "10.0.0.9".parse().unwrap(), false)
+            .view(
+                headers,
+                None,
+                "10.0.0.9".parse().unwrap(),
+                false,
+                policy.request_id(headers),
+            )
             .unwrap();
         policy.verified(&mut view);
         let o = Outgoing {
