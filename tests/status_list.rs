@@ -198,7 +198,7 @@ async fn statuses_from_reference_lists_decide_admission() {
     assert!(proxy
         .app
         .metrics
-        .render(&[])
+        .exposition(Default::default())
         .contains("revoke_proxy_status_list_lookups_total{result=\"cache_hit\"}"));
     proxy.stop().await;
 }

@@ -76,87 +76,29 @@ impl Admin {
         }
     }
 
-    /// `/metrics`: the Prometheus text exposition.
+    /// `/metrics`: the OpenMetrics text exposition.
     fn metrics(&self) -> Response<Full<Bytes>> {
         let r = &self.revocations;
-        let body = self.metrics.render(&[
-            (
-                "revoke_proxy_revocations_live",
-                "Live revocation entries in memory.",
-                r.len() as u64,
-            ),
-            (
-                "revoke_proxy_revocations_pending",
-                "Revocations not yet taken by the store.",
-                r.pending() as u64,
-            ),
-            (
-                "revoke_proxy_store_errors",
-                "Failed store operations since start.",
-                r.store_errors(),
-            ),
-            (
-                "revoke_proxy_store_sync_lag_ms",
-                "Milliseconds since the store last proved healthy (0 for local stores).",
-                r.sync_lag().as_millis() as u64,
-            ),
-            (
-                "revoke_proxy_log_lines_dropped",
-                "Log lines dropped because stdout could not keep up.",
-                crate::logging::dropped_lines(),
-            ),
-            (
-                "revoke_proxy_store_available",
-                "1 while the revocation store is usable, else 0.",
-                u64::from(r.available()),
-            ),
-            (
-                "revoke_proxy_verify_cache_hits",
-                "Tokens verified from the cache.",
-                self.verifier().cache_hits(),
-            ),
-            (
-                "revoke_proxy_store_log_position_seconds",
-                "Unix time of the last change log entry read (0: none yet).",
-                r.sync.position_ms() / 1000,
-            ),
-        ]);
-        let body = sync_metrics(body, &r.sync);
+        let body = self.metrics.exposition(crate::metrics::Scrape {
+            revocations_live: r.len() as u64,
+            revocations_pending: r.pending() as u64,
+            store_errors: r.store_errors(),
+            store_sync_lag_seconds: r.sync_lag().as_secs_f64(),
+            store_available: r.available(),
+            store_log_position_seconds: r.sync.position_ms() / 1000,
+            store_log_entries: r.sync.log_entries(),
+            store_full_loads: r.sync.full_loads_by_source(),
+            propagation_lag: Some(r.sync.propagation_lag.read()),
+            verify_cache_hits: self.verifier().cache_hits(),
+            log_lines_dropped: crate::logging::dropped_lines(),
+        });
         let mut resp = text(StatusCode::OK, &body);
         resp.headers_mut().insert(
             CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4"),
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
         );
         resp
     }
-}
-
-/// The replica's change-log figures, appended to the exposition.
-fn sync_metrics(mut out: String, s: &crate::revocation::sync::SyncStats) -> String {
-    use std::fmt::Write as _;
-    out.push_str(
-        "# HELP revoke_proxy_store_full_loads_total Loads of every key from the store, by reason.\n\
-         # TYPE revoke_proxy_store_full_loads_total counter\n",
-    );
-    for (reason, source, n) in s.full_loads_by_source() {
-        let _ = writeln!(
-            out,
-            "revoke_proxy_store_full_loads_total{{reason=\"{reason}\",source=\"{source}\"}} {n}"
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP revoke_proxy_store_log_entries_total Entries read from the change log.\n\
-         # TYPE revoke_proxy_store_log_entries_total counter\n\
-         revoke_proxy_store_log_entries_total {}",
-        s.log_entries()
-    );
-    s.propagation_lag.render(
-        &mut out,
-        "revoke_proxy_propagation_lag_seconds",
-        "Time from a revocation's write on any replica to its apply here.",
-    );
-    out
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
