@@ -1,5 +1,6 @@
-//! Hot reload: on SIGHUP, and when the config file changes (polled every
-//! [`POLL_EVERY`]), the file is read again. A valid file swaps routes, keys,
+//! Hot reload: on SIGHUP, and when the config file or a key file it names
+//! (`secret_file`, `public_key_file`) changes (polled every [`POLL_EVERY`]),
+//! the file is read again. A valid file swaps routes, keys,
 //! claim-header mappings, token sources and the log level atomically —
 //! requests in flight finish on the configuration they started with, and no
 //! connection is dropped. An invalid file is refused with all its problems
@@ -141,15 +142,28 @@ impl Reloader {
         Ok((new, proxy, needs_restart))
     }
 
-    /// Reloads on SIGHUP and whenever the file's modification time changes.
+    /// The files whose change means a reload: the config file, then the
+    /// key files of the configuration in service.
+    fn watched(&self) -> Vec<PathBuf> {
+        let mut files = vec![self.path.clone()];
+        files.extend(self.current.lock().key_files());
+        files
+    }
+
+    /// Reloads on SIGHUP and whenever the modification time of the file or
+    /// of a key file it names changes (a Kubernetes Secret volume swaps a
+    /// symlink: the time read through it changes too).
     pub fn watch(self: &Arc<Self>) {
         let me = Arc::downgrade(self);
-        let path = self.path.clone();
+        let mut files = self.watched();
         tokio::spawn(async move {
-            let mtime = |p: &PathBuf| -> Option<SystemTime> {
-                std::fs::metadata(p).and_then(|m| m.modified()).ok()
+            let mtimes = |files: &[PathBuf]| -> Vec<Option<SystemTime>> {
+                files
+                    .iter()
+                    .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+                    .collect()
             };
-            let mut seen = mtime(&path);
+            let mut seen = mtimes(&files);
             #[cfg(unix)]
             let mut hup =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
@@ -168,16 +182,26 @@ impl Reloader {
                 let why = tokio::select! {
                     () = hangup => "SIGHUP",
                     () = tokio::time::sleep(POLL_EVERY) => {
-                        let now = mtime(&path);
-                        if now == seen || now.is_none() {
-                            continue;
+                        let now = mtimes(&files);
+                        // A file that is gone for now (mid-rotation) is no reason.
+                        let changed = now.iter().zip(&seen).position(|(n, s)| n.is_some() && n != s);
+                        match changed {
+                            None => continue,
+                            Some(0) => "config file changed",
+                            Some(_) => "key file changed",
                         }
-                        "config file changed"
                     }
                 };
-                seen = mtime(&path);
+                let before = mtimes(&files);
                 let Some(r) = me.upgrade() else { return };
                 r.reload(why).await;
+                let now_watched = r.watched();
+                seen = if now_watched == files {
+                    before
+                } else {
+                    mtimes(&now_watched)
+                };
+                files = now_watched;
             }
         });
     }

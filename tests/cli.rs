@@ -1174,3 +1174,55 @@ async fn usage_errors_exit_64_and_messages_point_at_the_fix() {
     assert!(proxy.app.revocations.is_empty(), "nothing was revoked");
     proxy.stop().await;
 }
+
+/// A rotated `jwt.secret_file` takes effect without a restart or a signal:
+/// the file is swapped the way a Kubernetes Secret volume swaps it (a new
+/// directory behind the `..data` symlink), the reloader sees the key file
+/// change, and tokens signed with the new secret pass while the old ones
+/// are refused.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_rotated_secret_file_is_picked_up_without_a_restart() {
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    let up = TestUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = dir.path().join("secrets");
+    let old = "the-first-secret-of-32-bytes-0123456";
+    let new = "the-second-secret-of-32-bytes-65432";
+    let mount = |version: &str, secret: &str| {
+        let data = secrets.join(format!("..{version}"));
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(data.join("jwt-secret"), secret).unwrap();
+        let tmp = secrets.join("..data_tmp");
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(format!("..{version}"), &tmp).unwrap();
+        std::fs::rename(&tmp, secrets.join("..data")).unwrap();
+    };
+    mount("v1", old);
+    std::os::unix::fs::symlink("..data/jwt-secret", secrets.join("jwt-secret")).unwrap();
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nupstream: {}\njwt:\n  secret_file: {}\nadmin:\n  listen: 127.0.0.1:0\nlog:\n  format: json\n",
+        up.url(),
+        secrets.join("jwt-secret").display()
+    );
+    let (_proxy, log, addr, _admin) = start_logged(dir.path(), &yaml);
+    let signed = |secret: &str| {
+        encode(
+            &Header::default(),
+            &claims("alice"),
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    };
+    assert_eq!(get(addr, "/api", Some(&signed(old))).await.status, 200);
+    assert_eq!(get(addr, "/api", Some(&signed(new))).await.status, 401);
+    mount("v2", new);
+    wait_for_log(&log, "key file changed");
+    assert_eq!(get(addr, "/api", Some(&signed(new))).await.status, 200);
+    assert_eq!(get(addr, "/api", Some(&signed(old))).await.status, 401);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !text.contains(old) && !text.contains(new),
+        "a secret reached the log"
+    );
+}

@@ -23,6 +23,14 @@ pub enum TokenSource {
     Query(String),
 }
 
+impl JwtSettings {
+    /// The key files this section was read from: a change to one is a
+    /// reason to read the configuration again (secret rotation).
+    pub fn key_files(&self) -> impl Iterator<Item = &PathBuf> {
+        self.secret_file.iter().chain(&self.public_key_file)
+    }
+}
+
 impl Serialize for TokenSource {
     /// As the file writes it: `{header: Authorization}`.
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -45,6 +53,9 @@ pub struct JwtSettings {
     /// `secret_file` (read as `secret_encoding`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<SecretBytes>,
+    /// Where `secret_file` pointed (resolved): watched for rotation.
+    #[serde(skip)]
+    pub secret_file: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub public_key_file: Option<PathBuf>,
     /// The PEM read from `public_key_file`.
@@ -167,7 +178,7 @@ pub(super) fn read_jwt(mut s: Section<'_>, base: &Path, p: &mut Problems) -> Jwt
         p.add(&s.child_path("typ"), "empty typ value");
     }
 
-    let secret = read_secret(&mut s, base, p);
+    let (secret, secret_file) = read_secret(&mut s, base, p);
     check_hmac_length(secret.as_ref(), &algorithms, s.path(), p);
     let public_key_pem = read_public_key(public_key_file.as_deref(), &s, p);
     check_jwks_url(jwks_url.as_deref(), public_key_file.is_some(), &s, p);
@@ -187,6 +198,7 @@ pub(super) fn read_jwt(mut s: Section<'_>, base: &Path, p: &mut Problems) -> Jwt
     JwtSettings {
         algorithms,
         secret,
+        secret_file,
         public_key_file,
         public_key_pem,
         jwks_url,
@@ -270,8 +282,13 @@ fn check_keys_fit(algorithms: &[Algorithm], given: &GivenKeys, path: &str, p: &m
     }
 }
 
-/// `secret`, `secret_base64` or `secret_file` (+ `secret_encoding`): at most one.
-fn read_secret(s: &mut Section<'_>, base: &Path, p: &mut Problems) -> Option<SecretBytes> {
+/// `secret`, `secret_base64` or `secret_file` (+ `secret_encoding`): at
+/// most one; with the file's resolved path when it came from one.
+fn read_secret(
+    s: &mut Section<'_>,
+    base: &Path,
+    p: &mut Problems,
+) -> (Option<SecretBytes>, Option<PathBuf>) {
     let text = s.string("secret", p);
     let b64 = s.string("secret_base64", p);
     let file = s.string("secret_file", p);
@@ -286,8 +303,9 @@ fn read_secret(s: &mut Section<'_>, base: &Path, p: &mut Problems) -> Option<Sec
     let given = [text.is_some(), b64.is_some(), file.is_some()];
     if given.iter().filter(|g| **g).count() > 1 {
         p.add(s.path(), "give one of secret, secret_base64 or secret_file");
-        return None;
+        return (None, None);
     }
+    let file_path = file.as_ref().map(|f| super::resolve(base, f));
     let secret = if let Some(v) = text {
         Some(v.into_bytes())
     } else if let Some(v) = b64 {
@@ -317,7 +335,7 @@ fn read_secret(s: &mut Section<'_>, base: &Path, p: &mut Problems) -> Option<Sec
     if matches!(&secret, Some(v) if v.is_empty()) {
         p.add(&s.child_path("secret"), "must not be empty");
     }
-    secret.map(SecretBytes)
+    (secret.map(SecretBytes), file_path)
 }
 
 /// Standard or URL-safe base64, padded or not.
@@ -385,7 +403,7 @@ pub(super) fn read_issuer_keys(s: &mut Section<'_>, base: &Path, p: &mut Problem
     let listed = s.string_list("algorithms", p);
     let public_key_file = s.string("public_key_file", p).map(|f| resolve(base, &f));
     let jwks_url = s.string("jwks_url", p);
-    let secret = read_secret(s, base, p);
+    let (secret, secret_file) = read_secret(s, base, p);
     let algorithms = match listed {
         Some(list) => read_algorithms(Some(list), &s.child_path("algorithms"), p),
         None => {
@@ -422,6 +440,7 @@ pub(super) fn read_issuer_keys(s: &mut Section<'_>, base: &Path, p: &mut Problem
     JwtSettings {
         algorithms,
         secret,
+        secret_file,
         public_key_file,
         public_key_pem,
         jwks_url,

@@ -71,6 +71,18 @@ impl ConfigError {
 }
 
 impl Settings {
+    /// Key files the configuration reads (`secret_file`, `public_key_file`
+    /// of `jwt` and of each intake issuer): the reloader watches them as it
+    /// watches the file itself, so a rotated secret needs no restart.
+    pub fn key_files(&self) -> Vec<PathBuf> {
+        let issuers = self.intake.issuers.iter().map(|i| &i.keys);
+        std::iter::once(&self.jwt)
+            .chain(issuers)
+            .flat_map(JwtSettings::key_files)
+            .cloned()
+            .collect()
+    }
+
     /// Reads and validates the file at `path`, expanding `${VAR}` from the
     /// process environment.
     pub fn load(path: &Path) -> Result<Settings, ConfigError> {
