@@ -197,7 +197,14 @@ impl App {
             .and_then(|a| a.token.as_ref())
             .map(|t| crate::admin::api::token_digest(&t.0));
         let from = live.clone();
+        let upstream_of = live.clone();
+        let about = crate::admin::About {
+            upstream: Box::new(move || upstream_of.load().upstream().describe()),
+            store: store_label(&settings.revocation.store),
+            started: std::time::Instant::now(),
+        };
         let admin = Arc::new(Admin {
+            about,
             revocations,
             metrics,
             ready: true.into(),
@@ -356,5 +363,23 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = term => {},
+    }
+}
+
+/// The store as the status page names it.
+fn store_label(store: &crate::config::StoreSettings) -> String {
+    use crate::config::{StoreKind, StoreMode};
+    let mode = match store.mode {
+        StoreMode::Replica => "replica",
+        StoreMode::PerRequest => "per_request",
+    };
+    match &store.kind {
+        StoreKind::Memory => "memory".into(),
+        StoreKind::File { .. } => "file".into(),
+        StoreKind::Redis { cluster, .. } if !cluster.is_empty() => {
+            format!("redis cluster ({mode})")
+        }
+        StoreKind::Redis { .. } => format!("redis ({mode})"),
+        StoreKind::Memcached { .. } => format!("memcached ({mode})"),
     }
 }

@@ -97,6 +97,24 @@ pub struct HistogramSnapshot {
     buckets: Vec<(f64, u64)>,
 }
 
+/// How many revocations the status page lists.
+pub const RECENT: usize = 20;
+
+/// A revocation as the status page lists it: who and how, never a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    /// Unix seconds.
+    pub at: i64,
+    /// `route`, `admin` or the identity-provider endpoint.
+    pub source: &'static str,
+    /// `token`, `subject`, `session` or `global`.
+    pub kind: &'static str,
+    /// The subject, when the revocation names one.
+    pub subject: Option<String>,
+    /// `stored` or `pending`.
+    pub status: &'static str,
+}
+
 #[derive(Default)]
 pub struct Metrics {
     outcomes: [AtomicU64; 6],
@@ -111,6 +129,8 @@ pub struct Metrics {
     signals: parking_lot::Mutex<
         std::collections::BTreeMap<(&'static str, &'static str, &'static str), u64>,
     >,
+    /// The last [`RECENT`] revocations, for the status page.
+    recent: parking_lot::Mutex<std::collections::VecDeque<AuditEvent>>,
     /// Time from sending a request upstream to its response head.
     pub upstream_latency: Histogram,
     /// Time to extract and verify a token (cache hits included).
@@ -135,6 +155,20 @@ impl Metrics {
         if let Some(c) = self.revocations.get(i) {
             c.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Remembers a revocation for the status page (the last [`RECENT`]).
+    pub fn audit(&self, event: AuditEvent) {
+        let mut recent = self.recent.lock();
+        if recent.len() >= RECENT {
+            recent.pop_front();
+        }
+        recent.push_back(event);
+    }
+
+    /// The last revocations, newest first.
+    pub fn recent(&self) -> Vec<AuditEvent> {
+        self.recent.lock().iter().rev().cloned().collect()
     }
 
     /// Counts a signal from an identity provider at `endpoint`: `applied`,

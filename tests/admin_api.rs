@@ -203,7 +203,7 @@ async fn the_admin_api_matches_its_openapi_document() {
         exercised.insert((path.to_string(), method.to_lowercase()));
     };
 
-    for path in ["/healthz", "/readyz", "/metrics"] {
+    for path in ["/", "/healthz", "/readyz", "/metrics"] {
         let r = get(admin, path, None).await;
         assert_eq!(r.status, 200, "{path}");
         doc.check_response(path, "GET", &r);

@@ -384,6 +384,13 @@ impl Admin {
         status: WriteStatus,
     ) {
         self.metrics.revocation(kind);
+        self.metrics.audit(crate::metrics::AuditEvent {
+            at: self.revocations.clock().now(),
+            source: "admin",
+            kind,
+            subject: subject.map(|s| s.as_text().to_string()),
+            status: status.label(),
+        });
         tracing::info!(
             target: "audit",
             remote = %remote,

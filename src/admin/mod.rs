@@ -1,4 +1,5 @@
-//! The admin endpoints: `/healthz`, `/readyz`, `/metrics` (open) and the
+//! The admin endpoints: `/` (a status page), `/healthz`, `/readyz`,
+//! `/metrics` (open) and the
 //! revocation API under `/v1/` ([`api`], admin token required). Served on a
 //! listener of its own (`server::serve_admin`), never proxied.
 //!
@@ -8,6 +9,7 @@
 pub mod api;
 pub mod body;
 pub mod client;
+pub mod status_page;
 
 use crate::auth::Verifier;
 use crate::metrics::Metrics;
@@ -31,6 +33,17 @@ pub struct Admin {
     /// SHA-256 of `admin.token`; `None` turns the `/v1/` API off.
     pub token_digest: Option<[u8; 32]>,
     pub claim_names: ClaimNames,
+    /// What the status page says of the process.
+    pub about: About,
+}
+
+/// Facts about the process for the status page, from the configuration.
+pub struct About {
+    /// The upstream in service now (a reload may change it).
+    pub upstream: Box<dyn Fn() -> String + Send + Sync>,
+    /// `memory`, `file`, `redis (replica)`…
+    pub store: String,
+    pub started: std::time::Instant,
 }
 
 /// The names of `revocation.subject_claim`, `token_claim` and
@@ -72,6 +85,7 @@ impl Admin {
             ),
             "/readyz" => text(StatusCode::OK, "ready\n"),
             "/metrics" => self.metrics(),
+            "/" => self.status_page(),
             _ => text(StatusCode::NOT_FOUND, "not found\n"),
         }
     }
@@ -96,6 +110,39 @@ impl Admin {
         resp.headers_mut().insert(
             CONTENT_TYPE,
             HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        );
+        resp
+    }
+}
+
+impl Admin {
+    /// `/`: the status page, with headers that forbid scripts, framing and
+    /// caching.
+    fn status_page(&self) -> Response<Full<Bytes>> {
+        let body = status_page::render(&self.facts());
+        let mut resp = Response::new(Full::new(Bytes::from(body)));
+        let h = resp.headers_mut();
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        h.insert(
+            http::header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+            ),
+        );
+        h.insert(
+            http::header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        h.insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        );
+        h.insert(
+            http::header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
         );
         resp
     }

@@ -344,8 +344,20 @@ impl Intake {
                 )
             }
         };
-        if let Some(w) = written {
+        if let (Some(w), Some(c)) = (written, &change) {
             tracing::debug!(status = w.label(), "Signal written");
+            let (what, subject) = match c {
+                Change::Session(_) => ("session", None),
+                Change::TokenId(_) => ("token", None),
+                Change::SubjectAt(sub, _) => ("subject", Some(sub.as_text().to_string())),
+            };
+            self.metrics.audit(crate::metrics::AuditEvent {
+                at: now,
+                source: kind,
+                kind: what,
+                subject,
+                status: w.label(),
+            });
         }
         let until = signal
             .exp

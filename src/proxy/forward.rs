@@ -106,6 +106,12 @@ impl Upstream {
         })
     }
 
+    /// The upstream as a URL without credentials, for people.
+    pub fn describe(&self) -> String {
+        let host = self.authority.rsplit('@').next().unwrap_or_default();
+        format!("{}://{host}{}", self.scheme, self.base_path)
+    }
+
     /// `host:port` of the upstream (the `Host` of `forward.host: upstream`).
     pub fn authority(&self) -> &str {
         &self.authority

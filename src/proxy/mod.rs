@@ -479,10 +479,22 @@ impl Proxy {
         } else {
             token
         };
+        let kind = if action == Action::Purge {
+            "subject"
+        } else {
+            "token"
+        };
+        self.metrics.audit(crate::metrics::AuditEvent {
+            at: arrived,
+            source: "route",
+            kind,
+            subject: Some(v.subject.as_text().to_string()),
+            status: status.label(),
+        });
         tracing::info!(
             target: "audit",
             action = action.label(),
-            kind = if action == Action::Purge { "subject" } else { "token" },
+            kind,
             subject = v.subject.as_text(),
             token_id = v.token_id.as_text(),
             status = status.label(),
