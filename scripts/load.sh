@@ -9,6 +9,10 @@
 #   rp-redis    HS256, redis store, replica mode (local copy + change log)
 #   rp-redis-pr HS256, redis store, per_request mode (3 GETs per request)
 #   rp-memcd    HS256, memcached store (one multi-get per request)
+#   nginx-tls   wrk over https → nginx `listen ssl` proxy_pass (P-256 certificate)
+#   rp-tls      wrk over https → revoke-proxy `tls:` with the same certificate
+#   nginx-h2c   h2load (16 connections × 10 streams, one token) → nginx `http2`
+#   rp-h2c      h2load, same → revoke-proxy's plain port (h2 prior knowledge)
 # `scripts/load.sh --fleet` instead runs scripts/fleet.py: 10 redis replicas
 # and 1,000,000 revocations (start-up, idle, catch-up, memory, propagation).
 # BASE_BIN=path/to/an/older/revoke-proxy adds rp-base (rp-hs256's config on
@@ -30,6 +34,7 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v memcached >/dev/null || missing+=(memcached)
+command -v h2load >/dev/null || missing+=(nghttp2-client)
 if [ "${#missing[@]}" -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
@@ -56,7 +61,10 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 UP=$(free_port); NGX=$(free_port); HS=$(free_port); RS=$(free_port); IN=$(free_port)
 RD=$(free_port); MC=$(free_port); RR=$(free_port); RP=$(free_port); MP=$(free_port)
-BP=$(free_port)
+BP=$(free_port); NTLS=$(free_port); TL=$(free_port); NH2=$(free_port)
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+  -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1 \
+  -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
 
 write_nginx() { # name port workers body
   cat > "$work/$1.conf" <<CONF
@@ -67,6 +75,7 @@ error_log $work/$1.error.log warn;
 events { worker_connections 4096; }
 http {
   access_log off;
+  keepalive_requests 1000000;  # nginx closes a client connection after 1,000 requests by default (h2load does not reconnect)
   client_body_temp_path $work/$1-body;
   proxy_temp_path $work/$1-proxy;
   fastcgi_temp_path $work/$1-fcgi;
@@ -80,7 +89,10 @@ CONF
   pids+=($!)
 }
 write_nginx upstream "$UP" 1 'location / { return 200 "ok\n"; }'
-write_nginx proxy "$NGX" auto 'location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }'
+PROXY_PASS='location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }'
+write_nginx proxy "$NGX" auto "$PROXY_PASS"
+write_nginx proxy-tls "$NTLS ssl" auto "ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem; $PROXY_PASS"
+write_nginx proxy-h2c "$NH2 http2" auto "$PROXY_PASS"
 
 SECRET=load-test-secret-0123456789-0123456789
 cat > "$work/hs.yaml" <<CONF
@@ -95,6 +107,8 @@ CONF
 sed -e "s/127.0.0.1:$HS/127.0.0.1:$RS/" -e "s/\[HS256\]/[RS256]/" \
     -e "s|secret: $SECRET|public_key_file: $PWD/tests/fixtures/keys/rsa.pub|" "$work/hs.yaml" > "$work/rs.yaml"
 sed -e "s/127.0.0.1:$HS/127.0.0.1:$IN/" -e "s/level: warn/level: info/" "$work/hs.yaml" > "$work/in.yaml"
+{ sed -e "s/127.0.0.1:$HS/127.0.0.1:$TL/" "$work/hs.yaml"
+  printf 'tls:\n  cert_file: %s\n  key_file: %s\n' "$work/cert.pem" "$work/key.pem"; } > "$work/tl.yaml"
 redis-server --port "$RD" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" > "$work/redis.log" 2>&1 & pids+=($!)
 MC_USER=(); [ "$(id -u)" = 0 ] && MC_USER=(-u root)
 memcached -l 127.0.0.1 -p "$MC" -U 0 "${MC_USER[@]}" > "$work/memcached.log" 2>&1 & pids+=($!)
@@ -108,7 +122,7 @@ with_store() { # port yaml-store-lines
 with_store "$RR" "    type: redis\n    url: redis://127.0.0.1:$RD\n" > "$work/rr.yaml"
 with_store "$RP" "    type: redis\n    url: redis://127.0.0.1:$RD\n    mode: per_request\n" > "$work/rp.yaml"
 with_store "$MP" "    type: memcached\n    url: memcache://127.0.0.1:$MC\n" > "$work/mp.yaml"
-for name in hs rs in rr rp mp; do
+for name in hs rs in rr rp mp tl; do
   "$BIN" run --config "$work/$name.yaml" > "$work/$name.log" 2>&1 & pids+=($!)
 done
 BASE_URL=()
@@ -130,7 +144,7 @@ request = function()
 end
 LUA
 
-for port in "$UP" "$NGX" "$HS" "$RS" "$IN" "$RR" "$RP" "$MP" ${BASE_BIN:+"$BP"}; do
+for port in "$UP" "$NGX" "$HS" "$RS" "$IN" "$RR" "$RP" "$MP" "$NTLS" "$TL" "$NH2" ${BASE_BIN:+"$BP"}; do
   for _ in $(seq 1 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
     sleep 0.05
@@ -176,6 +190,17 @@ run() { # name url [tokens]
   echo "$1 $rps $p99" >> "$work/results"
 }
 
+h2run() { # name url: h2load, 16 connections x 10 streams, one (cached) token
+  local secs=${DURATION%s}
+  h2load -c16 -m10 -t1 -D "$secs" -H "authorization: Bearer $tok" "$2" > "$work/$1.h2" 2>&1 || true
+  local rps
+  rps=$(awk '/^finished in/ {gsub(",", "", $4); print $4}' "$work/$1.h2")
+  local ok
+  ok=$(awk '/^status codes:/ {print $3}' "$work/$1.h2")
+  printf '%-12s %12s %10s %10s %s\n' "$1" "${rps:-0}" - - "2xx=${ok:-0}"
+  echo "$1 ${rps:-0} nan" >> "$work/results"
+}
+
 echo "wrk: $THREADS thread(s), $CONNS connections, $DURATION per run, $ROUNDS rounds, $TOKENS distinct tokens"
 printf '%-12s %12s %10s %10s\n' scenario 'req/s' p50 p99
 # Every run sends the same Authorization headers through the same wrk script,
@@ -192,6 +217,10 @@ for round in $(seq 1 "$ROUNDS"); do
   run rp-redis "http://127.0.0.1:$RR/" "$work/hs.tokens"
   run rp-redis-pr "http://127.0.0.1:$RP/" "$work/hs.tokens"
   run rp-memcd "http://127.0.0.1:$MP/" "$work/hs.tokens"
+  run nginx-tls "https://127.0.0.1:$NTLS/" "$work/hs.tokens"
+  run rp-tls "https://127.0.0.1:$TL/" "$work/hs.tokens"
+  h2run nginx-h2c "http://127.0.0.1:$NH2/"
+  h2run rp-h2c "http://127.0.0.1:$HS/"
 done
 
 python3 - "$work/results" <<'PY'
@@ -222,6 +251,10 @@ print(f"p99 added over direct, nginx    : {t['nginx'] - t['direct']:.2f} ms")
 print(f"redis replica / memory     : {r['rp-redis'] / r['rp-hs256']:.2f}   (target >= 0.95)")
 print(f"redis per_request / memory : {r['rp-redis-pr'] / r['rp-hs256']:.2f}")
 print(f"memcached / memory         : {r['rp-memcd'] / r['rp-hs256']:.2f}")
+print(f"rp-tls / nginx-tls         : {r['rp-tls'] / r['nginx-tls']:.2f}   (https, same certificate)")
+print(f"p99 rp-tls {t['rp-tls']:.2f} ms, nginx-tls {t['nginx-tls']:.2f} ms")
+if r.get('nginx-h2c'):
+    print(f"rp-h2c / nginx-h2c         : {r['rp-h2c'] / r['nginx-h2c']:.2f}   (h2load -c16 -m10)")
 if "rp-base" in r:
     print(f"rp-hs256 / rp-base (this build / BASE_BIN) : {r['rp-hs256'] / r['rp-base']:.2f}")
     print(f"rp-base / nginx   : {r['rp-base'] / r['nginx']:.2f}")
