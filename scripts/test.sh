@@ -53,7 +53,7 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
 fi
 # tests/status_list.rs serves lists built by @sd-jwt/jwt-status-list.
-for peer in oidc:oidc-provider statuslist:@sd-jwt/jwt-status-list; do
+for peer in oidc:oidc-provider statuslist:@sd-jwt/jwt-status-list compat:express-jwt-blacklist; do
   dir=tests/peers/${peer%%:*}
   if [ ! -d "$dir/node_modules/${peer#*:}" ]; then
     echo "== installing $dir (npm ci)"

@@ -27,6 +27,9 @@ pub struct Verified {
     pub forwarded: Vec<(HeaderName, HeaderValue)>,
     /// Where the token's status list entry is, if it names one.
     pub status: StatusClaim,
+    /// The claims `revocation.compat` reads, as the token carries them
+    /// (`None`: absent), in [`crate::config::Compat::claims`] order.
+    pub compat: Vec<Option<Value>>,
 }
 
 impl Verified {
@@ -56,6 +59,8 @@ pub struct Verifier {
     subject_claim: String,
     token_claim: String,
     session_claim: String,
+    /// Claims kept for `revocation.compat`.
+    compat_claims: Vec<String>,
     forward: Vec<(String, HeaderName)>,
     cache: TokenCache<Verified>,
 }
@@ -78,6 +83,11 @@ impl Verifier {
             subject_claim: revocation.subject_claim.clone(),
             token_claim: revocation.token_claim.clone(),
             session_claim: revocation.session_claim.clone(),
+            compat_claims: revocation
+                .compat
+                .as_ref()
+                .map(crate::config::Compat::claims)
+                .unwrap_or_default(),
             forward: forward
                 .claims_to_headers
                 .iter()
@@ -185,6 +195,11 @@ impl Verifier {
             nbf,
             forwarded,
             status: StatusClaim::read(&claims),
+            compat: self
+                .compat_claims
+                .iter()
+                .map(|c| claims.get(c).cloned())
+                .collect(),
         })
     }
 

@@ -76,6 +76,126 @@ pub struct RevocationSettings {
     pub store: StoreSettings,
     #[serde(serialize_with = "ser_duration")]
     pub max_staleness: Duration,
+    /// `compat`: also honour another library's records in the store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compat: Option<Compat>,
+}
+
+/// `revocation.compat`: records a Node library keeps in the same Redis or
+/// memcached, read on every request so both can run side by side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type")]
+pub enum Compat {
+    /// express-jwt-blacklist 1.x: a token is refused when its record
+    /// (`key_prefix` + the `token_id` claim) lists its `index_by` claim, or
+    /// holds a purge time at or after its `iat`.
+    #[serde(rename = "express-jwt-blacklist")]
+    Blacklist {
+        key_prefix: String,
+        token_id: String,
+        index_by: String,
+        /// A token without a record is refused (the library's `strict`).
+        strict: bool,
+    },
+    /// jwt-redis 7.x: a token is accepted only while `key_prefix` + its
+    /// `jti` exists (an allow-list).
+    #[serde(rename = "jwt-redis")]
+    JwtRedis { key_prefix: String },
+}
+
+impl Compat {
+    /// The token claims its check reads: `[token_id, index_by]` or `[jti]`.
+    pub fn claims(&self) -> Vec<String> {
+        match self {
+            Compat::Blacklist {
+                token_id, index_by, ..
+            } => vec![token_id.clone(), index_by.clone(), "iat".into()],
+            Compat::JwtRedis { .. } => vec!["jti".into()],
+        }
+    }
+}
+
+/// `revocation.compat`, when present.
+fn read_compat(mut s: Section<'_>, store: &StoreSettings, p: &mut Problems) -> Option<Compat> {
+    if !s.is_present() {
+        return None;
+    }
+    let kind = s.string("type", p);
+    let prefix = s.string("key_prefix", p);
+    let strict_path = s.child_path("strict");
+    let strict = match s.get("strict") {
+        None => false,
+        Some(serde_yaml::Value::Bool(b)) => *b,
+        Some(_) => {
+            p.add(&strict_path, "expected true or false");
+            false
+        }
+    };
+    let token_id = s.string("token_id", p);
+    let index_by = s.string("index_by", p);
+    let on_redis = matches!(store.kind, StoreKind::Redis { .. });
+    let on_memcached = matches!(store.kind, StoreKind::Memcached { .. });
+    let compat = match kind.as_deref() {
+        Some("express-jwt-blacklist") => {
+            if !on_redis && !on_memcached {
+                p.add(
+                    s.path(),
+                    "express-jwt-blacklist records live in redis or memcached: set revocation.store.type to the one the Node services use",
+                );
+            }
+            Compat::Blacklist {
+                key_prefix: prefix.unwrap_or_else(|| "jwt-blacklist:".into()),
+                token_id: token_id.unwrap_or_else(|| "sub".into()),
+                index_by: index_by.unwrap_or_else(|| "iat".into()),
+                strict,
+            }
+        }
+        Some("jwt-redis") => {
+            if !on_redis {
+                p.add(
+                    s.path(),
+                    "jwt-redis records live in redis: set revocation.store.type: redis",
+                );
+            }
+            for (key, given) in [
+                ("token_id", token_id.is_some()),
+                ("index_by", index_by.is_some()),
+            ] {
+                if given {
+                    p.add(&s.child_path(key), "only for type: express-jwt-blacklist");
+                }
+            }
+            if s.get("strict").is_some() {
+                p.add(&strict_path, "only for type: express-jwt-blacklist");
+            }
+            Compat::JwtRedis {
+                key_prefix: prefix.unwrap_or_else(|| "jwt_label:".into()),
+            }
+        }
+        other => {
+            p.add(
+                &s.child_path("type"),
+                format!(
+                    "expected express-jwt-blacklist or jwt-redis, got {}",
+                    other.map_or("nothing".to_string(), |o| format!("{o:?}"))
+                ),
+            );
+            s.finish(p);
+            return None;
+        }
+    };
+    if let Compat::Blacklist {
+        token_id, index_by, ..
+    } = &compat
+    {
+        for (key, v) in [("token_id", token_id), ("index_by", index_by)] {
+            if v.is_empty() {
+                p.add(&s.child_path(key), "must not be empty");
+            }
+        }
+    }
+    s.finish(p);
+    Some(compat)
 }
 
 pub(super) fn read_store(mut s: Section<'_>, base: &Path, p: &mut Problems) -> StoreSettings {
@@ -234,6 +354,7 @@ pub(super) fn read_revocation(
         p,
     );
     let store = read_store(s.section("store", p), base, p);
+    let compat = read_compat(s.section("compat", p), &store, p);
     let max_staleness = s
         .duration("max_staleness", p)
         .unwrap_or(DEFAULT_MAX_STALENESS);
@@ -255,5 +376,6 @@ pub(super) fn read_revocation(
         on_store_failure,
         store,
         max_staleness,
+        compat,
     }
 }

@@ -50,7 +50,12 @@ impl Proxy {
         }
         let verdict = self
             .revocations
-            .verdict(verified.token_ref(), &verified.keys, verified.iat)
+            .verdict_with_compat(
+                verified.token_ref(),
+                &verified.keys,
+                verified.iat,
+                &verified.compat,
+            )
             .await;
         match verdict {
             Verdict::Clear => {}

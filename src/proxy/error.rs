@@ -105,6 +105,7 @@ impl ProxyError {
                 Reason::Subject => "revoked:subject",
                 Reason::Session => "revoked:session",
                 Reason::Global => "revoked:global",
+                Reason::Compat => "revoked:compat",
             },
             ProxyError::ListStatus(ListStatus::Invalid) => "status_list:invalid",
             ProxyError::ListStatus(ListStatus::Suspended) => "status_list:suspended",

@@ -116,7 +116,10 @@ async fn watch(
         {
             return "expired";
         }
-        match revocations.verdict(v.token_ref(), &v.keys, v.iat).await {
+        match revocations
+            .verdict_with_compat(v.token_ref(), &v.keys, v.iat, &v.compat)
+            .await
+        {
             Verdict::Revoked(reason) => return reason.label(),
             Verdict::Unavailable if !allow_on_store_failure => return "store_unavailable",
             Verdict::Clear | Verdict::Unavailable => {}

@@ -9,6 +9,7 @@
 //! May import: config, claims, metrics.
 
 pub mod clock;
+pub mod compat;
 mod health;
 pub mod model;
 pub mod set;
@@ -93,6 +94,8 @@ pub struct Revocations {
     store_errors: AtomicU64,
     /// How the replica keeps up with its store (metrics).
     pub sync: sync::SyncStats,
+    /// `revocation.compat`, and whether the store is memcached.
+    compat: OnceLock<(crate::config::Compat, bool)>,
 }
 
 impl Revocations {
@@ -140,12 +143,53 @@ impl Revocations {
         };
         let r = Revocations::new(store, lifetimes, st.timeout, clock.clone());
         r.set_max_staleness(settings.max_staleness);
+        if let Some(c) = &settings.compat {
+            let memcached = matches!(st.kind, StoreKind::Memcached { .. });
+            let _ = r.compat.set((c.clone(), memcached));
+        }
         if let Some(path) = &st.spool {
             r.open_spool(path, clock).await?;
         }
         r.load().await?;
         r.start_sync();
         Ok(r)
+    }
+
+    /// [`Revocations::verdict`], then what a `revocation.compat` library
+    /// keeps for the token (`claims`: the token's values of
+    /// [`crate::config::Compat::claims`]), read from the store within
+    /// `store.timeout`.
+    pub async fn verdict_with_compat(
+        &self,
+        id: TokenRef<'_>,
+        keys: &KeyHashes,
+        iat: Option<i64>,
+        claims: &[Option<serde_json::Value>],
+    ) -> Verdict {
+        let verdict = self.verdict(id, keys, iat).await;
+        let (Verdict::Clear, Some((compat_config, memcached)), Some(store)) =
+            (&verdict, self.compat.get(), &self.store)
+        else {
+            return verdict;
+        };
+        let read = match compat::read_for(compat_config, claims, *memcached) {
+            Ok(read) => read,
+            Err(_) => return Verdict::Revoked(Reason::Compat),
+        };
+        match tokio::time::timeout(self.store_timeout, store.read_foreign(&read)).await {
+            Ok(Ok(found)) => {
+                self.healthy();
+                if compat::refused(compat_config, claims, &found) {
+                    Verdict::Revoked(Reason::Compat)
+                } else {
+                    Verdict::Clear
+                }
+            }
+            Ok(Err(_)) | Err(_) => {
+                self.store_errors.fetch_add(1, Ordering::Relaxed);
+                Verdict::Unavailable
+            }
+        }
     }
 
     /// The full check for one verified token: the local set, then (per-request
@@ -219,6 +263,7 @@ impl Revocations {
             store_timeout,
             store_errors: AtomicU64::new(0),
             sync: sync::SyncStats::default(),
+            compat: OnceLock::new(),
         });
         if tokio::runtime::Handle::try_current().is_ok() {
             tokio::spawn(writes::maintain(Arc::downgrade(&r), r.wake_retry.clone()));

@@ -157,6 +157,8 @@ pub enum Reason {
     Subject,
     Session,
     Global,
+    /// A `revocation.compat` library's record refuses it.
+    Compat,
 }
 
 impl Reason {
@@ -166,6 +168,7 @@ impl Reason {
             Reason::Subject => "subject",
             Reason::Session => "session",
             Reason::Global => "global",
+            Reason::Compat => "compat",
         }
     }
 }

@@ -295,6 +295,24 @@ impl Store for MemcachedStore {
         })
     }
 
+    fn read_foreign<'a>(
+        &'a self,
+        read: &'a crate::revocation::compat::Read,
+    ) -> BoxFuture<'a, Result<crate::revocation::compat::Foreign, StoreError>> {
+        use crate::revocation::compat::Foreign;
+        Box::pin(async move {
+            // The library's own key, as it wrote it: no prefix of ours.
+            let wire = [read.key.clone()];
+            let mut conn = self.take().await?;
+            let items = conn.retrieve("get", &wire).await?;
+            self.give_back(conn);
+            Ok(items
+                .into_iter()
+                .find(|i| i.key == read.key)
+                .map_or(Foreign::Missing, |i| Foreign::Value(i.value.into_bytes())))
+        })
+    }
+
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             let mut conn = self.take().await?;

@@ -114,6 +114,19 @@ pub trait Store: Send + Sync + 'static {
         Box::pin(async { Ok(Vec::new()) })
     }
 
+    /// What another library keeps at `read.key` (`revocation.compat`);
+    /// stores that cannot hold such records say so.
+    fn read_foreign<'a>(
+        &'a self,
+        _read: &'a super::compat::Read,
+    ) -> BoxFuture<'a, Result<super::compat::Foreign, StoreError>> {
+        Box::pin(async {
+            Err(StoreError::Backend(
+                "revocation.compat needs a redis or memcached store".into(),
+            ))
+        })
+    }
+
     /// A cheap round trip proving the store answers.
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async { Ok(()) })

@@ -543,6 +543,33 @@ impl Store for RedisStore {
         })
     }
 
+    fn read_foreign<'a>(
+        &'a self,
+        read: &'a crate::revocation::compat::Read,
+    ) -> BoxFuture<'a, Result<crate::revocation::compat::Foreign, StoreError>> {
+        use crate::revocation::compat::Foreign;
+        Box::pin(async move {
+            let conn = self.conn().await?;
+            if read.hash {
+                let fields: std::collections::HashMap<String, String> = conn
+                    .query(redis::cmd("HGETALL").arg(&read.key))
+                    .await
+                    .map_err(backend)?;
+                Ok(if fields.is_empty() {
+                    Foreign::Missing
+                } else {
+                    Foreign::Hash(fields.into_iter().collect())
+                })
+            } else {
+                let value: Option<Vec<u8>> = conn
+                    .query(redis::cmd("GET").arg(&read.key))
+                    .await
+                    .map_err(backend)?;
+                Ok(value.map_or(Foreign::Missing, Foreign::Value))
+            }
+        })
+    }
+
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             let answered = tokio::time::timeout(PING_TIMEOUT, async {
