@@ -11,6 +11,9 @@
 #   rp-memcd    HS256, memcached store (one multi-get per request)
 #   nginx-tls   wrk over https → nginx `listen ssl` proxy_pass (P-256 certificate)
 #   rp-tls      wrk over https → revoke-proxy `tls:` with the same certificate
+#   rp-rs256-f1k RS256 with 1,000 never-seen tokens a second among cached ones
+#               (verification cache misses; FRESH_PER_SEC)
+#   rp-es256-f1k the same with ES256 (P-256)
 #   nginx-h2c   h2load (16 connections × 10 streams, one token) → nginx `http2`
 #   rp-h2c      h2load, same → revoke-proxy's plain port (h2 prior knowledge)
 # `scripts/load.sh --fleet` instead runs scripts/fleet.py: 10 redis replicas
@@ -61,7 +64,8 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 UP=$(free_port); NGX=$(free_port); HS=$(free_port); RS=$(free_port); IN=$(free_port)
 RD=$(free_port); MC=$(free_port); RR=$(free_port); RP=$(free_port); MP=$(free_port)
-BP=$(free_port); NTLS=$(free_port); TL=$(free_port); NH2=$(free_port)
+BP=$(free_port); NTLS=$(free_port); TL=$(free_port); NH2=$(free_port); ES=$(free_port)
+FRESH_PER_SEC=${FRESH_PER_SEC:-1000}
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
   -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1 \
   -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
@@ -106,6 +110,8 @@ log:
 CONF
 sed -e "s/127.0.0.1:$HS/127.0.0.1:$RS/" -e "s/\[HS256\]/[RS256]/" \
     -e "s|secret: $SECRET|public_key_file: $PWD/tests/fixtures/keys/rsa.pub|" "$work/hs.yaml" > "$work/rs.yaml"
+sed -e "s/127.0.0.1:$HS/127.0.0.1:$ES/" -e "s/\[HS256\]/[ES256]/" \
+    -e "s|secret: $SECRET|public_key_file: $PWD/tests/fixtures/keys/ec256.pub|" "$work/hs.yaml" > "$work/es.yaml"
 sed -e "s/127.0.0.1:$HS/127.0.0.1:$IN/" -e "s/level: warn/level: info/" "$work/hs.yaml" > "$work/in.yaml"
 { sed -e "s/127.0.0.1:$HS/127.0.0.1:$TL/" "$work/hs.yaml"
   printf 'tls:\n  cert_file: %s\n  key_file: %s\n' "$work/cert.pem" "$work/key.pem"; } > "$work/tl.yaml"
@@ -122,7 +128,7 @@ with_store() { # port yaml-store-lines
 with_store "$RR" "    type: redis\n    url: redis://127.0.0.1:$RD\n" > "$work/rr.yaml"
 with_store "$RP" "    type: redis\n    url: redis://127.0.0.1:$RD\n    mode: per_request\n" > "$work/rp.yaml"
 with_store "$MP" "    type: memcached\n    url: memcache://127.0.0.1:$MC\n" > "$work/mp.yaml"
-for name in hs rs in rr rp mp tl; do
+for name in hs rs es in rr rp mp tl; do
   "$BIN" run --config "$work/$name.yaml" > "$work/$name.log" 2>&1 & pids+=($!)
 done
 BASE_URL=()
@@ -134,6 +140,35 @@ fi
 
 python3 scripts/mint.py HS256 "$SECRET" "$TOKENS" > "$work/hs.tokens"
 python3 scripts/mint.py RS256 tests/fixtures/keys/rsa.key "$TOKENS" > "$work/rs.tokens"
+python3 scripts/mint.py ES256 tests/fixtures/keys/ec256.key "$TOKENS" > "$work/es.tokens"
+# Never-seen tokens: FRESH_PER_SEC a second for every round, none reused.
+per_round=$(( FRESH_PER_SEC * (${DURATION%s} + 1) ))
+python3 scripts/mint.py RS256 tests/fixtures/keys/rsa.key $(( per_round * ROUNDS )) fresh > "$work/rs.fresh"
+python3 scripts/mint.py ES256 tests/fixtures/keys/ec256.key $(( per_round * ROUNDS )) fresh > "$work/es.fresh"
+cat > "$work/fresh.lua" <<'LUA'
+-- FRESH_PER_SEC never-seen tokens each second (from FRESH_OFFSET on), the
+-- rest from the cached rotation.
+local cached, fresh = {}, {}
+for line in io.lines(os.getenv("TOKENS_FILE")) do cached[#cached + 1] = line end
+for line in io.lines(os.getenv("FRESH_FILE")) do fresh[#fresh + 1] = line end
+local per_sec = tonumber(os.getenv("FRESH_PER_SEC"))
+local next_fresh = tonumber(os.getenv("FRESH_OFFSET")) + 1
+local second, used, n = 0, 0, 0
+request = function()
+  n = n + 1
+  local now = os.time()
+  if now ~= second then second = now; used = 0 end
+  local tok
+  if used < per_sec and next_fresh <= #fresh then
+    used = used + 1
+    tok = fresh[next_fresh]
+    next_fresh = next_fresh + 1
+  else
+    tok = cached[(n % #cached) + 1]
+  end
+  return wrk.format("GET", "/", { ["Authorization"] = "Bearer " .. tok })
+end
+LUA
 cat > "$work/rotate.lua" <<'LUA'
 local tokens = {}
 for line in io.lines(os.getenv("TOKENS_FILE")) do tokens[#tokens + 1] = line end
@@ -144,7 +179,7 @@ request = function()
 end
 LUA
 
-for port in "$UP" "$NGX" "$HS" "$RS" "$IN" "$RR" "$RP" "$MP" "$NTLS" "$TL" "$NH2" ${BASE_BIN:+"$BP"}; do
+for port in "$UP" "$NGX" "$HS" "$RS" "$ES" "$IN" "$RR" "$RP" "$MP" "$NTLS" "$TL" "$NH2" ${BASE_BIN:+"$BP"}; do
   for _ in $(seq 1 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
     sleep 0.05
@@ -174,9 +209,13 @@ PY
   [ "$code" = 200 ] || { echo "$url answered $code"; exit 1; }
 done
 
-run() { # name url [tokens]
+run() { # name url [tokens [fresh-tokens]]
   local args=(-t"$THREADS" -c"$CONNS" -d"$DURATION" --latency)
-  if [ -n "${3:-}" ]; then
+  if [ -n "${4:-}" ]; then
+    TOKENS_FILE="$3" FRESH_FILE="$4" FRESH_PER_SEC=$(( FRESH_PER_SEC / THREADS )) \
+      FRESH_OFFSET=$(( (round - 1) * per_round )) \
+      wrk "${args[@]}" -s "$work/fresh.lua" "$2" > "$work/$1.wrk"
+  elif [ -n "${3:-}" ]; then
     TOKENS_FILE="$3" wrk "${args[@]}" -s "$work/rotate.lua" "$2" > "$work/$1.wrk"
   else
     wrk "${args[@]}" "$2" > "$work/$1.wrk"
@@ -213,6 +252,8 @@ for round in $(seq 1 "$ROUNDS"); do
   run rp-hs256 "http://127.0.0.1:$HS/" "$work/hs.tokens"
   [ -n "${BASE_BIN:-}" ] && run rp-base "http://127.0.0.1:$BP/" "$work/hs.tokens"
   run rp-rs256 "http://127.0.0.1:$RS/" "$work/rs.tokens"
+  run rp-rs256-f1k "http://127.0.0.1:$RS/" "$work/rs.tokens" "$work/rs.fresh"
+  run rp-es256-f1k "http://127.0.0.1:$ES/" "$work/es.tokens" "$work/es.fresh"
   run rp-info "http://127.0.0.1:$IN/" "$work/hs.tokens"
   run rp-redis "http://127.0.0.1:$RR/" "$work/hs.tokens"
   run rp-redis-pr "http://127.0.0.1:$RP/" "$work/hs.tokens"
@@ -251,6 +292,8 @@ print(f"p99 added over direct, nginx    : {t['nginx'] - t['direct']:.2f} ms")
 print(f"redis replica / memory     : {r['rp-redis'] / r['rp-hs256']:.2f}   (target >= 0.95)")
 print(f"redis per_request / memory : {r['rp-redis-pr'] / r['rp-hs256']:.2f}")
 print(f"memcached / memory         : {r['rp-memcd'] / r['rp-hs256']:.2f}")
+print(f"rp-rs256-f1k / nginx       : {r['rp-rs256-f1k'] / r['nginx']:.2f}   (1,000 fresh RS256 tokens/s)")
+print(f"rp-es256-f1k / nginx       : {r['rp-es256-f1k'] / r['nginx']:.2f}   (1,000 fresh ES256 tokens/s)")
 print(f"rp-tls / nginx-tls         : {r['rp-tls'] / r['nginx-tls']:.2f}   (https, same certificate)")
 print(f"p99 rp-tls {t['rp-tls']:.2f} ms, nginx-tls {t['nginx-tls']:.2f} ms")
 if r.get('nginx-h2c'):
