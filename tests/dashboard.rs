@@ -32,6 +32,18 @@ fn names(expr: &str) -> Vec<String> {
     out
 }
 
+/// A redis replica with intake and status lists on: every family exported.
+async fn observed_proxy() -> (Redis, TestUpstream, TestProxy) {
+    let redis = Redis::start();
+    let up = TestUpstream::start().await;
+    let yaml = format!(
+        "{BASIC}revocation:\n  store:\n    type: redis\n    url: {}\nintake:\n  issuers:\n    - issuer: https://idp.test\n      public_key_file: ${{KEYS}}/rsa.pub\n      audience: [app]\n  backchannel_logout:\n    path: /bcl\n  status_list:\n    enabled: true\n",
+        redis.url()
+    );
+    let proxy = TestProxy::start(&yaml, &up.url(), &[]).await;
+    (redis, up, proxy)
+}
+
 #[tokio::test]
 async fn every_dashboard_query_names_an_exported_metric() {
     let d = dashboard();
@@ -58,13 +70,7 @@ async fn every_dashboard_query_names_an_exported_metric() {
         );
     }
 
-    let redis = Redis::start();
-    let up = TestUpstream::start().await;
-    let yaml = format!(
-        "{BASIC}revocation:\n  store:\n    type: redis\n    url: {}\nintake:\n  issuers:\n    - issuer: https://idp.test\n      public_key_file: ${{KEYS}}/rsa.pub\n      audience: [app]\n  backchannel_logout:\n    path: /bcl\n  status_list:\n    enabled: true\n",
-        redis.url()
-    );
-    let proxy = TestProxy::start(&yaml, &up.url(), &[]).await;
+    let (_redis, _up, proxy) = observed_proxy().await;
     let body = get(proxy.admin.expect("admin"), "/metrics", None)
         .await
         .body;
@@ -184,13 +190,7 @@ fn allowed(label: &str, value: &str) -> bool {
 /// series.
 #[tokio::test]
 async fn metrics_parse_with_the_prometheus_parser_and_labels_are_bounded() {
-    let redis = Redis::start();
-    let up = TestUpstream::start().await;
-    let yaml = format!(
-        "{BASIC}revocation:\n  store:\n    type: redis\n    url: {}\nintake:\n  issuers:\n    - issuer: https://idp.test\n      public_key_file: ${{KEYS}}/rsa.pub\n      audience: [app]\n  backchannel_logout:\n    path: /bcl\n  status_list:\n    enabled: true\n",
-        redis.url()
-    );
-    let proxy = TestProxy::start(&yaml, &up.url(), &[]).await;
+    let (_redis, _up, proxy) = observed_proxy().await;
     let token = hs256(&claims("alice"));
     assert_eq!(get(proxy.addr, "/api", Some(&token)).await.status, 200);
     assert_eq!(post(proxy.addr, "/logout", &token).await.status, 200);

@@ -186,17 +186,7 @@ impl GeneratedId {
         use std::sync::OnceLock;
         static PREFIX: OnceLock<u64> = OnceLock::new();
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let prefix = *PREFIX.get_or_init(|| {
-            use std::hash::{BuildHasher, Hasher};
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u128(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_nanos()),
-            );
-            h.write_u32(std::process::id());
-            h.finish()
-        });
+        let prefix = *PREFIX.get_or_init(crate::revocation::clock::unique_seed);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let mut out = [0u8; 32];
         let digits = u128::from(prefix) << 64 | u128::from(n);

@@ -644,15 +644,7 @@ fn client_for(url: &str, ca: Option<&[u8]>) -> Result<Client, StoreError> {
 /// A value no other replica will pick: the process's random hasher keys and
 /// the time.
 fn new_epoch() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.write_u32(std::process::id());
-    format!("{:016x}", h.finish())
+    format!("{:016x}", crate::revocation::clock::unique_seed())
 }
 
 trait KindStr {
