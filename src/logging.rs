@@ -209,7 +209,9 @@ where
         out.write_str(&json_string(&time))?;
         out.write_str(",\"level\":\"")?;
         out.write_str(event.metadata().level().as_str())?;
-        out.write_str("\",\"message\":")?;
+        out.write_str("\",\"target\":")?;
+        out.write_str(&json_string(event.metadata().target()))?;
+        out.write_str(",\"message\":")?;
         out.write_str(&json_string(&fields.message))?;
         out.write_str(&fields.rest)?;
         out.write_str("}\n")
@@ -263,10 +265,12 @@ impl tracing::field::Visit for JsonFields {
         let text = format!("{value:?}");
         if field.name() == "message" {
             self.message = text;
-        } else if (text.starts_with('[') || text.starts_with('{'))
-            && serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok()
+        } else if let Some(value) = (text.starts_with('[') || text.starts_with('{'))
+            .then(|| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .flatten()
         {
-            self.raw(field, &text);
+            // Written again by serde: one line, whatever the text's spacing.
+            self.raw(field, &value.to_string());
         } else {
             self.raw(field, &json_string(&text));
         }

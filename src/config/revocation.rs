@@ -185,9 +185,19 @@ fn read_compat(mut s: Section<'_>, store: &StoreSettings, p: &mut Problems) -> O
         }
     };
     if let Compat::Blacklist {
-        token_id, index_by, ..
+        token_id,
+        index_by,
+        key_prefix,
+        ..
     } = &compat
     {
+        if key_prefix.is_empty() {
+            // The library ignores an empty keyPrefix and keeps its default.
+            p.add(
+                &s.child_path("key_prefix"),
+                "must not be empty (express-jwt-blacklist would use its default, jwt-blacklist:)",
+            );
+        }
         for (key, v) in [("token_id", token_id), ("index_by", index_by)] {
             if v.is_empty() {
                 p.add(&s.child_path(key), "must not be empty");

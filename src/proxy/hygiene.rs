@@ -275,8 +275,13 @@ impl Policy {
             return RequestId::Off;
         };
         let mut values = fields.values(name.as_str());
+        // A client that names it in `Connection` has it dropped as
+        // hop-by-hop: then the proxy's own goes in its place.
+        let hop = connection_names(fields.values("connection"))
+            .iter()
+            .any(|c| same_bytes(c, name.as_str().as_bytes()));
         match (values.next(), values.next()) {
-            (Some(v), None) if usable_request_id(v) => RequestId::Client,
+            (Some(v), None) if usable_request_id(v) && !hop => RequestId::Client,
             _ => RequestId::Generated(GeneratedId::next()),
         }
     }

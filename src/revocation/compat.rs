@@ -25,10 +25,15 @@ use serde_json::Value;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Foreign {
     Missing,
-    /// A plain value (memcached, or a Redis string).
+    /// A Redis string.
     Value(Vec<u8>),
+    /// A memcached value with its client flags (the Node client's: 2 JSON,
+    /// 8 number, anything else a string).
+    Flagged(u32, Vec<u8>),
     /// A Redis hash's fields.
     Hash(Vec<(String, String)>),
+    /// A key of another Redis type than the library reads (`WRONGTYPE`).
+    Other,
 }
 
 /// What a compat check needs from the store: a key and how to read it.
@@ -39,15 +44,15 @@ pub struct Read {
     pub hash: bool,
 }
 
-/// Why a token cannot be checked the library's way: the library itself
-/// would fail the request, so the proxy refuses it.
+/// Why a token cannot be looked up the library's way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unusable {
-    /// The `token_id` / `index_by` / `jti` claim is missing or empty.
+    /// The `token_id` / `index_by` / `jti` claim is missing or falsy: the
+    /// library fails the request, so the proxy refuses the token.
     MissingClaim,
-    /// The key is longer than memcached allows (250 bytes) or holds
-    /// whitespace.
-    BadKey,
+    /// A memcached key with whitespace: the library's read fails and it
+    /// answers as for a token without a record (`strict`).
+    NoRecord,
 }
 
 /// JavaScript's `String(value)` for a claim, `None` for what the library
@@ -60,6 +65,21 @@ fn js_string(v: Option<&Value>) -> Option<String> {
             (f != 0.0).then(|| js_number_text(n))
         }
         Value::Bool(true) => Some("true".into()),
+        Value::Array(items) => Some(
+            items
+                .iter()
+                .map(|v| match v {
+                    Value::Null => String::new(),
+                    other => js_string(Some(other)).unwrap_or_else(|| match other {
+                        Value::Bool(false) => "false".into(),
+                        Value::Number(_) => "0".into(),
+                        _ => String::new(),
+                    }),
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        Value::Object(_) => Some("[object Object]".into()),
         _ => None,
     }
 }
@@ -88,11 +108,27 @@ pub fn read_for(
         // The library also needs the index claim to be present.
         js_string(claims.get(1).and_then(Option::as_ref)).ok_or(Unusable::MissingClaim)?;
     }
-    let key = format!("{prefix}{id}");
-    if memcached && (key.len() > 250 || key.chars().any(char::is_whitespace)) {
-        return Err(Unusable::BadKey);
+    let mut key = format!("{prefix}{id}");
+    if memcached {
+        if key.chars().any(js_space) {
+            return Err(Unusable::NoRecord);
+        }
+        // The Node memcached client reads a key over 250 characters (UTF-16
+        // units) under the MD5 of the key.
+        if key.encode_utf16().count() > 250 {
+            use md5::{Digest, Md5};
+            key = Md5::digest(key.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+        }
     }
     Ok(Read { key, hash })
+}
+
+/// JavaScript's `\s`: what the memcached client refuses in a key.
+fn js_space(c: char) -> bool {
+    c.is_whitespace() && c != '\u{85}' || c == '\u{feff}'
 }
 
 /// A leading sign, as a factor, and the rest.
@@ -152,6 +188,7 @@ fn js_parse_int(text: &str) -> Option<f64> {
 enum Listed {
     Num(f64),
     Str(String),
+    Bool(bool),
 }
 
 impl Listed {
@@ -167,6 +204,7 @@ impl Listed {
         match v {
             Value::Number(n) => n.as_f64().map(Listed::Num),
             Value::String(s) => Some(Listed::Str(s.clone())),
+            Value::Bool(b) => Some(Listed::Bool(*b)),
             _ => None,
         }
     }
@@ -176,17 +214,40 @@ impl Listed {
         match (self, claim) {
             (Listed::Num(a), Value::Number(b)) => b.as_f64() == Some(*a),
             (Listed::Str(a), Value::String(b)) => a == b,
+            (Listed::Bool(a), Value::Bool(b)) => a == b,
             _ => false,
         }
     }
 }
 
-/// JavaScript's `purge >= iat` for a purge read from the store.
+/// JavaScript's `purge >= iat` for a purge read from the store (`null`
+/// counts as 0, booleans as 0 and 1, a missing `iat` never compares).
 fn purged(purge: Option<f64>, iat: Option<&Value>) -> bool {
-    match (purge, iat) {
-        (Some(p), Some(Value::Number(n))) => n.as_f64().is_some_and(|i| p >= i),
-        (Some(p), Some(Value::String(s))) => js_number(s).is_some_and(|i| p >= i),
-        _ => false,
+    let iat = match iat {
+        Some(Value::Number(n)) => n.as_f64(),
+        Some(Value::String(s)) => js_number(s),
+        Some(Value::Null) => Some(0.0),
+        Some(Value::Bool(b)) => Some(f64::from(u8::from(*b))),
+        _ => None,
+    };
+    matches!((purge, iat), (Some(p), Some(i)) if p >= i)
+}
+
+/// The library's view of a memcached value: `None` when it is falsy (no
+/// record), else the record object when it is one (other values list and
+/// purge nothing).
+fn memcached_record(flags: u32, bytes: &[u8]) -> Option<Option<serde_json::Map<String, Value>>> {
+    let value = match flags {
+        2 => serde_json::from_slice::<Value>(bytes).ok()?,
+        8 => Value::from(js_number(&String::from_utf8_lossy(bytes)).unwrap_or(0.0)),
+        _ => Value::String(String::from_utf8_lossy(bytes).into_owned()),
+    };
+    match value {
+        Value::Null | Value::Bool(false) => None,
+        Value::String(s) if s.is_empty() => None,
+        Value::Number(n) if n.as_f64().is_none_or(|f| f == 0.0) => None,
+        Value::Object(m) => Some(Some(m)),
+        _ => Some(None),
     }
 }
 
@@ -213,9 +274,17 @@ pub fn refused(compat: &Compat, claims: &[Option<Value>], found: &Foreign) -> bo
                         .unwrap_or_default();
                     (listed, field("purge").and_then(js_number))
                 }
-                Foreign::Value(bytes) => {
-                    let Ok(record) = serde_json::from_slice::<Value>(bytes) else {
+                Foreign::Other => return *strict,
+                Foreign::Value(bytes) | Foreign::Flagged(_, bytes) => {
+                    let flags = match found {
+                        Foreign::Flagged(f, _) => *f,
+                        _ => 2,
+                    };
+                    let Some(record) = memcached_record(flags, bytes) else {
                         return *strict;
+                    };
+                    let Some(record) = record else {
+                        return false;
                     };
                     let listed = record
                         .get("revoke")
@@ -225,6 +294,8 @@ pub fn refused(compat: &Compat, claims: &[Option<Value>], found: &Foreign) -> bo
                     let purge = match record.get("purge") {
                         Some(Value::Number(n)) => n.as_f64(),
                         Some(Value::String(s)) => js_number(s),
+                        Some(Value::Null) => Some(0.0),
+                        Some(Value::Bool(b)) => Some(f64::from(u8::from(*b))),
                         _ => None,
                     };
                     (listed, purge)
@@ -275,10 +346,18 @@ mod tests {
             );
         }
         let long = "x".repeat(300);
+        let hashed = read_for(&c, &[Some(json!(long)), Some(json!(5)), None], true);
         assert_eq!(
-            read_for(&c, &[Some(json!(long)), Some(json!(5)), None], true),
-            Err(Unusable::BadKey)
+            hashed.map(|r| r.key.len()),
+            Ok(32),
+            "MD5 hex, as the Node client"
         );
+        assert_eq!(
+            read_for(&c, &[Some(json!("a b")), Some(json!(5)), None], true),
+            Err(Unusable::NoRecord)
+        );
+        let arr = read_for(&c, &[Some(json!(["x", 1])), Some(json!(5)), None], false);
+        assert_eq!(arr.map(|r| r.key), Ok("jwt-blacklist:x,1".into()));
     }
 
     #[test]
@@ -302,10 +381,27 @@ mod tests {
         assert!(refused(&c2, &with_jti(json!(123)), &hash("123", "")));
         assert!(refused(&c2, &with_jti(json!("ab-1")), &hash("x,ab-1", "")));
         // memcached keeps JSON types.
-        let json_record = Foreign::Value(br#"{"revoke":["123"],"purge":50}"#.to_vec());
+        let json_record = Foreign::Flagged(2, br#"{"revoke":["123"],"purge":50}"#.to_vec());
         assert!(refused(&c2, &with_jti(json!("123")), &json_record));
         assert!(refused(&c, &claims(json!(50)), &json_record));
         assert!(!refused(&c, &claims(json!(51)), &json_record));
+        // A falsy memcached value is no record; a string one lists nothing.
+        assert!(!refused(
+            &c,
+            &claims(json!(1)),
+            &Foreign::Flagged(2, b"null".to_vec())
+        ));
+        assert!(!refused(
+            &c,
+            &claims(json!(1)),
+            &Foreign::Flagged(0, b"text".to_vec())
+        ));
+        // iat null compares as 0.
+        assert!(refused(
+            &c2,
+            &[Some(json!("a")), Some(json!("z")), Some(json!(null))],
+            &hash("", "5")
+        ));
         // No record: strict decides.
         assert!(!refused(&c, &claims(json!(1)), &Foreign::Missing));
         let strict = Compat::Blacklist {
@@ -315,6 +411,12 @@ mod tests {
             strict: true,
         };
         assert!(refused(&strict, &claims(json!(1)), &Foreign::Missing));
+        assert!(refused(
+            &strict,
+            &claims(json!(1)),
+            &Foreign::Flagged(2, b"0".to_vec())
+        ));
+        assert!(refused(&strict, &claims(json!(1)), &Foreign::Other));
     }
 
     #[test]

@@ -167,28 +167,39 @@ impl Revocations {
         claims: &[Option<serde_json::Value>],
     ) -> Verdict {
         let verdict = self.verdict(id, keys, iat).await;
-        let (Verdict::Clear, Some((compat_config, memcached)), Some(store)) =
+        let (Verdict::Clear | Verdict::Unavailable, Some((compat_config, memcached)), Some(store)) =
             (&verdict, self.compat.get(), &self.store)
         else {
             return verdict;
         };
-        let read = match compat::read_for(compat_config, claims, *memcached) {
-            Ok(read) => read,
-            Err(_) => return Verdict::Revoked(Reason::Compat),
-        };
-        match tokio::time::timeout(self.store_timeout, store.read_foreign(&read)).await {
-            Ok(Ok(found)) => {
-                self.healthy();
-                if compat::refused(compat_config, claims, &found) {
-                    Verdict::Revoked(Reason::Compat)
-                } else {
-                    Verdict::Clear
+        // Even when our own set cannot be vouched for, the library's record
+        // can still refuse the token.
+        let refused = match compat::read_for(compat_config, claims, *memcached) {
+            Err(compat::Unusable::MissingClaim) => true,
+            Err(compat::Unusable::NoRecord) => {
+                compat::refused(compat_config, claims, &compat::Foreign::Missing)
+            }
+            Ok(read) => {
+                match tokio::time::timeout(self.store_timeout, store.read_foreign(&read)).await {
+                    Ok(Ok(found)) => {
+                        // Only a per-request store's freshness is a read;
+                        // a replica's is its change log.
+                        if self.access == Access::PerRequest {
+                            self.healthy();
+                        }
+                        compat::refused(compat_config, claims, &found)
+                    }
+                    Ok(Err(_)) | Err(_) => {
+                        self.store_errors.fetch_add(1, Ordering::Relaxed);
+                        return Verdict::Unavailable;
+                    }
                 }
             }
-            Ok(Err(_)) | Err(_) => {
-                self.store_errors.fetch_add(1, Ordering::Relaxed);
-                Verdict::Unavailable
-            }
+        };
+        if refused {
+            Verdict::Revoked(Reason::Compat)
+        } else {
+            verdict
         }
     }
 

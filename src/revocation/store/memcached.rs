@@ -24,6 +24,9 @@ const POOL_MAX: usize = 16;
 const CAS_ROUNDS: usize = 32;
 /// Largest value accepted from the server (ours are under 50 bytes).
 const MAX_VALUE: usize = 4096;
+/// Largest value of another library's record (`revocation.compat`):
+/// memcached's own default item limit.
+pub const MAX_FOREIGN_VALUE: usize = 1 << 20;
 
 pub struct MemcachedStore {
     addr: String,
@@ -41,6 +44,8 @@ pub struct Item {
     pub key: String,
     pub value: String,
     pub cas: Option<u64>,
+    /// The client flags stored with the value.
+    pub flags: u32,
 }
 
 fn proto(msg: impl Into<String>) -> StoreError {
@@ -59,6 +64,11 @@ pub enum Retrieved {
 /// Parses a `get`/`gets` answer (`VALUE key flags bytes [cas]`, data,
 /// … `END`) from the start of `buf`. Anything else is a protocol error.
 pub fn parse_retrieval(buf: &[u8]) -> Result<Retrieved, StoreError> {
+    parse_retrieval_up_to(buf, MAX_VALUE)
+}
+
+/// [`parse_retrieval`] with values of up to `max_value` bytes.
+pub fn parse_retrieval_up_to(buf: &[u8], max_value: usize) -> Result<Retrieved, StoreError> {
     let mut items = Vec::new();
     let mut at = 0;
     loop {
@@ -83,11 +93,11 @@ pub fn parse_retrieval(buf: &[u8]) -> Result<Retrieved, StoreError> {
             .next()
             .ok_or_else(|| proto("VALUE without key"))?
             .to_string();
-        let _flags = f.next();
+        let flags = f.next().and_then(|v| v.parse().ok()).unwrap_or(0);
         let len: usize = f
             .next()
             .and_then(|b| b.parse().ok())
-            .filter(|&b| b <= MAX_VALUE)
+            .filter(|&b| b <= max_value)
             .ok_or_else(|| proto("bad VALUE length"))?;
         let cas = f.next().and_then(|c| c.parse().ok());
         let Some(data) = buf.get(data_at..data_at + len + 2) else {
@@ -100,6 +110,7 @@ pub fn parse_retrieval(buf: &[u8]) -> Result<Retrieved, StoreError> {
             key,
             value: String::from_utf8_lossy(data.get(..len).unwrap_or_default()).into_owned(),
             cas,
+            flags,
         });
         at = data_at + len + 2;
     }
@@ -124,6 +135,16 @@ impl Conn {
 
     /// Sends a retrieval command and reads its items up to `END`.
     async fn retrieve(&mut self, cmd: &str, names: &[String]) -> Result<Vec<Item>, StoreError> {
+        self.retrieve_up_to(cmd, names, MAX_VALUE).await
+    }
+
+    /// [`Conn::retrieve`] with values of up to `max_value` bytes.
+    async fn retrieve_up_to(
+        &mut self,
+        cmd: &str,
+        names: &[String],
+        max_value: usize,
+    ) -> Result<Vec<Item>, StoreError> {
         let mut req = String::from(cmd);
         for n in names {
             req.push(' ');
@@ -140,10 +161,10 @@ impl Conn {
                 return Err(proto("memcached closed the connection"));
             }
             buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
-            match parse_retrieval(&buf)? {
+            match parse_retrieval_up_to(&buf, max_value)? {
                 Retrieved::Done(items, used) if used == buf.len() => return Ok(items),
                 Retrieved::Done(..) => return Err(proto("bytes after END")),
-                Retrieved::Partial if buf.len() > MAX_ANSWER => {
+                Retrieved::Partial if buf.len() > MAX_ANSWER.max(max_value + 512) => {
                     return Err(proto("answer too long"))
                 }
                 Retrieved::Partial => {}
@@ -304,12 +325,14 @@ impl Store for MemcachedStore {
             // The library's own key, as it wrote it: no prefix of ours.
             let wire = [read.key.clone()];
             let mut conn = self.take().await?;
-            let items = conn.retrieve("get", &wire).await?;
+            let items = conn.retrieve_up_to("get", &wire, MAX_FOREIGN_VALUE).await?;
             self.give_back(conn);
             Ok(items
                 .into_iter()
                 .find(|i| i.key == read.key)
-                .map_or(Foreign::Missing, |i| Foreign::Value(i.value.into_bytes())))
+                .map_or(Foreign::Missing, |i| {
+                    Foreign::Flagged(i.flags, i.value.into_bytes())
+                }))
         })
     }
 
@@ -349,11 +372,13 @@ mod tests {
         let want = Retrieved::Done(
             vec![
                 Item {
+                    flags: 0,
                     key: "rp:g".into(),
                     value: "10 20".into(),
                     cas: Some(7),
                 },
                 Item {
+                    flags: 0,
                     key: "rp:s:sa".into(),
                     value: "ab".into(),
                     cas: None,

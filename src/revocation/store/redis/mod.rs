@@ -550,22 +550,34 @@ impl Store for RedisStore {
         use crate::revocation::compat::Foreign;
         Box::pin(async move {
             let conn = self.conn().await?;
+            let wrong_type = |e: &RedisError| e.code() == Some("WRONGTYPE");
             if read.hash {
-                let fields: std::collections::HashMap<String, String> = conn
-                    .query(redis::cmd("HGETALL").arg(&read.key))
-                    .await
-                    .map_err(backend)?;
+                let fields: Result<std::collections::HashMap<Vec<u8>, Vec<u8>>, _> =
+                    conn.query(redis::cmd("HGETALL").arg(&read.key)).await;
+                let fields = match fields {
+                    Err(e) if wrong_type(&e) => return Ok(Foreign::Other),
+                    other => other.map_err(backend)?,
+                };
+                let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
                 Ok(if fields.is_empty() {
                     Foreign::Missing
                 } else {
-                    Foreign::Hash(fields.into_iter().collect())
+                    Foreign::Hash(
+                        fields
+                            .into_iter()
+                            .map(|(k, v)| (text(k), text(v)))
+                            .collect(),
+                    )
                 })
             } else {
-                let value: Option<Vec<u8>> = conn
-                    .query(redis::cmd("GET").arg(&read.key))
-                    .await
-                    .map_err(backend)?;
-                Ok(value.map_or(Foreign::Missing, Foreign::Value))
+                let value: Result<Option<Vec<u8>>, _> =
+                    conn.query(redis::cmd("GET").arg(&read.key)).await;
+                match value {
+                    Err(e) if wrong_type(&e) => Ok(Foreign::Other),
+                    other => Ok(other
+                        .map_err(backend)?
+                        .map_or(Foreign::Missing, Foreign::Value)),
+                }
             }
         })
     }
