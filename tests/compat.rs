@@ -61,7 +61,8 @@ async fn blacklist_agrees(
 ) {
     let up = TestUpstream::start().await;
     let yaml = format!(
-        "{BASIC}revocation:\n  store:\n{store_yaml}  compat:\n    type: express-jwt-blacklist\n{compat}"
+        "{}revocation:\n  store:\n{store_yaml}  compat:\n    type: express-jwt-blacklist\n{compat}",
+        basic_with_admin()
     );
     let proxy = TestProxy::start(&yaml, &up.url(), &[]).await;
     let t = now();
@@ -111,7 +112,34 @@ async fn blacklist_agrees(
         refused >= 3 && passed >= 3,
         "both kinds: {refused} refused, {passed} passed"
     );
+    // The admin API's status of a token says what the proxy does with it.
+    let admin = proxy.admin.expect("admin listener");
+    for p in &cases {
+        let status = get(proxy.addr, "/api", Some(&token(p))).await.status;
+        let asked = get(
+            admin,
+            &format!("/v1/status?token={}", token(p)),
+            Some(ADMIN_TOKEN),
+        )
+        .await;
+        assert_eq!(asked.status, 200, "{}", asked.body);
+        let said = asked.json();
+        assert_eq!(said["revoked"], status == 401, "{p}: {said}");
+        if status == 401 {
+            assert_eq!(said["reason"], "compat", "{said}");
+        }
+    }
     proxy.stop().await;
+}
+
+const ADMIN_TOKEN: &str = "compat-admin-token-0123456789";
+
+/// [`BASIC`] with an admin token, so `/v1/status` answers.
+fn basic_with_admin() -> String {
+    BASIC.replace(
+        "admin:\n  listen: 127.0.0.1:0\n",
+        &format!("admin:\n  listen: 127.0.0.1:0\n  token: {ADMIN_TOKEN}\n"),
+    )
 }
 
 #[tokio::test]

@@ -319,9 +319,14 @@ impl Admin {
         let params: Vec<(String, String)> = form_pairs(query.as_bytes());
         let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         let names = &self.claim_names;
+        // A token's own claims also answer for `revocation.compat` records.
+        let mut compat_claims = Vec::new();
         let (subject, token_id, session, iat) = if let Some(token) = get("token") {
             match self.verify_token(&token) {
-                Ok(v) => (v.subject, v.token_id, v.session, v.iat),
+                Ok(v) => {
+                    compat_claims = v.compat;
+                    (v.subject, v.token_id, v.session, v.iat)
+                }
                 Err(e) => return bad_request(format!("token not accepted: {e}")),
             }
         } else {
@@ -355,7 +360,14 @@ impl Admin {
             token: &token_id,
             session: session.as_ref(),
         };
-        match self.revocations.verdict(id, &keys, iat).await {
+        let verdict = if compat_claims.is_empty() {
+            self.revocations.verdict(id, &keys, iat).await
+        } else {
+            self.revocations
+                .verdict_with_compat(id, &keys, iat, &compat_claims)
+                .await
+        };
+        match verdict {
             Verdict::Clear => reply(StatusCode::OK, json!({ "revoked": false })),
             Verdict::Revoked(reason) => reply(
                 StatusCode::OK,
