@@ -72,7 +72,7 @@ impl Histogram {
 
     /// The buckets as (upper bound, count in this bucket alone), the
     /// last one `+Inf`; with the sum and count, as an exposition takes them.
-    fn snapshot(&self) -> HistogramSnapshot {
+    pub fn read(&self) -> HistogramSnapshot {
         let mut buckets: Vec<(f64, u64)> = BUCKETS
             .iter()
             .zip(&self.buckets)
@@ -241,8 +241,8 @@ impl Metrics {
                 .zip(&self.status_lists)
                 .map(|(k, c)| (*k, c.load(Ordering::Relaxed)))
                 .collect(),
-            upstream_latency: self.upstream_latency.snapshot(),
-            verify_latency: self.verify_latency.snapshot(),
+            upstream_latency: self.upstream_latency.read(),
+            verify_latency: self.verify_latency.read(),
             more,
         };
         let mut registry = prometheus_client::registry::Registry::default();
@@ -252,6 +252,13 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+impl Default for HistogramSnapshot {
+    /// An empty histogram: every bucket, all zero.
+    fn default() -> Self {
+        Histogram::default().read()
     }
 }
 
@@ -268,16 +275,9 @@ pub struct Scrape {
     pub store_log_entries: u64,
     /// (reason, source, loads).
     pub store_full_loads: Vec<(&'static str, &'static str, u64)>,
-    pub propagation_lag: Option<HistogramSnapshot>,
+    pub propagation_lag: HistogramSnapshot,
     pub verify_cache_hits: u64,
     pub log_lines_dropped: u64,
-}
-
-impl Histogram {
-    /// [`HistogramSnapshot`] of this histogram, for [`Scrape`].
-    pub fn read(&self) -> HistogramSnapshot {
-        self.snapshot()
-    }
 }
 
 /// Every family of one scrape, encoded by the client library.
@@ -457,14 +457,12 @@ impl Scrape {
             let labels = [("reason", *reason), ("source", *source)];
             ConstCounter::new(*n).encode(m.encode_family(&labels)?)?;
         }
-        if let Some(lag) = &self.propagation_lag {
-            histogram(
-                e,
-                "revoke_proxy_propagation_lag_seconds",
-                "Time from a revocation's write on any replica to its apply here.",
-                lag,
-            )?;
-        }
+        histogram(
+            e,
+            "revoke_proxy_propagation_lag_seconds",
+            "Time from a revocation's write on any replica to its apply here.",
+            &self.propagation_lag,
+        )?;
         counter(
             e,
             "revoke_proxy_verify_cache_hits",

@@ -43,7 +43,9 @@ fn invalid_reason(why: &str) -> &'static str {
         "token expired" => "expired",
         "token not yet valid" => "not_yet_valid",
         "token issued in the future" => "issued_in_future",
-        "token older than max_token_lifetime" => "too_old",
+        "token older than max_token_lifetime" | "token lifetime exceeds max_token_lifetime" => {
+            "too_old"
+        }
         "signature invalid" => "bad_signature",
         "algorithm not allowed" | "key not valid for this algorithm" | "token has no kid" => {
             "bad_algorithm"
@@ -52,7 +54,6 @@ fn invalid_reason(why: &str) -> &'static str {
         "audience mismatch" => "bad_audience",
         "token type (typ) not accepted" | "not an access token" => "bad_type",
         "malformed token" | "a header or claim member is given twice" => "malformed_token",
-        "token revoked" => "status_list:invalid",
         w if w.starts_with("missing ") => "missing_claim",
         w if w.starts_with("claim ") => "bad_claim",
         w if w.contains("status") => "status_list",
@@ -206,6 +207,23 @@ impl ProxyError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_invalid_token_description_has_its_own_reason() {
+        for (why, reason) in [
+            ("token expired", "expired"),
+            ("token lifetime exceeds max_token_lifetime", "too_old"),
+            ("token older than max_token_lifetime", "too_old"),
+            ("signature invalid", "bad_signature"),
+            ("token has no kid", "bad_algorithm"),
+            ("missing required claim sub", "missing_claim"),
+            ("claim iat is not a number", "bad_claim"),
+            ("token status is not valid", "status_list"),
+        ] {
+            let e = ProxyError::Auth(AuthError::Invalid(why.to_string().into()));
+            assert_eq!(e.reason(), reason, "{why}");
+        }
+    }
 
     fn check(e: ProxyError, status: u16, challenge: Option<&str>) {
         let r = e.to_response("r");

@@ -277,11 +277,14 @@ impl Policy {
         let mut values = fields.values(name.as_str());
         // A client that names it in `Connection` has it dropped as
         // hop-by-hop: then the proxy's own goes in its place.
-        let hop = connection_names(fields.values("connection"))
-            .iter()
-            .any(|c| same_bytes(c, name.as_str().as_bytes()));
+        let hop = || {
+            fields
+                .values("connection")
+                .flat_map(tokens)
+                .any(|c| same_bytes(c, name.as_str().as_bytes()))
+        };
         match (values.next(), values.next()) {
-            (Some(v), None) if usable_request_id(v) && !hop => RequestId::Client,
+            (Some(v), None) if usable_request_id(v) && !hop() => RequestId::Client,
             _ => RequestId::Generated(GeneratedId::next()),
         }
     }
