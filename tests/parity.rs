@@ -95,7 +95,10 @@ const FRAMING: [&str; 4] = [
 ];
 
 fn http1(via: Via) -> bool {
-    matches!(via, Via::Fast | Via::Http10 | Via::Chunked | Via::Tls)
+    matches!(
+        via,
+        Via::Fast | Via::Http10 | Via::Chunked | Via::Tls | Via::TlsChunked
+    )
 }
 
 #[tokio::test]
@@ -145,7 +148,7 @@ async fn every_path_forwards_and_answers_alike() {
         for gone in ["x-drop-me", "connection", "keep-alive", "te"] {
             assert!(!got.headers.contains_key(gone), "{via:?}: {gone} forwarded");
         }
-        let proto = if matches!(via, Via::Tls | Via::H2Tls) {
+        let proto = if matches!(via, Via::Tls | Via::TlsChunked | Via::H2Tls) {
             "https"
         } else {
             "http"

@@ -212,7 +212,7 @@ async fn routing_and_forwarding_headers_from_clients_never_reach_the_app() {
         }
         assert_eq!(seen["x-forwarded-for"], "127.0.0.1", "{via:?}");
         assert_eq!(seen["x-forwarded-host"], "app", "{via:?}");
-        let proto = if matches!(via, Via::Tls | Via::H2Tls) {
+        let proto = if matches!(via, Via::Tls | Via::TlsChunked | Via::H2Tls) {
             "https"
         } else {
             "http"
@@ -259,7 +259,7 @@ async fn h2c_upgrades_are_never_forwarded_and_only_listed_upgrades_are() {
         ("upgrade", b"h2c"),
         ("http2-settings", b"AAMAAABkAARAAAAAAAIAAAAA"),
     ];
-    for via in [Via::Fast, Via::Http10, Via::Tls] {
+    for via in [Via::Fast, Via::Http10, Via::Tls, Via::TlsChunked] {
         for (target, with_token) in [("/public/x", false), ("/api", true)] {
             let mut h: Vec<(&str, &[u8])> = h2c.to_vec();
             if with_token {
@@ -530,7 +530,7 @@ async fn a_request_the_upstream_may_have_acted_on_is_never_sent_twice() {
     let token = hs256(&claims("alice"));
     let auth = bearer(&token);
     let h: [(&str, &[u8]); 1] = [("authorization", &auth)];
-    for via in [Via::Fast, Via::Http10, Via::H2c, Via::Tls] {
+    for via in [Via::Fast, Via::Http10, Via::H2c, Via::Tls, Via::TlsChunked] {
         // Give every worker a pooled upstream connection, then POST: it
         // goes out on one of them, which the upstream closes unanswered.
         for _ in 0..4 {

@@ -3,13 +3,16 @@
 //! responses, hop-by-hop fields, a pooled connection the upstream closed,
 //! answers that leave a request body unread (the proxy's own and an upstream's
 //! early answer, with a lingering close), and hyper taking a connection
-//! over mid-way for requests the fast path does not handle.
+//! over mid-way for requests the fast path does not handle. Every case runs
+//! twice: on the plain port and over TLS (http/1.1 by ALPN), where the same
+//! fast path serves the TLS stream.
 
 mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use support::servers::TlsFiles;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -159,18 +162,60 @@ impl Reply {
     }
 }
 
+/// A client's byte stream: plain TCP or TLS.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+/// The proxy under test, on a plain port or a TLS one.
+struct Front {
+    proxy: TestProxy,
+    tls: Option<(tokio_rustls::TlsConnector, TlsFiles)>,
+}
+
+impl Front {
+    async fn start(yaml: &str, upstream: &str, tls: bool) -> Front {
+        if !tls {
+            let proxy = TestProxy::start(yaml, upstream, &[]).await;
+            return Front { proxy, tls: None };
+        }
+        let files = TlsFiles::generate();
+        let yaml = format!(
+            "{yaml}\ntls:\n  cert_file: {}\n  key_file: {}\n",
+            files.cert.display(),
+            files.key.display()
+        );
+        let proxy = TestProxy::start(&yaml, upstream, &[]).await;
+        let mut config = revoke_proxy::tls::client_config(Some(&files.ca)).unwrap();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        Front {
+            proxy,
+            tls: Some((connector, files)),
+        }
+    }
+
+    async fn stop(self) {
+        self.proxy.stop().await;
+    }
+}
+
 /// A raw client connection that keeps what it has read ahead.
 struct Client {
-    s: TcpStream,
+    s: Box<dyn Io>,
     buf: Vec<u8>,
 }
 
 impl Client {
-    async fn connect(p: &TestProxy) -> Client {
-        Client {
-            s: TcpStream::connect(p.addr).await.unwrap(),
-            buf: Vec::new(),
-        }
+    async fn connect(front: &Front) -> Client {
+        let tcp = TcpStream::connect(front.proxy.addr).await.unwrap();
+        let s: Box<dyn Io> = match &front.tls {
+            None => Box::new(tcp),
+            Some((connector, _)) => {
+                let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+                Box::new(connector.connect(name, tcp).await.expect("TLS handshake"))
+            }
+        };
+        Client { s, buf: Vec::new() }
     }
 
     async fn send(&mut self, bytes: &[u8]) {
@@ -265,15 +310,21 @@ fn get(path: &str, token: &str) -> Vec<u8> {
         .into_bytes()
 }
 
-async fn setup() -> (RawUpstream, TestProxy, String) {
+async fn setup(tls: bool) -> (RawUpstream, Front, String) {
     let up = RawUpstream::start().await;
-    let proxy = TestProxy::start(BASIC, &up.url, &[]).await;
+    let proxy = Front::start(BASIC, &up.url, tls).await;
     (up, proxy, hs256(&claims("alice")))
 }
 
 #[tokio::test]
 async fn pipelined_requests_are_answered_in_order_over_one_upstream_connection() {
-    let (_up, proxy, token) = setup().await;
+    for tls in [false, true] {
+        pipelined_requests_are_answered_in_order_over_one_upstream_connection_over(tls).await;
+    }
+}
+
+async fn pipelined_requests_are_answered_in_order_over_one_upstream_connection_over(tls: bool) {
+    let (_up, proxy, token) = setup(tls).await;
     let mut c = Client::connect(&proxy).await;
     let mut both = get("/a", &token);
     both.extend_from_slice(&get("/b", &token));
@@ -290,7 +341,13 @@ async fn pipelined_requests_are_answered_in_order_over_one_upstream_connection()
 
 #[tokio::test]
 async fn a_pooled_connection_the_upstream_closed_is_replaced() {
-    let (up, proxy, token) = setup().await;
+    for tls in [false, true] {
+        a_pooled_connection_the_upstream_closed_is_replaced_over(tls).await;
+    }
+}
+
+async fn a_pooled_connection_the_upstream_closed_is_replaced_over(tls: bool) {
+    let (up, proxy, token) = setup(tls).await;
     let mut c = Client::connect(&proxy).await;
     for _ in 0..3 {
         c.send(&get("/once", &token)).await;
@@ -304,7 +361,13 @@ async fn a_pooled_connection_the_upstream_closed_is_replaced() {
 
 #[tokio::test]
 async fn chunked_bodies_pass_through_and_close_delimited_ones_end_the_connection() {
-    let (_up, proxy, token) = setup().await;
+    for tls in [false, true] {
+        chunked_bodies_pass_through_and_close_delimited_ones_end_the_connection_over(tls).await;
+    }
+}
+
+async fn chunked_bodies_pass_through_and_close_delimited_ones_end_the_connection_over(tls: bool) {
+    let (_up, proxy, token) = setup(tls).await;
     let mut c = Client::connect(&proxy).await;
     c.send(&get("/chunked", &token)).await;
     let r = c.reply(false).await;
@@ -327,7 +390,13 @@ async fn chunked_bodies_pass_through_and_close_delimited_ones_end_the_connection
 
 #[tokio::test]
 async fn hop_by_hop_response_fields_are_dropped() {
-    let (_up, proxy, token) = setup().await;
+    for tls in [false, true] {
+        hop_by_hop_response_fields_are_dropped_over(tls).await;
+    }
+}
+
+async fn hop_by_hop_response_fields_are_dropped_over(tls: bool) {
+    let (_up, proxy, token) = setup(tls).await;
     let mut c = Client::connect(&proxy).await;
     c.send(&get("/hop", &token)).await;
     let r = c.reply(false).await;
@@ -341,7 +410,13 @@ async fn hop_by_hop_response_fields_are_dropped() {
 
 #[tokio::test]
 async fn head_responses_carry_no_body_and_the_connection_goes_on() {
-    let (_up, proxy, token) = setup().await;
+    for tls in [false, true] {
+        head_responses_carry_no_body_and_the_connection_goes_on_over(tls).await;
+    }
+}
+
+async fn head_responses_carry_no_body_and_the_connection_goes_on_over(tls: bool) {
+    let (_up, proxy, token) = setup(tls).await;
     let mut c = Client::connect(&proxy).await;
     c.send(
         format!("HEAD /x HTTP/1.1\r\nHost: app\r\nAuthorization: Bearer {token}\r\n\r\n")
@@ -365,7 +440,13 @@ async fn head_responses_carry_no_body_and_the_connection_goes_on() {
 
 #[tokio::test]
 async fn stray_upstream_bytes_never_reach_the_next_client() {
-    let (_up, proxy, token) = setup().await;
+    for tls in [false, true] {
+        stray_upstream_bytes_never_reach_the_next_client_over(tls).await;
+    }
+}
+
+async fn stray_upstream_bytes_never_reach_the_next_client_over(tls: bool) {
+    let (_up, proxy, token) = setup(tls).await;
     // `/head-body` wrongly writes its body after a HEAD answer, late;
     // `/extra` writes a second, unasked-for response after its own.
     for (method, path) in [("HEAD", "/head-body"), ("GET", "/extra")] {
@@ -400,8 +481,14 @@ async fn stray_upstream_bytes_never_reach_the_next_client() {
 
 #[tokio::test]
 async fn rejected_requests_with_bodies_keep_the_connection_in_step() {
+    for tls in [false, true] {
+        rejected_requests_with_bodies_keep_the_connection_in_step_over(tls).await;
+    }
+}
+
+async fn rejected_requests_with_bodies_keep_the_connection_in_step_over(tls: bool) {
     let upstream = TestUpstream::start().await;
-    let proxy = TestProxy::start(BASIC, &upstream.url(), &[]).await;
+    let proxy = Front::start(BASIC, &upstream.url(), tls).await;
     let token = hs256(&claims("alice"));
     let mut c = Client::connect(&proxy).await;
     c.send(b"POST /x HTTP/1.1\r\nHost: app\r\nContent-Length: 5\r\n\r\nhello")
@@ -429,7 +516,18 @@ async fn rejected_requests_with_bodies_keep_the_connection_in_step() {
 
 #[tokio::test]
 async fn an_upstream_answering_before_the_body_is_sent_is_relayed_then_the_connection_closes() {
-    let (up, proxy, token) = setup().await;
+    for tls in [false, true] {
+        an_upstream_answering_before_the_body_is_sent_is_relayed_then_the_connection_closes_over(
+            tls,
+        )
+        .await;
+    }
+}
+
+async fn an_upstream_answering_before_the_body_is_sent_is_relayed_then_the_connection_closes_over(
+    tls: bool,
+) {
+    let (up, proxy, token) = setup(tls).await;
     for path in ["/early-open", "/early"] {
         // The client holds the rest of its body back until it has an answer:
         // only an answer relayed before the body is complete can reach it.
@@ -463,19 +561,27 @@ async fn an_upstream_answering_before_the_body_is_sent_is_relayed_then_the_conne
 
 #[tokio::test]
 async fn an_early_answer_survives_a_client_that_keeps_sending() {
-    let (_up, proxy, token) = setup().await;
+    for tls in [false, true] {
+        an_early_answer_survives_a_client_that_keeps_sending_over(tls).await;
+    }
+}
+
+async fn an_early_answer_survives_a_client_that_keeps_sending_over(tls: bool) {
+    let (_up, proxy, token) = setup(tls).await;
     // A client that writes its whole body before reading: the proxy stops
     // forwarding after the upstream's answer, and must drain the rest rather
     // than close on unread input (a reset that can destroy the answer).
     let c = Client::connect(&proxy).await;
+    // It sends 512 KiB of a body declared far larger, so the proxy can never
+    // have forwarded all of it, however fast the upstream reads.
     let body = vec![b'z'; 512 * 1024];
-    let mut req = format!("POST /early-open HTTP/1.1\r\nHost: app\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+    let mut req = format!("POST /early-open HTTP/1.1\r\nHost: app\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n", 64 << 20).into_bytes();
     req.extend_from_slice(&body);
-    let (mut rd, mut wr) = c.s.into_split();
+    let (mut rd, mut wr) = tokio::io::split(c.s);
     let writer = tokio::spawn(async move { wr.write_all(&req).await.is_ok() });
     let mut got = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(10), rd.read_to_end(&mut got)).await;
-    assert!(matches!(read, Ok(Ok(_))), "no reset: {read:?}");
+    assert!(matches!(read, Ok(Ok(_))), "tls {tls}: no reset: {read:?}");
     assert!(writer.await.unwrap(), "the whole body was taken");
     let text = String::from_utf8_lossy(&got);
     assert!(text.starts_with("HTTP/1.1 413 "), "{text}");
@@ -485,8 +591,14 @@ async fn an_early_answer_survives_a_client_that_keeps_sending() {
 
 #[tokio::test]
 async fn large_bodies_are_streamed_both_ways() {
+    for tls in [false, true] {
+        large_bodies_are_streamed_both_ways_over(tls).await;
+    }
+}
+
+async fn large_bodies_are_streamed_both_ways_over(tls: bool) {
     let upstream = TestUpstream::start().await;
-    let proxy = TestProxy::start(BASIC, &upstream.url(), &[]).await;
+    let proxy = Front::start(BASIC, &upstream.url(), tls).await;
     let token = hs256(&claims("alice"));
     let mut c = Client::connect(&proxy).await;
     let body = vec![b'x'; 3 * 1024 * 1024];
@@ -504,8 +616,14 @@ async fn large_bodies_are_streamed_both_ways() {
 
 #[tokio::test]
 async fn hyper_takes_over_requests_the_fast_path_does_not_handle() {
+    for tls in [false, true] {
+        hyper_takes_over_requests_the_fast_path_does_not_handle_over(tls).await;
+    }
+}
+
+async fn hyper_takes_over_requests_the_fast_path_does_not_handle_over(tls: bool) {
     let upstream = TestUpstream::start().await;
-    let proxy = TestProxy::start(BASIC, &upstream.url(), &[]).await;
+    let proxy = Front::start(BASIC, &upstream.url(), tls).await;
     let token = hs256(&claims("alice"));
     let mut c = Client::connect(&proxy).await;
     c.send(&get("/plain", &token)).await;
@@ -532,7 +650,13 @@ async fn hyper_takes_over_requests_the_fast_path_does_not_handle() {
 
 #[tokio::test]
 async fn a_client_asking_to_close_gets_its_answer_then_the_close() {
-    let (_up, proxy, token) = setup().await;
+    for tls in [false, true] {
+        a_client_asking_to_close_gets_its_answer_then_the_close_over(tls).await;
+    }
+}
+
+async fn a_client_asking_to_close_gets_its_answer_then_the_close_over(tls: bool) {
+    let (_up, proxy, token) = setup(tls).await;
     let mut c = Client::connect(&proxy).await;
     c.send(format!("GET /x HTTP/1.1\r\nHost: app\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n\r\n").as_bytes())
         .await;

@@ -1,6 +1,6 @@
 //! Connections: the listeners, serving HTTP/1.1 and HTTP/2 (h2c, or h2 and
 //! http/1.1 by ALPN over TLS) on one port, the HTTP/1.1 fast path
-//! ([`h1`]), per-connection time limits ([`conn`]), and draining on
+//! ([`h1`], plain and over TLS), per-connection time limits ([`conn`]), and draining on
 //! shutdown. The caller binds. Requests go to [`crate::proxy`]; nothing in
 //! `proxy` imports this module.
 //!
@@ -194,7 +194,7 @@ struct Shared {
     builder: auto::Builder<TokioExecutor>,
     /// This thread's pooled client for everything hyper forwards.
     upstream: Upstream,
-    /// Plain HTTP/1.1 in and out takes the fast path.
+    /// HTTP/1.1 in (plain or TLS) and plain HTTP/1.1 out takes the fast path.
     fast: Option<(h1::Target, h1::Pool)>,
 }
 
@@ -265,13 +265,10 @@ impl Worker {
         // runtime. The upstream is fixed for the process (a change needs a
         // restart).
         let upstream = self.proxy.load().upstream().fresh();
-        let fast = match (&self.options.tls, upstream.fast_target()) {
-            (None, Some(t)) => {
-                let pool = h1::Pool::new(t.address.clone(), t.connect_timeout);
-                Some((h1::Target::from(t), pool))
-            }
-            _ => None,
-        };
+        let fast = upstream.fast_target().map(|t| {
+            let pool = h1::Pool::new(t.address.clone(), t.connect_timeout);
+            (h1::Target::from(t), pool)
+        });
         let limits = self.options.limits();
         Shared {
             proxy: self.proxy.clone(),
@@ -300,24 +297,8 @@ async fn serve_plain(
         tracing::debug!(client.addr = %addr, "Client sent nothing; closed");
         return;
     }
-    let read_ahead = match &shared.fast {
-        Some((target, pool)) => {
-            let lane = h1::Lane {
-                live: &shared.proxy,
-                pool,
-                target,
-                client: addr,
-                client_header: header_timeout,
-                client_idle: shared.options.client_idle,
-                stop: stop.clone(),
-            };
-            match h1::serve(&mut stream, lane).await {
-                h1::Ended::Closed => return,
-                h1::Ended::Hyper(bytes) => bytes,
-            }
-        }
-        None => bytes::Bytes::new(),
-    };
+    let read_ahead = fast_path(shared, &mut stream, addr, false, &stop).await;
+    let Some(read_ahead) = read_ahead else { return };
     hyper_conn(
         shared,
         h1::Rewind::new(read_ahead, stream),
@@ -326,6 +307,34 @@ async fn serve_plain(
         stop,
     )
     .await;
+}
+
+/// Serves `stream` on the fast path while its requests suit it; `None` when
+/// the connection is done, otherwise the bytes hyper must start from.
+async fn fast_path<S: h1::Client>(
+    shared: &Arc<Shared>,
+    stream: &mut S,
+    addr: SocketAddr,
+    tls: bool,
+    stop: &watch::Receiver<bool>,
+) -> Option<bytes::Bytes> {
+    let Some((target, pool)) = &shared.fast else {
+        return Some(bytes::Bytes::new());
+    };
+    let lane = h1::Lane {
+        live: &shared.proxy,
+        pool,
+        target,
+        client: addr,
+        tls,
+        client_header: shared.options.client_header,
+        client_idle: shared.options.client_idle,
+        stop: stop.clone(),
+    };
+    match h1::serve(stream, lane).await {
+        h1::Ended::Closed => None,
+        h1::Ended::Hyper(bytes) => Some(bytes),
+    }
 }
 
 /// A TLS connection: the handshake counts against the header timeout.
@@ -337,7 +346,7 @@ async fn serve_tls(
     stop: watch::Receiver<bool>,
 ) {
     let handshake = tokio::time::timeout(shared.options.client_header, acceptor.accept(stream));
-    let stream = match handshake.await {
+    let mut stream = match handshake.await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             tracing::debug!(client.addr = %addr, error = %e, "TLS handshake failed");
@@ -348,7 +357,22 @@ async fn serve_tls(
             return;
         }
     };
-    hyper_conn(shared, stream, addr, true, stop).await;
+    // HTTP/1.1 (by ALPN, or a client that offered none) takes the fast path
+    // like a plain connection; h2 goes to hyper.
+    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+        hyper_conn(shared, stream, addr, true, stop).await;
+        return;
+    }
+    let read_ahead = fast_path(shared, &mut stream, addr, true, &stop).await;
+    let Some(read_ahead) = read_ahead else { return };
+    hyper_conn(
+        shared,
+        h1::Rewind::new(read_ahead, stream),
+        addr,
+        true,
+        stop,
+    )
+    .await;
 }
 
 /// Serves one connection with hyper, each request on the configuration

@@ -25,18 +25,23 @@ pub enum Via {
     Chunked,
     /// HTTP/2 with prior knowledge on the plain port: hyper.
     H2c,
-    /// HTTP/1.1 over TLS: hyper.
+    /// HTTP/1.1 over TLS with a Content-Length body or none: the fast path
+    /// over the TLS stream.
     Tls,
+    /// HTTP/1.1 over TLS with a chunked body: hyper over the TLS stream,
+    /// after the fast path handed it over.
+    TlsChunked,
     /// h2 over TLS (ALPN): hyper.
     H2Tls,
 }
 
-pub const ALL: [Via; 6] = [
+pub const ALL: [Via; 7] = [
     Via::Fast,
     Via::Http10,
     Via::Chunked,
     Via::H2c,
     Via::Tls,
+    Via::TlsChunked,
     Via::H2Tls,
 ];
 
@@ -87,10 +92,13 @@ impl Paths {
                 Via::Fast | Via::Http10 | Via::Chunked | Via::H2c => {
                     send_plain(self.plain.addr, via, method, target, headers, body).await
                 }
-                Via::Tls | Via::H2Tls => {
-                    let h2 = via == Via::H2Tls;
-                    let tls = self.tls_stream(h2).await;
-                    over_hyper(tls, h2, method, target, headers, body).await
+                Via::H2Tls => {
+                    let tls = self.tls_stream(true).await;
+                    over_hyper(tls, true, method, target, headers, body).await
+                }
+                Via::Tls | Via::TlsChunked => {
+                    let tls = self.tls_stream(false).await;
+                    raw(tls, via, method, target, headers, body).await
                 }
             }
         };
@@ -128,14 +136,18 @@ pub async fn send_plain(
             let tcp = TcpStream::connect(addr).await.unwrap();
             over_hyper(tcp, true, method, target, headers, body).await
         }
-        Via::Tls | Via::H2Tls => panic!("send_plain cannot speak TLS"),
-        raw_via => raw(addr, raw_via, method, target, headers, body).await,
+        Via::Tls | Via::TlsChunked | Via::H2Tls => panic!("send_plain cannot speak TLS"),
+        raw_via => {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            raw(tcp, raw_via, method, target, headers, body).await
+        }
     }
 }
 
-/// Writes the request byte for byte (`Connection: close`) and reads the answer.
-async fn raw(
-    addr: std::net::SocketAddr,
+/// Writes the request byte for byte (`Connection: close`) on `s` and reads
+/// the answer.
+async fn raw<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut s: S,
     via: Via,
     method: &str,
     target: &str,
@@ -150,7 +162,7 @@ async fn raw(
         req.extend_from_slice(v);
         req.extend_from_slice(b"\r\n");
     }
-    if via == Via::Chunked {
+    if matches!(via, Via::Chunked | Via::TlsChunked) {
         req.extend_from_slice(b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
         if !body.is_empty() {
             req.extend_from_slice(format!("{:x}\r\n", body.len()).as_bytes());
@@ -165,7 +177,6 @@ async fn raw(
         req.extend_from_slice(b"Connection: close\r\n\r\n");
         req.extend_from_slice(body);
     }
-    let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(&req).await.unwrap();
     let mut all = Vec::new();
     let _ = s.read_to_end(&mut all).await;

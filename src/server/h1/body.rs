@@ -37,17 +37,17 @@ where
     W: AsyncWrite + Unpin,
 {
     match framing {
-        Framing::Empty => dst.write_all(head).await,
+        Framing::Empty => put(dst, head).await,
         Framing::Length(mut left) => {
             let now = take(buf, left);
             head.extend_from_slice(head_of(buf, now));
             buf.advance(now);
             left -= now as u64;
-            dst.write_all(head).await?;
+            put(dst, head).await?;
             while left > 0 {
                 fill(src, buf).await?;
                 let now = take(buf, left);
-                dst.write_all(head_of(buf, now)).await?;
+                put(dst, head_of(buf, now)).await?;
                 buf.advance(now);
                 left -= now as u64;
             }
@@ -58,11 +58,11 @@ where
             let now = chunks.feed(buf)?;
             head.extend_from_slice(head_of(buf, now));
             buf.advance(now);
-            dst.write_all(head).await?;
+            put(dst, head).await?;
             while !chunks.done() {
                 fill(src, buf).await?;
                 let now = chunks.feed(buf)?;
-                dst.write_all(head_of(buf, now)).await?;
+                put(dst, head_of(buf, now)).await?;
                 buf.advance(now);
             }
             Ok(())
@@ -70,17 +70,24 @@ where
         Framing::UntilClose => {
             head.extend_from_slice(buf);
             buf.clear();
-            dst.write_all(head).await?;
+            put(dst, head).await?;
             loop {
                 buf.reserve(READ_SIZE);
                 if src.read_buf(buf).await? == 0 {
                     return Ok(());
                 }
-                dst.write_all(buf).await?;
+                put(dst, buf).await?;
                 buf.clear();
             }
         }
     }
+}
+
+/// Writes `bytes` and flushes them: a TLS stream may hold records back
+/// when the socket is full, and nothing written may wait for the next read.
+pub async fn put<W: AsyncWrite + Unpin>(dst: &mut W, bytes: &[u8]) -> io::Result<()> {
+    dst.write_all(bytes).await?;
+    dst.flush().await
 }
 
 /// The first `n` bytes of `buf` (all of it when shorter).

@@ -2,10 +2,10 @@
 //! admitted by the same [`Proxy`] methods as the hyper path, answered here
 //! or forwarded, and the answer relayed with its framing unchanged.
 
-use super::body::{relay, Framing};
+use super::body::{put, relay, Framing};
 use super::head::{self, Check, Outgoing, Plain};
 use super::upstream::{idempotent, send, Ask};
-use super::{Lane, Step};
+use super::{Client, Lane, Step};
 use crate::proxy::error::ProxyError;
 use crate::proxy::hygiene::{RequestId, RequestView};
 use crate::proxy::{hygiene, Admitted, Outcome, Proxy};
@@ -13,12 +13,10 @@ use bytes::{Buf, BytesMut};
 use http::{HeaderMap, StatusCode};
 use httparse::Header;
 use std::time::Instant;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 /// One client connection's stream and buffers.
-pub(super) struct Conn<'c> {
-    pub stream: &'c mut TcpStream,
+pub(super) struct Conn<'c, S> {
+    pub stream: &'c mut S,
     /// Bytes read from the client and not used yet (a body, the next request).
     pub buf: &'c mut BytesMut,
     /// The upstream request head (kept for a retry).
@@ -64,7 +62,11 @@ struct Request<'h> {
 
 /// One request on the fast path, from `data`, the bytes read so far (which
 /// are not in `conn.buf`).
-pub(super) async fn exchange(data: &[u8], conn: &mut Conn<'_>, lane: &Lane<'_>) -> Step {
+pub(super) async fn exchange<S: Client>(
+    data: &[u8],
+    conn: &mut Conn<'_, S>,
+    lane: &Lane<'_>,
+) -> Step {
     let mut fields = head::fields();
     let mut parsed = httparse::Request::new(&mut []);
     let plain = match head::check(&mut parsed, data, &mut fields) {
@@ -122,7 +124,7 @@ pub(super) async fn exchange(data: &[u8], conn: &mut Conn<'_>, lane: &Lane<'_>) 
                 req.head_request,
                 !keep,
             );
-            let written = conn.stream.write_all(conn.back).await.is_ok();
+            let written = put(conn.stream, conn.back).await.is_ok();
             proxy.record(access, status, outcome, Some(e.reason()));
             Step::Done(written && keep)
         }
@@ -150,10 +152,10 @@ fn skip_body(req: &Request<'_>, buf: &mut BytesMut, body: BodyState) -> bool {
 }
 
 /// Routes, admits and forwards one request; `Ok((status, keep_open))`.
-async fn forward(
+async fn forward<S: Client>(
     proxy: &Proxy,
     req: &Request<'_>,
-    conn: &mut Conn<'_>,
+    conn: &mut Conn<'_, S>,
     lane: &Lane<'_>,
     rid: RequestId,
     access: Option<&mut crate::proxy::AccessLine>,
@@ -161,7 +163,7 @@ async fn forward(
 ) -> Result<(u16, bool), Failure> {
     let mut view = proxy
         .policy
-        .view(req.headers, None, lane.client.ip(), false, rid)
+        .view(req.headers, None, lane.client.ip(), lane.tls, rid)
         .map_err(|_| ProxyError::BadRequest("ambiguous Host"))?;
     let admitted = proxy
         .route_and_admit(req.method, req.path, req.headers, req.query, access)
@@ -196,9 +198,9 @@ async fn forward(
 }
 
 /// A `respond:` route answers here, with its action's fields.
-async fn answer_here(
+async fn answer_here<S: Client>(
     req: &Request<'_>,
-    conn: &mut Conn<'_>,
+    conn: &mut Conn<'_, S>,
     body: BodyState,
     status: StatusCode,
     fields: &HeaderMap,
@@ -206,8 +208,7 @@ async fn answer_here(
     let keep = skip_body(req, conn.buf, body) && !req.close;
     conn.back.clear();
     head::write_local(conn.back, status, fields, b"", req.head_request, !keep);
-    conn.stream
-        .write_all(conn.back)
+    put(conn.stream, conn.back)
         .await
         .map_err(|_| Failure::Abort(status.as_u16(), Outcome::Ok))?;
     Ok((status.as_u16(), keep))
@@ -215,10 +216,10 @@ async fn answer_here(
 
 /// Writes the upstream request head into `conn.out`, with the body when it
 /// is already here; returns how many body bytes are still to come.
-fn upstream_head(
+fn upstream_head<S: Client>(
     proxy: &Proxy,
     req: &Request<'_>,
-    conn: &mut Conn<'_>,
+    conn: &mut Conn<'_, S>,
     lane: &Lane<'_>,
     admitted: &Admitted<'_>,
     view: &RequestView<'_>,
@@ -256,10 +257,10 @@ fn upstream_head(
 /// answer to the client; the upstream connection goes back to the pool when
 /// its exchange ended cleanly.
 #[allow(clippy::too_many_arguments)] // the steps of one exchange, each needed
-async fn relay_answer(
+async fn relay_answer<S: Client>(
     proxy: &Proxy,
     req: &Request<'_>,
-    conn: &mut Conn<'_>,
+    conn: &mut Conn<'_, S>,
     lane: &Lane<'_>,
     admitted: &Admitted<'_>,
     mut up: super::pool::Upstream,

@@ -1,4 +1,5 @@
-//! The HTTP/1.1 fast path. Plain requests (HTTP/1.1, origin-form target, no
+//! The HTTP/1.1 fast path, on a plain socket or a TLS stream (ALPN
+//! http/1.1, or none). Plain requests (HTTP/1.1, origin-form target, no
 //! body or a Content-Length one, no Upgrade or Expect) are parsed in place
 //! with httparse and forwarded over a per-worker pool of raw upstream
 //! connections, bodies relayed verbatim as they arrive. Everything else (h2c,
@@ -30,8 +31,7 @@ use bytes::{Bytes, BytesMut};
 use exchange::{exchange, Conn};
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
 /// The upstream as the fast path sees it: a plain `http://` address.
@@ -58,6 +58,8 @@ pub struct Lane<'a> {
     pub pool: &'a Pool,
     pub target: &'a Target,
     pub client: SocketAddr,
+    /// The client connection is TLS (`tls:`), which the forwarded headers say.
+    pub tls: bool,
     /// A request head, once started, must be complete within this.
     pub client_header: Duration,
     /// A kept-alive connection may wait this long for its next request.
@@ -72,8 +74,15 @@ pub enum Ended {
     Hyper(Bytes),
 }
 
-/// Serves requests on `stream` until it closes or one needs hyper.
-pub async fn serve(stream: &mut TcpStream, mut lane: Lane<'_>) -> Ended {
+/// A client connection the fast path can serve: a plain socket or a TLS
+/// stream over one.
+pub trait Client: AsyncRead + AsyncWrite + Unpin {}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Client for S {}
+
+/// Serves requests on `stream` (plain TCP, or TLS once the handshake chose
+/// HTTP/1.1) until it closes or one needs hyper.
+pub async fn serve<S: Client>(stream: &mut S, mut lane: Lane<'_>) -> Ended {
     let mut buf = BytesMut::with_capacity(READ_SIZE);
     let mut out = Vec::with_capacity(1024);
     let mut back = Vec::with_capacity(1024);
@@ -126,8 +135,8 @@ pub async fn serve(stream: &mut TcpStream, mut lane: Lane<'_>) -> Ended {
 
 /// Reads more of a request head; false when the client closed, the deadline
 /// passed, or shutdown began while the connection was idle.
-async fn read_more(
-    stream: &mut TcpStream,
+async fn read_more<S: Client>(
+    stream: &mut S,
     buf: &mut BytesMut,
     deadline: tokio::time::Instant,
     lane: &mut Lane<'_>,
@@ -161,7 +170,7 @@ const LINGER_BYTES: usize = 16 * 1024 * 1024;
 /// (a request body the answer made unnecessary) until it closes too, for at
 /// most [`LINGER`] and [`LINGER_BYTES`]. Closing a socket with unread input
 /// sends a reset, which can destroy the answer before the client reads it.
-async fn linger(stream: &mut TcpStream) {
+async fn linger<S: Client>(stream: &mut S) {
     if stream.shutdown().await.is_err() {
         return;
     }

@@ -8,6 +8,7 @@ use super::error::UpstreamError;
 use super::exchange::{BodyState, Conn};
 use super::head::{self, Final, Reply};
 use super::pool::{self, Pool};
+use super::Client;
 use crate::proxy::hygiene::Policy;
 use crate::server::MAX_HEADER_BYTES;
 use bytes::Buf;
@@ -54,9 +55,9 @@ pub(super) fn idempotent(method: &str) -> bool {
 /// connection the upstream had closed without answering is replaced once,
 /// for an idempotent request that is all in `conn.out`: the upstream may
 /// have acted on the first copy, so a `POST` is never sent twice.
-pub(super) async fn send(
+pub(super) async fn send<S: Client>(
     pool: &Pool,
-    conn: &mut Conn<'_>,
+    conn: &mut Conn<'_, S>,
     left: u64,
     ask: Ask<'_>,
     body: &mut BodyState,
@@ -78,9 +79,9 @@ pub(super) async fn send(
 /// read the whole body, and may stop reading or close. `Ok(true)` when the
 /// whole body was sent, `Ok(false)` when the upstream's answer is to be read
 /// now with the body cut short.
-async fn send_body(
+async fn send_body<S: Client>(
     up: &mut pool::Upstream,
-    conn: &mut Conn<'_>,
+    conn: &mut Conn<'_, S>,
     mut left: u64,
     ask: Ask<'_>,
 ) -> Result<bool, Exchange> {
@@ -144,9 +145,9 @@ async fn send_body(
 
 /// Whether the bytes the upstream sent while the body was still going out
 /// hold its final answer (interim ones are skipped: keep sending).
-fn answered_early(
+fn answered_early<S: Client>(
     buf: &mut bytes::BytesMut,
-    conn: &mut Conn<'_>,
+    conn: &mut Conn<'_, S>,
     ask: Ask<'_>,
 ) -> Result<bool, Exchange> {
     loop {
@@ -164,9 +165,9 @@ fn answered_early(
 }
 
 /// Sends the request once and reads the response head.
-async fn send_once(
+async fn send_once<S: Client>(
     up: &mut pool::Upstream,
-    conn: &mut Conn<'_>,
+    conn: &mut Conn<'_, S>,
     left: u64,
     ask: Ask<'_>,
     body: &mut BodyState,
