@@ -10,7 +10,7 @@
 
 use parking_lot::RwLock;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -20,25 +20,6 @@ pub const MAX_ENTRIES: usize = 65_536;
 /// Most bytes of cached token text in all (32 MiB).
 pub const MAX_BYTES: usize = 32 << 20;
 
-/// The map's keys are already hashes: passed through as they are.
-#[derive(Default)]
-struct Prehashed(u64);
-
-impl Hasher for Prehashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        // Only u64 keys are hashed here; anything else is folded in.
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
 struct Entry<V> {
     token: Box<str>,
     verified: Arc<V>,
@@ -46,7 +27,7 @@ struct Entry<V> {
 }
 
 struct Shard<V> {
-    map: HashMap<u64, Entry<V>, BuildHasherDefault<Prehashed>>,
+    map: HashMap<u64, Entry<V>>,
     bytes: usize,
     /// Lookups answered from this shard (next to its lock: one cache line
     /// touched per lookup, none shared by all workers).
@@ -71,7 +52,7 @@ impl<V> TokenCache<V> {
             shards: (0..SHARDS)
                 .map(|_| {
                     RwLock::new(Shard {
-                        map: HashMap::default(),
+                        map: HashMap::new(),
                         bytes: 0,
                         hits: AtomicU64::new(0),
                     })
@@ -84,7 +65,6 @@ impl<V> TokenCache<V> {
     /// The token's hash and its shard.
     fn place(&self, token: &str) -> (u64, Option<&RwLock<Shard<V>>>) {
         let hash = xxhash_rust::xxh3::xxh3_64_with_seed(token.as_bytes(), self.seed);
-        // The shard from the top bits, the map's buckets from the low ones.
         (hash, self.shards.get((hash >> 60) as usize % SHARDS))
     }
 

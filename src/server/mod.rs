@@ -284,7 +284,7 @@ impl Worker {
 /// A plain TCP connection: the fast path first, hyper for what it hands over.
 async fn serve_plain(
     shared: &Arc<Shared>,
-    mut stream: TcpStream,
+    stream: TcpStream,
     addr: SocketAddr,
     stop: watch::Receiver<bool>,
 ) {
@@ -297,44 +297,41 @@ async fn serve_plain(
         tracing::debug!(client.addr = %addr, "Client sent nothing; closed");
         return;
     }
-    let read_ahead = fast_path(shared, &mut stream, addr, false, &stop).await;
-    let Some(read_ahead) = read_ahead else { return };
-    hyper_conn(
-        shared,
-        h1::Rewind::new(read_ahead, stream),
-        addr,
-        false,
-        stop,
-    )
-    .await;
+    http1_first(shared, stream, addr, false, stop).await;
 }
 
-/// Serves `stream` on the fast path while its requests suit it; `None` when
-/// the connection is done, otherwise the bytes hyper must start from.
-async fn fast_path<S: h1::Client>(
+/// Serves `stream` (plain or TLS) on the fast path while its requests suit
+/// it, then hands the rest of the connection to hyper with the bytes read.
+async fn http1_first<S>(
     shared: &Arc<Shared>,
-    stream: &mut S,
+    mut stream: S,
     addr: SocketAddr,
     tls: bool,
-    stop: &watch::Receiver<bool>,
-) -> Option<bytes::Bytes> {
-    let Some((target, pool)) = &shared.fast else {
-        return Some(bytes::Bytes::new());
+    stop: watch::Receiver<bool>,
+) where
+    S: h1::Client + Send + 'static,
+{
+    let read_ahead = match &shared.fast {
+        Some((target, pool)) => {
+            let lane = h1::Lane {
+                live: &shared.proxy,
+                pool,
+                target,
+                client: addr,
+                tls,
+                client_header: shared.options.client_header,
+                client_idle: shared.options.client_idle,
+                stop: stop.clone(),
+            };
+            match h1::serve(&mut stream, lane).await {
+                h1::Ended::Closed => return,
+                h1::Ended::Hyper(bytes) => bytes,
+            }
+        }
+        None => bytes::Bytes::new(),
     };
-    let lane = h1::Lane {
-        live: &shared.proxy,
-        pool,
-        target,
-        client: addr,
-        tls,
-        client_header: shared.options.client_header,
-        client_idle: shared.options.client_idle,
-        stop: stop.clone(),
-    };
-    match h1::serve(stream, lane).await {
-        h1::Ended::Closed => None,
-        h1::Ended::Hyper(bytes) => Some(bytes),
-    }
+    let io = h1::Rewind::new(read_ahead, stream);
+    hyper_conn(shared, io, addr, tls, stop).await;
 }
 
 /// A TLS connection: the handshake counts against the header timeout.
@@ -346,7 +343,7 @@ async fn serve_tls(
     stop: watch::Receiver<bool>,
 ) {
     let handshake = tokio::time::timeout(shared.options.client_header, acceptor.accept(stream));
-    let mut stream = match handshake.await {
+    let stream = match handshake.await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             tracing::debug!(client.addr = %addr, error = %e, "TLS handshake failed");
@@ -363,16 +360,7 @@ async fn serve_tls(
         hyper_conn(shared, stream, addr, true, stop).await;
         return;
     }
-    let read_ahead = fast_path(shared, &mut stream, addr, true, &stop).await;
-    let Some(read_ahead) = read_ahead else { return };
-    hyper_conn(
-        shared,
-        h1::Rewind::new(read_ahead, stream),
-        addr,
-        true,
-        stop,
-    )
-    .await;
+    http1_first(shared, stream, addr, true, stop).await;
 }
 
 /// Serves one connection with hyper, each request on the configuration
