@@ -1,5 +1,11 @@
 //! The fast path's upstream connections: one pool per worker thread, most
-//! recently used first, so a few warm connections carry the load.
+//! recently used first, so a few warm connections carry the load. At most
+//! [`MAX_CONNECTING`] connections are being opened at once per worker; a
+//! request that finds no idle connection waits for a connect slot or for a
+//! connection to come back, whichever is first. A burst of thousands of
+//! clients then reuses connections as they free up instead of sending the
+//! upstream thousands of SYNs at once (which overflow its listen backlog
+//! and turn into connect timeouts and 502s).
 
 use super::error::UpstreamError;
 use crate::proxy::forward::POOL_IDLE;
@@ -7,9 +13,12 @@ use bytes::BytesMut;
 use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
+use tokio::sync::{Notify, Semaphore};
 
 /// Idle connections kept per worker (256); more are closed when returned.
 pub const MAX_IDLE: usize = 256;
+/// Connections being opened at once per worker (32).
+pub const MAX_CONNECTING: usize = 32;
 
 /// One upstream connection and the bytes read from it but not yet used.
 pub struct Upstream {
@@ -25,6 +34,9 @@ pub struct Pool {
     address: String,
     connect_timeout: Duration,
     idle: Mutex<Vec<Upstream>>,
+    connecting: Semaphore,
+    /// Signalled when a connection goes back to the idle list.
+    returned: Notify,
 }
 
 impl Pool {
@@ -33,6 +45,8 @@ impl Pool {
             address,
             connect_timeout,
             idle: Mutex::new(Vec::new()),
+            connecting: Semaphore::new(MAX_CONNECTING),
+            returned: Notify::new(),
         }
     }
 
@@ -42,15 +56,29 @@ impl Pool {
     /// client as its answer.
     pub async fn get(&self) -> Result<Upstream, UpstreamError> {
         loop {
-            let Some(mut conn) = self.idle.lock().pop() else {
-                break;
-            };
-            if conn.idle_since.elapsed() < POOL_IDLE && still_open(&conn.stream) {
-                conn.reused = true;
+            if let Some(conn) = self.take_idle() {
                 return Ok(conn);
             }
+            tokio::select! {
+                biased;
+                () = self.returned.notified() => {}
+                permit = self.connecting.acquire() => {
+                    let _slot = permit;
+                    return self.connect().await;
+                }
+            }
         }
-        self.connect().await
+    }
+
+    /// The most recently returned idle connection that is still usable.
+    fn take_idle(&self) -> Option<Upstream> {
+        loop {
+            let mut conn = self.idle.lock().pop()?;
+            if conn.idle_since.elapsed() < POOL_IDLE && still_open(&conn.stream) {
+                conn.reused = true;
+                return Some(conn);
+            }
+        }
     }
 
     /// A new connection, bypassing the pool.
@@ -77,6 +105,8 @@ impl Pool {
         let mut idle = self.idle.lock();
         if idle.len() < MAX_IDLE {
             idle.push(conn);
+            drop(idle);
+            self.returned.notify_one();
         }
     }
 }
@@ -86,4 +116,58 @@ impl Pool {
 fn still_open(stream: &TcpStream) -> bool {
     let mut probe = [0u8; 1];
     matches!(stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_burst_opens_at_most_max_connecting_at_once_and_waiters_take_returned_connections() {
+        // A listener that never accepts: once its accept queue (std's
+        // backlog, 128) is full, further connects hang in SYN retries.
+        let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = hole.local_addr().unwrap().to_string();
+        let mut filler = Vec::new();
+        for _ in 0..5000 {
+            match tokio::time::timeout(Duration::from_millis(50), TcpStream::connect(&addr)).await {
+                Ok(Ok(s)) => filler.push(s),
+                _ => break,
+            }
+        }
+        let pool = std::sync::Arc::new(Pool::new(addr, Duration::from_secs(30)));
+        let mut waiting = Vec::new();
+        for _ in 0..(MAX_CONNECTING + 8) {
+            let pool = pool.clone();
+            waiting.push(tokio::spawn(async move { pool.get().await }));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(pool.connecting.available_permits(), 0);
+        assert!(waiting.iter().all(|w| !w.is_finished()));
+        // A live connection comes back: one waiter takes it at once.
+        let live = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stream = TcpStream::connect(live.local_addr().unwrap())
+            .await
+            .unwrap();
+        let _peer = live.accept().await.unwrap();
+        pool.put(Upstream {
+            stream,
+            buf: BytesMut::new(),
+            reused: false,
+            idle_since: Instant::now(),
+        });
+        let mut got = None;
+        for _ in 0..100 {
+            if let Some(i) = waiting.iter().position(|w| w.is_finished()) {
+                got = Some(waiting.remove(i).await.unwrap());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let conn = got.expect("a waiter took the returned connection").unwrap();
+        assert!(conn.reused);
+        for w in waiting {
+            w.abort();
+        }
+    }
 }
