@@ -240,7 +240,7 @@ run() { # name url tokens [fresh] [connections]
   [ -n "$errs" ] && note+=" non-2xx=$errs"
   [ "${reused:-0}" != 0 ] && note+=" reused=$reused"
   printf '%-12s %12s %10s %10s%s\n' "$1" "${rps:-0}" "${p50:--}" "${p99:--}" "$note"
-  echo "$1 ${rps:-0} ${p99:-nan}" >> "$work/results"
+  echo "$1 ${rps:-0} ${p99:-nan} ${errs:-0}" >> "$work/results"
 }
 
 h2run() { # name url: h2load, 16 connections x 10 streams, one (cached) token
@@ -250,7 +250,9 @@ h2run() { # name url: h2load, 16 connections x 10 streams, one (cached) token
   rps=$(awk '/^finished in/ {gsub(",", "", $4); print $4}' "$work/$1.h2")
   ok=$(awk '/^status codes:/ {print $3}' "$work/$1.h2")
   printf '%-12s %12s %10s %10s %s\n' "$1" "${rps:-0}" - - "2xx=${ok:-0}"
-  echo "$1 ${rps:-0} nan" >> "$work/results"
+  local total
+  total=$(awk '/^requests:/ {print $2}' "$work/$1.h2")
+  echo "$1 ${rps:-0} nan $(( ${total:-0} - ${ok:-0} ))" >> "$work/results"
 }
 
 echo "wrk: $THREADS thread(s), $CONNS connections, $DURATION per run, $ROUNDS rounds, $TOKENS distinct tokens; $CORES cores, PIN=$PIN"
@@ -295,11 +297,12 @@ def ms(text):  # wrk prints 417.00us, 1.38ms, 1.02s
         if text.endswith(unit):
             return float(text[: -len(unit)]) * scale
     return float("nan")
-runs, tails = {}, {}
+runs, tails, failed = {}, {}, {}
 for line in open(sys.argv[1]):
-    name, rps, p99 = line.split()
+    name, rps, p99, errs = line.split()
     runs.setdefault(name, []).append(float(rps))
     tails.setdefault(name, []).append(ms(p99))
+    failed[name] = failed.get(name, 0) + int(errs)
 r = {k: statistics.median(v) for k, v in runs.items()}
 t = {k: statistics.median(v) for k, v in tails.items()}
 before = dict(l.split() for l in sys.argv[2].splitlines())
@@ -334,8 +337,8 @@ rows = [
     ("rp-c4096", "nginx-c4096", 1.0, "HS256, 4,096 connections"),
 ]
 print()
-print(f"| {'scenario':<12} | {'what':<31} | {'req/s':>8} | {'x nginx':>14} | {'target':>6} | {'p99 ms':>6} | {'nginx p99':>9} |")
-print(f"|{'-'*14}|{'-'*33}|{'-'*10}|{'-'*16}|{'-'*8}|{'-'*8}|{'-'*11}|")
+print(f"| {'scenario':<12} | {'what':<31} | {'req/s':>8} | {'x nginx':>18} | {'target':>6} | {'p99 ms':>7} | {'nginx p99':>9} | {'not 2xx':>7} |")
+print(f"|{'-'*14}|{'-'*33}|{'-'*10}|{'-'*20}|{'-'*8}|{'-'*9}|{'-'*11}|{'-'*9}|")
 for name, against, target, what in rows:
     if name not in r:
         continue
@@ -343,7 +346,7 @@ for name, against, target, what in rows:
     goal = f">= {target}" if target else ""
     mine = f"{t[name]:.2f}" if t[name] == t[name] else "-"
     theirs = f"{t[against]:.2f}" if against in t and t[against] == t[against] else ""
-    print(f"| {name:<12} | {what:<31} | {r[name]:8.0f} | {ratio:>14} | {goal:>6} | {mine:>6} | {theirs:>9} |")
+    print(f"| {name:<12} | {what:<31} | {r[name]:8.0f} | {ratio:>18} | {goal:>6} | {mine:>7} | {theirs:>9} | {failed[name]:>7} |")
 print()
 if "rp-hs256" in r and "direct" in t:
     print(f"p99 added over direct: rp-hs256 {t['rp-hs256'] - t['direct']:.2f} ms, nginx {t.get('nginx', float('nan')) - t['direct']:.2f} ms (target <= 1 ms)")
