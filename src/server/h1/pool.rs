@@ -1,8 +1,9 @@
 //! The fast path's upstream connections: one pool per worker thread, most
 //! recently used first, so a few warm connections carry the load. At most
 //! [`MAX_CONNECTING`] connections are being opened at once per worker; a
-//! request that finds no idle connection waits for a connect slot or for a
-//! connection to come back, whichever is first. A burst of thousands of
+//! request that finds no idle connection and no free connect slot waits for
+//! a slot or for a connection to come back, whichever is first, and returned
+//! connections go to the longest waiter first. A burst of thousands of
 //! clients then reuses connections as they free up instead of sending the
 //! upstream thousands of SYNs at once (which overflow its listen backlog
 //! and turn into connect timeouts and 502s).
@@ -11,9 +12,10 @@ use super::error::UpstreamError;
 use crate::proxy::forward::POOL_IDLE;
 use bytes::BytesMut;
 use parking_lot::Mutex;
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{oneshot, Semaphore};
 
 /// Idle connections kept per worker (256); more are closed when returned.
 pub const MAX_IDLE: usize = 256;
@@ -35,8 +37,9 @@ pub struct Pool {
     connect_timeout: Duration,
     idle: Mutex<Vec<Upstream>>,
     connecting: Semaphore,
-    /// Signalled when a connection goes back to the idle list.
-    returned: Notify,
+    /// Requests waiting for a connection, oldest first (a closed one has
+    /// given up or connected by itself).
+    waiters: Mutex<VecDeque<oneshot::Sender<Upstream>>>,
 }
 
 impl Pool {
@@ -46,7 +49,7 @@ impl Pool {
             connect_timeout,
             idle: Mutex::new(Vec::new()),
             connecting: Semaphore::new(MAX_CONNECTING),
-            returned: Notify::new(),
+            waiters: Mutex::new(VecDeque::new()),
         }
     }
 
@@ -59,9 +62,18 @@ impl Pool {
             if let Some(conn) = self.take_idle() {
                 return Ok(conn);
             }
+            if let Ok(_slot) = self.connecting.try_acquire() {
+                return self.connect().await;
+            }
+            let (tx, rx) = oneshot::channel();
+            self.waiters.lock().push_back(tx);
             tokio::select! {
                 biased;
-                () = self.returned.notified() => {}
+                handed = rx => {
+                    if let Some(conn) = handed.ok().and_then(usable) {
+                        return Ok(conn);
+                    }
+                }
                 permit = self.connecting.acquire() => {
                     let _slot = permit;
                     return self.connect().await;
@@ -73,9 +85,8 @@ impl Pool {
     /// The most recently returned idle connection that is still usable.
     fn take_idle(&self) -> Option<Upstream> {
         loop {
-            let mut conn = self.idle.lock().pop()?;
-            if conn.idle_since.elapsed() < POOL_IDLE && still_open(&conn.stream) {
-                conn.reused = true;
+            let conn = self.idle.lock().pop()?;
+            if let Some(conn) = usable(conn) {
                 return Some(conn);
             }
         }
@@ -102,12 +113,29 @@ impl Pool {
             return; // bytes nobody asked for: the connection is out of step
         }
         conn.idle_since = Instant::now();
+        loop {
+            let Some(waiter) = self.waiters.lock().pop_front() else {
+                break;
+            };
+            match waiter.send(conn) {
+                Ok(()) => return,
+                Err(back) => conn = back,
+            }
+        }
         let mut idle = self.idle.lock();
         if idle.len() < MAX_IDLE {
             idle.push(conn);
-            drop(idle);
-            self.returned.notify_one();
         }
+    }
+}
+
+/// A pooled connection fit for reuse (probed, not idle too long), marked reused.
+fn usable(mut conn: Upstream) -> Option<Upstream> {
+    if conn.idle_since.elapsed() < POOL_IDLE && still_open(&conn.stream) {
+        conn.reused = true;
+        Some(conn)
+    } else {
+        None
     }
 }
 
