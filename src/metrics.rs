@@ -275,6 +275,7 @@ pub struct Scrape {
     pub store_log_entries: u64,
     /// (reason, source, loads).
     pub store_full_loads: Vec<(&'static str, &'static str, u64)>,
+    pub store_given_back: [(&'static str, u64); 2],
     pub propagation_lag: HistogramSnapshot,
     pub verify_cache_hits: u64,
     pub log_lines_dropped: u64,
@@ -456,6 +457,15 @@ impl Scrape {
         for (reason, source, n) in &self.store_full_loads {
             let labels = [("reason", *reason), ("source", *source)];
             ConstCounter::new(*n).encode(m.encode_family(&labels)?)?;
+        }
+        let mut m = e.encode_descriptor(
+            "revoke_proxy_store_given_back_entries",
+            "Entries written back to a store that had lost them, by source.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (source, n) in &self.store_given_back {
+            ConstCounter::new(*n).encode(m.encode_family(&[("source", *source)])?)?;
         }
         histogram(
             e,

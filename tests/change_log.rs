@@ -156,7 +156,7 @@ async fn a_redis_restart_with_its_aof_is_read_on_from_the_position() {
 #[tokio::test]
 async fn a_redis_that_comes_back_empty_is_detected_and_loaded_again() {
     let mut redis = Redis::start();
-    let (_up, _yaml, a, b, mut revoked) = two_replicas(&redis.url(), 10).await;
+    let (up, yaml, a, b, mut revoked) = two_replicas(&redis.url(), 10).await;
 
     redis.restart();
     revoked.extend(revoke_many(&a, "after", 10).await);
@@ -166,8 +166,98 @@ async fn a_redis_that_comes_back_empty_is_detected_and_loaded_again() {
         let loads = full_loads(p);
         assert!(loads.contains(&("new_epoch", 1)), "{loads:?}");
     }
+    // Redis was given back what the replicas had seen in the last minute
+    // (no local copy here): a replica starting now enforces the revocations
+    // made before Redis lost them, and so does a per-request reader.
+    let given = a.app.revocations.sync.given_back();
+    assert!(given[0].1 >= 10, "{given:?}");
+    assert_eq!(given[1].1, 0, "{given:?}");
+    let c = TestProxy::start(&yaml, &up.url(), &[]).await;
+    enforced_everywhere(&[&c], &revoked).await;
+    let per_request = yaml.replace("type: redis", "type: redis\n    mode: per_request");
+    let d = TestProxy::start(&per_request, &up.url(), &[]).await;
+    for rv in &revoked {
+        assert_eq!(get(d.addr, "/api", Some(&rv.token)).await.status, 401);
+    }
+    for p in [a, b, c, d] {
+        p.stop().await;
+    }
+}
+
+/// `config` with `store.path` in `dir`: the spool, and beside it the copy.
+fn config_with_copy(url: &str, dir: &std::path::Path) -> String {
+    format!(
+        "{}    path: {}\n",
+        config(url),
+        dir.join("revocations").display()
+    )
+}
+
+/// Waits until a stopped in-process replica has let go of its copy's lock
+/// (its tasks end within a log read).
+async fn released(dir: &std::path::Path) {
+    let copy = dir.join("revocations.copy");
+    wait_until("the stopped replica released its copy", || {
+        revoke_proxy::revocation::store::redis::copy::LocalCopy::open(&copy).is_ok()
+    })
+    .await;
+    let spool = dir.join("revocations");
+    wait_until("the stopped replica released its spool", || {
+        revoke_proxy::revocation::store::file::FileStore::open(
+            &spool,
+            revoke_proxy::revocation::clock::Clock::system(),
+        )
+        .is_ok()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_redis_emptied_while_its_replicas_were_down_is_given_back_their_copy() {
+    let mut redis = Redis::start();
+    let up = TestUpstream::start().await;
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let yamls: Vec<String> = dirs
+        .iter()
+        .map(|d| config_with_copy(&redis.url(), d.path()))
+        .collect();
+    let a = TestProxy::start(&yamls[0], &up.url(), &[]).await;
+    let b = TestProxy::start(&yamls[1], &up.url(), &[]).await;
+    let revoked = revoke_many(&a, "before", 30).await;
+    enforced_everywhere(&[&a, &b], &revoked).await;
     a.stop().await;
     b.stop().await;
+    for d in &dirs {
+        released(d.path()).await;
+    }
+
+    // Redis comes back empty while both replicas are down; both restart.
+    redis.restart();
+    let a = TestProxy::start(&yamls[0], &up.url(), &[]).await;
+    let b = TestProxy::start(&yamls[1], &up.url(), &[]).await;
+    enforced_everywhere(&[&a, &b], &revoked).await;
+    // One replica (the lease holder) wrote its copy back; nothing was in
+    // either's last minute (new processes).
+    let from_copy: u64 = [&a, &b]
+        .iter()
+        .map(|p| p.app.revocations.sync.given_back()[1].1)
+        .sum();
+    assert_eq!(from_copy, 30, "written back once, by one replica");
+    let (evalsha, eval) = (redis.calls("evalsha"), redis.calls("eval"));
+    assert!(evalsha + eval <= 30 + 5, "{evalsha} EVALSHA, {eval} EVAL");
+    // A replica with no copy starting now finds all of it in Redis.
+    let c = TestProxy::start(&config(&redis.url()), &up.url(), &[]).await;
+    enforced_everywhere(&[&c], &revoked).await;
+    // The copies now belong to the new log: a second restart writes
+    // nothing back.
+    a.stop().await;
+    released(dirs[0].path()).await;
+    let a = TestProxy::start(&yamls[0], &up.url(), &[]).await;
+    enforced_everywhere(&[&a], &revoked).await;
+    assert_eq!(a.app.revocations.sync.given_back()[1].1, 0);
+    for p in [a, b, c] {
+        p.stop().await;
+    }
 }
 
 #[tokio::test]

@@ -297,6 +297,11 @@ async fn a_revocation_the_store_never_took_survives_a_proxy_restart_via_the_spoo
         revoke_proxy::revocation::store::file::FileStore::open(&spool, Clock::system()).is_ok()
     })
     .await;
+    let copy = dir.path().join("spool.copy");
+    wait_until("replica a released its copy of the set", || {
+        revoke_proxy::revocation::store::redis::copy::LocalCopy::open(&copy).is_ok()
+    })
+    .await;
 
     // Redis comes back empty; the restarted replica replays its spool.
     redis.restart();

@@ -102,6 +102,7 @@ impl Admin {
             store_log_position_seconds: r.sync.position_ms() / 1000,
             store_log_entries: r.sync.log_entries(),
             store_full_loads: r.sync.full_loads_by_source(),
+            store_given_back: r.sync.given_back(),
             propagation_lag: r.sync.propagation_lag.read(),
             verify_cache_hits: self.verifier().cache_hits(),
             log_lines_dropped: crate::logging::dropped_lines(),

@@ -129,6 +129,11 @@ impl Revocations {
                             StoreMode::PerRequest => Access::PerRequest,
                         },
                         log_retention: settings.max_token_lifetime,
+                        copy: st.spool.as_ref().map(|p| {
+                            let mut c = p.clone().into_os_string();
+                            c.push(".copy");
+                            std::path::PathBuf::from(c)
+                        }),
                     },
                 )?))
             }

@@ -16,6 +16,7 @@ pub struct SyncStats {
     full_loads: [AtomicU64; 8],
     log_entries: AtomicU64,
     position_ms: AtomicU64,
+    given_back: [AtomicU64; 2],
     /// Time from an entry's write (its writer's clock) to its apply here.
     pub propagation_lag: Histogram,
 }
@@ -41,6 +42,11 @@ impl SyncStats {
                 for lag in lags {
                     self.propagation_lag.observe(*lag);
                 }
+            }
+            Progress::GivenBack { recent, from_copy } => {
+                let [r, c] = &self.given_back;
+                r.fetch_add(recent as u64, Ordering::Relaxed);
+                c.fetch_add(from_copy as u64, Ordering::Relaxed);
             }
         }
     }
@@ -68,6 +74,16 @@ impl SyncStats {
             }
         }
         out
+    }
+
+    /// Entries written back to a store that lost them, by source: `recent`
+    /// (the last minute's) and `copy` (the local copy).
+    pub fn given_back(&self) -> [(&'static str, u64); 2] {
+        let [r, c] = &self.given_back;
+        [
+            ("recent", r.load(Ordering::Relaxed)),
+            ("copy", c.load(Ordering::Relaxed)),
+        ]
     }
 
     /// Entries read from the change log since start.

@@ -251,12 +251,12 @@ impl Writer {
     }
 }
 
-fn encode_line(entry: &Entry) -> String {
+pub(crate) fn encode_line(entry: &Entry) -> String {
     let body = entry.to_line();
     format!("{body} {:016x}\n", xxh3_64(body.as_bytes()))
 }
 
-fn decode_line(line: &str) -> Option<Entry> {
+pub(crate) fn decode_line(line: &str) -> Option<Entry> {
     let (body, sum) = line.rsplit_once(' ')?;
     let sum = u64::from_str_radix(sum, 16).ok()?;
     (xxh3_64(body.as_bytes()) == sum)
@@ -321,7 +321,7 @@ fn cut_torn_tail(file: &File) -> io::Result<()> {
     file.set_len(0)
 }
 
-fn sync_dir(path: &Path) -> io::Result<()> {
+pub(crate) fn sync_dir(path: &Path) -> io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),

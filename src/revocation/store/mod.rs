@@ -88,6 +88,9 @@ pub enum Progress<'a> {
         lags: &'a [Duration],
         position_ms: u64,
     },
+    /// Entries written back to a store that had lost them: from the last
+    /// minute's, and from the local copy.
+    GivenBack { recent: usize, from_copy: usize },
 }
 
 /// A revocation store. Writes are atomic and never shorten an existing entry.

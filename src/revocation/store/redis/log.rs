@@ -8,6 +8,8 @@
 //! - `{prefix}{log}epoch`: a random value set once, when a replica first
 //!   meets the log. A Redis that comes back empty, or a different one, has
 //!   another epoch (or none): positions in the old log mean nothing there.
+//! - `{prefix}{log}giveback`: the lease of the one replica writing its whole
+//!   copy back after such a loss ([`super::copy`]).
 
 use redis::Value;
 use std::fmt;
@@ -20,6 +22,12 @@ pub fn log_key(prefix: &str) -> String {
 /// The epoch key under `prefix`.
 pub fn epoch_key(prefix: &str) -> String {
     format!("{prefix}{{log}}epoch")
+}
+
+/// The give-back lease under `prefix`: held by the replica writing its
+/// whole copy back to a Redis that lost entries.
+pub fn give_back_lease_key(prefix: &str) -> String {
+    format!("{prefix}{{log}}giveback")
 }
 
 /// Whether a key under `prefix` is one of the log's own (not an entry).

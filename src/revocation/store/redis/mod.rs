@@ -13,7 +13,11 @@
 //!   where it stopped: catching up costs what was missed, not the set.
 //! - Per-request mode: [`Store::lookup`] reads the three keys that could
 //!   reject a token.
+//! - A Redis that lost what it had acknowledged (it came back empty, or a
+//!   lagging replica was promoted) is given it back from the replicas'
+//!   [`copy`]es through the same write script.
 
+pub mod copy;
 mod load;
 pub mod log;
 mod script;
@@ -51,6 +55,11 @@ const RECONNECT_MAX: Duration = Duration::from_secs(2);
 const LOAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// A health ping unanswered this long replaces the command connection (800 ms).
 const PING_TIMEOUT: Duration = Duration::from_millis(800);
+/// Writes in flight while giving Redis back its entries.
+const GIVE_BACK_IN_FLIGHT: usize = 32;
+/// How long the give-back lease lasts; while it does, no other replica
+/// writes its whole copy back to this log (2 min).
+const GIVE_BACK_LEASE: Duration = Duration::from_secs(120);
 /// The client name of the log reader's connection (`CLIENT LIST`).
 pub const READER_NAME: &str = "revoke-proxy-log";
 
@@ -94,6 +103,8 @@ pub struct RedisTarget {
     /// How far back the change log reaches (`max_token_lifetime`): a replica
     /// away for longer loads everything again.
     pub log_retention: Duration,
+    /// Where this replica keeps its copy of the set as text (`<store.path>.copy`).
+    pub copy: Option<PathBuf>,
 }
 
 pub struct RedisStore {
@@ -114,6 +125,11 @@ pub struct RedisStore {
     /// when they are many).
     scanned: AtomicU64,
     snapshotting: AtomicBool,
+    /// What this replica applied or wrote in the last minute.
+    recent: copy::Recent,
+    copy: Option<copy::LocalCopy>,
+    /// This process's value for the give-back lease.
+    me: String,
 }
 
 fn backend(e: RedisError) -> StoreError {
@@ -140,6 +156,10 @@ impl RedisStore {
         if seeds.is_empty() {
             return Err(StoreError::Backend("no redis URL".into()));
         }
+        let copy = match &target.copy {
+            Some(p) if target.mode == Access::Replica => Some(copy::LocalCopy::open(p)?),
+            _ => None,
+        };
         Ok(RedisStore {
             log: log::log_key(&target.key_prefix),
             epoch: log::epoch_key(&target.key_prefix),
@@ -153,6 +173,9 @@ impl RedisStore {
             next_seed: 0.into(),
             scanned: AtomicU64::new(0),
             snapshotting: AtomicBool::new(false),
+            recent: copy::Recent::default(),
+            copy,
+            me: new_epoch(),
         })
     }
 
@@ -354,30 +377,56 @@ impl RedisStore {
                 "Reading the redis change log on from this replica's position");
             return Ok(());
         };
-        if gap.store_lost_data() {
+        let copy_elsewhere = self
+            .copy
+            .as_ref()
+            .and_then(|c| c.epoch())
+            .is_some_and(|e| e != epoch);
+        if gap.store_lost_data() || copy_elsewhere {
             tracing::warn!(
                 reason = gap.label(),
                 "Redis holds less than this replica knew (emptied, replaced or \
-                 failed over to a replica that lagged); loading what it has"
+                 failed over to a replica that lagged); giving it back what this \
+                 replica has, then loading"
             );
+            self.give_back(sink, &epoch).await?;
         }
         let started = tokio::time::Instant::now();
-        let apply = |batch: &[Entry]| apply_to(sink, batch);
+        if let Some(c) = &self.copy {
+            c.begin(&epoch);
+        }
+        let apply = |batch: &[Entry]| {
+            if let Some(c) = &self.copy {
+                c.add(batch);
+            }
+            apply_to(sink, batch)
+        };
         let reserve = |n: usize| {
             if let Some(s) = sink.upgrade() {
                 s.reserve(n);
             }
         };
-        let (source, loaded) = match self
+        // The copy is replaced only by a complete load.
+        let loaded = match self
             .load_snapshot(reader, &epoch, &info, &apply, &reserve)
-            .await?
+            .await
         {
-            Some((at, n)) => {
+            Ok(Some((at, n))) => Ok((Some(at), n)),
+            Ok(None) => self.load_all(&apply).await.map(|n| (None, n)),
+            Err(e) => Err(e),
+        };
+        if let Some(c) = &self.copy {
+            match &loaded {
+                Ok(_) => c.commit(),
+                Err(_) => c.abort(),
+            }
+        }
+        let (source, loaded) = match loaded? {
+            (Some(at), n) => {
                 *pos = Some(at);
                 ("snapshot", n)
             }
-            None => {
-                let n = self.load_all(&apply).await?;
+            (None, n) => {
                 self.scanned.store(n as u64, Ordering::Relaxed);
                 *pos = Some(Position {
                     epoch: epoch.clone(),
@@ -450,11 +499,123 @@ impl RedisStore {
             }
         }
         sink.apply(&batch);
+        self.keep(now_ms, &batch);
         sink.progress(Progress::Read {
             entries: entries.len(),
             lags: &lags,
             position_ms,
         });
+    }
+
+    /// Runs the write script for `entry` (and, on a Cluster, the log append).
+    async fn put(&self, conn: &Conn, entry: &Entry) -> Result<(), StoreError> {
+        let key = keys::key_of(&self.target.key_prefix, entry);
+        let cutoff = match entry {
+            Entry::Token { .. } | Entry::Session { .. } | Entry::TokenId { .. } => String::new(),
+            Entry::Subject { cutoff, .. } | Entry::Global { cutoff, .. } => cutoff.to_string(),
+        };
+        let retention = self.target.log_retention.as_millis() as u64;
+        let writer_ms = crate::revocation::clock::unix_now_ms();
+        let mut inv = self.write.key(&key);
+        if !self.target.cluster {
+            inv.key(&self.log);
+        }
+        inv.arg(entry.until())
+            .arg(cutoff)
+            .arg(crate::revocation::clock::unix_now())
+            .arg(writer_ms)
+            .arg(retention);
+        let merged = match conn.invoke(&inv).await {
+            Ok(v) => v,
+            Err(e) => {
+                self.reset();
+                return Err(backend(e));
+            }
+        };
+        if self.target.cluster {
+            let mut append = self.append.key(&self.log);
+            append.arg(&key).arg(&merged).arg(writer_ms).arg(retention);
+            if let Err(e) = conn.invoke(&append).await {
+                self.reset();
+                return Err(backend(e));
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Self::put`] for each entry, [`GIVE_BACK_IN_FLIGHT`] at a time.
+    async fn put_all(&self, conn: &Conn, batch: &[Entry]) -> Result<usize, StoreError> {
+        // The first alone: a Redis that lost its data lost the script too,
+        // and one `NOSCRIPT` round loads it for all.
+        let Some((first, rest)) = batch.split_first() else {
+            return Ok(0);
+        };
+        self.put(conn, first).await?;
+        for chunk in rest.chunks(GIVE_BACK_IN_FLIGHT) {
+            futures_util::future::join_all(chunk.iter().map(|e| self.put(conn, e)))
+                .await
+                .into_iter()
+                .collect::<Result<Vec<()>, _>>()?;
+        }
+        Ok(batch.len())
+    }
+
+    /// Remembers entries applied or written here, to give them back to a
+    /// Redis that loses them.
+    fn keep(&self, now_ms: u64, batch: &[Entry]) {
+        self.recent.push(now_ms, batch);
+        if let Some(c) = &self.copy {
+            c.add(batch);
+        }
+    }
+
+    /// Writes back what this replica has to a Redis that lost it: the
+    /// entries of the last minute always, the whole local copy when this
+    /// replica holds the fleet's give-back lease for this log. The write
+    /// script merges, so writing back what Redis still has changes nothing.
+    async fn give_back(&self, sink: &Weak<dyn Sink>, epoch: &str) -> Result<(), StoreError> {
+        let conn = self.conn().await?;
+        let recent = self
+            .put_all(
+                &conn,
+                &self.recent.since(crate::revocation::clock::unix_now_ms()),
+            )
+            .await?;
+        let mut from_copy = 0;
+        if let Some(c) = &self.copy {
+            // The lease's value is this process's: a retry after an error
+            // finds it still held by itself.
+            let held: Option<String> = conn
+                .query(
+                    redis::cmd("SET")
+                        .arg(log::give_back_lease_key(&self.target.key_prefix))
+                        .arg(&self.me)
+                        .arg("NX")
+                        .arg("GET")
+                        .arg("PX")
+                        .arg(GIVE_BACK_LEASE.as_millis() as u64),
+                )
+                .await
+                .map_err(backend)?;
+            if held.as_deref().is_none_or(|h| h == self.me) {
+                let mut batches = c.read();
+                while let Some(batch) = batches.recv().await {
+                    from_copy += self.put_all(&conn, &batch).await?;
+                }
+            } else {
+                tracing::info!("Another replica is giving Redis back its copy");
+            }
+        }
+        tracing::warn!(
+            recent,
+            from_copy,
+            epoch,
+            "Gave Redis back the revocations this replica had"
+        );
+        if let Some(s) = sink.upgrade() {
+            s.progress(Progress::GivenBack { recent, from_copy });
+        }
+        Ok(())
     }
 
     /// The node to read the log from (standalone); each reconnect tries the
@@ -484,39 +645,12 @@ impl Store for RedisStore {
     fn write<'a>(&'a self, entry: &'a Entry) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             let conn = self.conn().await?;
-            let key = keys::key_of(&self.target.key_prefix, entry);
-            let cutoff = match entry {
-                Entry::Token { .. } | Entry::Session { .. } | Entry::TokenId { .. } => {
-                    String::new()
-                }
-                Entry::Subject { cutoff, .. } | Entry::Global { cutoff, .. } => cutoff.to_string(),
-            };
-            let retention = self.target.log_retention.as_millis() as u64;
-            let writer_ms = crate::revocation::clock::unix_now_ms();
-            let mut inv = self.write.key(&key);
-            if !self.target.cluster {
-                inv.key(&self.log);
-            }
-            inv.arg(entry.until())
-                .arg(cutoff)
-                .arg(crate::revocation::clock::unix_now())
-                .arg(writer_ms)
-                .arg(retention);
-            let merged = match conn.invoke(&inv).await {
-                Ok(v) => v,
-                Err(e) => {
-                    self.reset();
-                    return Err(backend(e));
-                }
-            };
-            if self.target.cluster {
-                let mut append = self.append.key(&self.log);
-                append.arg(&key).arg(&merged).arg(writer_ms).arg(retention);
-                if let Err(e) = conn.invoke(&append).await {
-                    self.reset();
-                    return Err(backend(e));
-                }
-            }
+            self.put(&conn, entry).await?;
+            // Until the log brings it back here (and into the copy).
+            self.recent.push(
+                crate::revocation::clock::unix_now_ms(),
+                std::slice::from_ref(entry),
+            );
             Ok(())
         })
     }
