@@ -19,7 +19,7 @@
 # `scripts/load.sh --fleet` instead runs scripts/fleet.py: 10 redis replicas
 # and 1,000,000 revocations (start-up, idle, catch-up, memory, propagation).
 # BASE_BIN=path/to/an/older/revoke-proxy adds rp-base (rp-hs256's config on
-# that binary) and base-tls (rp-tls's) to the same rounds: before/after
+# that binary), base-info (rp-info's) and base-tls (rp-tls's) to the same rounds: before/after
 # figures from one run. ONLY="nginx rp-hs256 …" limits the rows.
 # Each wrk run rotates over TOKENS distinct tokens. Prints requests/s, p50,
 # p99 and the table of ratios. Bounded: each run lasts DURATION.
@@ -73,7 +73,7 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 declare -A PORT
-for name in UP NGX NTLS NH2 NH2T HS IN RS ES ED RR RP MP TL BP BT FH FR FE FD RD MC; do PORT[$name]=$(free_port); done
+for name in UP NGX NTLS NH2 NH2T HS IN RS ES ED RR RP MP TL BP BI BT FH FR FE FD RD MC; do PORT[$name]=$(free_port); done
 UP=${PORT[UP]}
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
   -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1 \
@@ -145,7 +145,9 @@ done
 if [ -n "${BASE_BIN:-}" ]; then
   sed -e "s/127.0.0.1:${PORT[HS]}/127.0.0.1:${PORT[BP]}/" "$work/hs.yaml" > "$work/base.yaml"
   sed -e "s/127.0.0.1:${PORT[TL]}/127.0.0.1:${PORT[BT]}/" "$work/tl.yaml" > "$work/base-tls.yaml"
+  sed -e "s/127.0.0.1:${PORT[IN]}/127.0.0.1:${PORT[BI]}/" "$work/in.yaml" > "$work/base-info.yaml"
   "${SERVE[@]}" "$BASE_BIN" run --config "$work/base.yaml" > "$work/base.log" 2>&1 & pids+=($!)
+  "${SERVE[@]}" "$BASE_BIN" run --config "$work/base-info.yaml" > "$work/base-info.log" 2>&1 & pids+=($!)
   "${SERVE[@]}" "$BASE_BIN" run --config "$work/base-tls.yaml" > "$work/base-tls.log" 2>&1 & pids+=($!)
 fi
 
@@ -200,7 +202,7 @@ done
 # Every proxy must answer 200 before it is measured.
 tok=$(head -1 "$work/hs.tokens")
 urls=("http://127.0.0.1:${PORT[NGX]}/")
-for name in HS IN RR RP MP FH ${BASE_BIN:+BP}; do urls+=("http://127.0.0.1:${PORT[$name]}/"); done
+for name in HS IN RR RP MP FH ${BASE_BIN:+BP BI}; do urls+=("http://127.0.0.1:${PORT[$name]}/"); done
 for url in "${urls[@]}"; do
   code=$(python3 - "$url" "$tok" <<'PY'
 import sys, time, urllib.error, urllib.request
@@ -266,6 +268,7 @@ for round in $(seq 1 "$ROUNDS"); do
   run rp-hs256 "http://127.0.0.1:${PORT[HS]}/" "$work/hs.tokens"
   [ -n "${BASE_BIN:-}" ] && run rp-base "http://127.0.0.1:${PORT[BP]}/" "$work/hs.tokens"
   run rp-info "http://127.0.0.1:${PORT[IN]}/" "$work/hs.tokens"
+  [ -n "${BASE_BIN:-}" ] && run base-info "http://127.0.0.1:${PORT[BI]}/" "$work/hs.tokens"
   run rp-rs256 "http://127.0.0.1:${PORT[RS]}/" "$work/rs.tokens"
   run rp-es256 "http://127.0.0.1:${PORT[ES]}/" "$work/es.tokens"
   run rp-eddsa "http://127.0.0.1:${PORT[ED]}/" "$work/ed.tokens"
@@ -314,6 +317,7 @@ rows = [
     ("rp-hs256", "nginx", 1.1, "HS256, memory store"),
     ("rp-base", "nginx", None, "HS256 on BASE_BIN"),
     ("rp-info", "nginx", 1.0, "HS256, access line per request"),
+    ("base-info", "nginx", None, "access line on BASE_BIN"),
     ("rp-rs256", "nginx", None, "RS256 2048, cached"),
     ("rp-es256", "nginx", None, "ES256, cached"),
     ("rp-eddsa", "nginx", None, "EdDSA, cached"),
@@ -359,6 +363,8 @@ for store in ("rp-redis", "rp-redis-pr", "rp-memcd"):
         print(f"{store} / memory: {r[store] / r['rp-hs256']:.2f}")
 if "rp-base" in r and "rp-hs256" in r:
     print(f"rp-hs256 / rp-base (this build / BASE_BIN): {r['rp-hs256'] / r['rp-base']:.2f}")
+if "base-info" in r and "rp-info" in r:
+    print(f"rp-info / base-info (this build / BASE_BIN): {r['rp-info'] / r['base-info']:.2f}")
 if "base-tls" in r and "rp-tls" in r:
     print(f"rp-tls / base-tls (this build / BASE_BIN): {r['rp-tls'] / r['base-tls']:.2f}")
 PY

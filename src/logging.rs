@@ -109,7 +109,13 @@ struct Line(Vec<u8>);
 
 impl Write for Line {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.extend_from_slice(buf);
+        if self.0.is_empty() && buf.ends_with(b"\n") {
+            // The fmt layer hands over each whole line in one write: queue
+            // it from its buffer, without a copy of our own.
+            queue(buf);
+        } else {
+            self.0.extend_from_slice(buf);
+        }
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -119,14 +125,18 @@ impl Write for Line {
 
 impl Drop for Line {
     fn drop(&mut self) {
-        if self.0.is_empty() {
-            return;
+        if !self.0.is_empty() {
+            queue(&self.0);
         }
-        match SINK.get() {
-            Some(sink) => sink.push(&self.0),
-            None => {
-                let _ = std::io::stdout().write_all(&self.0);
-            }
+    }
+}
+
+/// Queues finished lines for the writer thread (or writes them if there is none).
+fn queue(lines: &[u8]) {
+    match SINK.get() {
+        Some(sink) => sink.push(lines),
+        None => {
+            let _ = std::io::stdout().write_all(lines);
         }
     }
 }
@@ -164,10 +174,191 @@ pub fn init(settings: &Settings) {
     let registry = tracing_subscriber::registry().with(filter);
     let installed = match settings.log.format {
         LogFormat::Json => registry.with(fmt.event_format(JsonLines)).try_init(),
-        LogFormat::Text => registry.with(fmt).try_init(),
+        LogFormat::Text => registry
+            .with(fmt.event_format(TextLines {
+                full: tracing_subscriber::fmt::format().with_target(false),
+            }))
+            .try_init(),
     };
     if installed.is_ok() {
         let _ = LOG_FILTER.set(handle);
+    }
+}
+
+/// `log.format: text`: tracing's own line format. The access line — one per
+/// request — is written here, to the same text, with a timestamp whose
+/// date and time of day are formatted once a second and fields written
+/// without going through `fmt::Debug` where the text needs no escaping;
+/// every other event goes to tracing's formatter.
+struct TextLines {
+    full: tracing_subscriber::fmt::format::Format<
+        tracing_subscriber::fmt::format::Full,
+        tracing_subscriber::fmt::time::SystemTime,
+    >,
+}
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for TextLines
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut out: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let meta = event.metadata();
+        if meta.target() != "access" || out.has_ansi_escapes() || ctx.event_scope().is_some() {
+            return self.full.format_event(ctx, out, event);
+        }
+        write_timestamp(&mut out, std::time::SystemTime::now())?;
+        out.write_str(match *meta.level() {
+            tracing::Level::TRACE => " TRACE ",
+            tracing::Level::DEBUG => " DEBUG ",
+            tracing::Level::INFO => "  INFO ",
+            tracing::Level::WARN => "  WARN ",
+            tracing::Level::ERROR => " ERROR ",
+        })?;
+        let mut fields = TextFields {
+            out: &mut out,
+            first: true,
+            result: Ok(()),
+        };
+        event.record(&mut fields);
+        fields.result?;
+        out.write_char('\n')
+    }
+}
+
+/// `2026-12-07T16:03:12.123456Z`, as tracing's `SystemTime` timer writes it.
+fn write_timestamp(out: &mut impl std::fmt::Write, now: std::time::SystemTime) -> std::fmt::Result {
+    use std::cell::RefCell;
+    thread_local! {
+        /// The last second formatted on this thread, and its text.
+        static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let Ok(since) = now.duration_since(std::time::UNIX_EPOCH) else {
+        return tracing_subscriber::fmt::time::FormatTime::format_time(
+            &tracing_subscriber::fmt::time::SystemTime,
+            &mut tracing_subscriber::fmt::format::Writer::new(out),
+        );
+    };
+    let secs = since.as_secs();
+    SECOND.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.0 != secs {
+            cached.1.clear();
+            format_second(&mut cached.1, secs)?;
+            cached.0 = secs;
+        }
+        out.write_str(&cached.1)
+    })?;
+    let mut micros = [b'0'; 6];
+    let mut n = since.subsec_micros();
+    for d in micros.iter_mut().rev() {
+        *d = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    out.write_char('.')?;
+    out.write_str(std::str::from_utf8(&micros).map_err(|_| std::fmt::Error)?)?;
+    out.write_char('Z')
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` of a Unix second (proleptic Gregorian, UTC).
+fn format_second(out: &mut String, secs: u64) -> std::fmt::Result {
+    use std::fmt::Write as _;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    write!(
+        out,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// An event's fields as tracing's default visitor writes them: the message
+/// as is, then ` name=value`, strings quoted and escaped as `{:?}` does.
+struct TextFields<'w, 'a> {
+    out: &'w mut tracing_subscriber::fmt::format::Writer<'a>,
+    first: bool,
+    result: std::fmt::Result,
+}
+
+impl TextFields<'_, '_> {
+    fn name(&mut self, field: &tracing::field::Field) -> std::fmt::Result {
+        if !std::mem::take(&mut self.first) {
+            self.out.write_char(' ')?;
+        }
+        if field.name() == "message" {
+            return Ok(());
+        }
+        let name = field.name();
+        self.out
+            .write_str(name.strip_prefix("r#").unwrap_or(name))?;
+        self.out.write_char('=')
+    }
+
+    fn put(&mut self, f: impl FnOnce(&mut Self) -> std::fmt::Result) {
+        if self.result.is_ok() {
+            self.result = f(self);
+        }
+    }
+}
+
+impl tracing::field::Visit for TextFields<'_, '_> {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.put(|v| {
+            v.name(field)?;
+            if field.name() == "message" {
+                v.out.write_str(value)
+            } else if value
+                .bytes()
+                .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+            {
+                v.out.write_char('"')?;
+                v.out.write_str(value)?;
+                v.out.write_char('"')
+            } else {
+                write!(v.out, "{value:?}")
+            }
+        });
+    }
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        self.put(|v| {
+            v.name(field)?;
+            v.out.write_str(itoa::Buffer::new().format(value))
+        });
+    }
+    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+        self.put(|v| {
+            v.name(field)?;
+            v.out.write_str(itoa::Buffer::new().format(value))
+        });
+    }
+    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+        self.put(|v| {
+            v.name(field)?;
+            v.out.write_str(if value { "true" } else { "false" })
+        });
+    }
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.put(|v| {
+            v.name(field)?;
+            write!(v.out, "{value:?}")
+        });
     }
 }
 
@@ -296,6 +487,90 @@ pub fn set_level(level: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seconds_are_formatted_as_utc_calendar_time() {
+        for (secs, text) in [
+            (0, "1970-01-01T00:00:00"),
+            (951_782_400, "2000-02-29T00:00:00"),
+            (1_796_660_592, "2026-12-07T16:23:12"),
+            (4_102_444_799, "2099-12-31T23:59:59"),
+            (253_402_300_799, "9999-12-31T23:59:59"),
+        ] {
+            let mut out = String::new();
+            format_second(&mut out, secs).unwrap();
+            assert_eq!(out, text);
+        }
+    }
+
+    /// Lines written through a subscriber using `ours` (else tracing's
+    /// default text format), with their timestamps.
+    fn lines(ours: bool, events: fn()) -> Vec<String> {
+        use tracing_subscriber::layer::SubscriberExt;
+        #[derive(Clone, Default)]
+        struct Capture(std::sync::Arc<Mutex<Vec<u8>>>);
+        impl Write for Capture {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let out = Capture::default();
+        let writer = {
+            let out = out.clone();
+            move || out.clone()
+        };
+        let layer = tracing_subscriber::fmt::layer()
+            .with_target(false)
+            .with_ansi(false)
+            .with_writer(writer);
+        let dispatch = if ours {
+            tracing::Dispatch::new(tracing_subscriber::registry().with(layer.event_format(
+                TextLines {
+                    full: tracing_subscriber::fmt::format().with_target(false),
+                },
+            )))
+        } else {
+            tracing::Dispatch::new(tracing_subscriber::registry().with(layer))
+        };
+        tracing::dispatcher::with_default(&dispatch, events);
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        text.lines().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn access_lines_are_tracings_own_text() {
+        fn events() {
+            let client = std::net::IpAddr::from([127, 0, 0, 1]);
+            tracing::info!(target: "access", method = %"GET", path = %"/a%20b", status = 200u64,
+                outcome = "ok", reason = Option::<&str>::None, subject = "alice",
+                client = %client, request_id = Some("r-1"), duration_us = 17u64, "Request");
+            tracing::info!(target: "access", method = %"POST", path = %"/x", status = 401u64,
+                outcome = "revoked", reason = Some("token"), subject = "al\"ice\\ \t é \u{7f}",
+                client = %client, request_id = Option::<&str>::None, duration_us = 0u64,
+                signed = -3i64, flag = true, ratio = 0.5f64, r#type = "t", "Request");
+            tracing::warn!(target: "access", list = ?["a", "b"], "Slow");
+            tracing::info!(error = "not an access line", "Other");
+            let span = tracing::info_span!("conn", id = 7u64);
+            let _in = span.enter();
+            tracing::info!(target: "access", status = 200u64, "Request");
+        }
+        let ours = lines(true, events);
+        let theirs = lines(false, events);
+        assert_eq!(ours.len(), 5, "{ours:?}");
+        for (a, b) in ours.iter().zip(&theirs) {
+            let (ta, ra) = a.split_once(' ').unwrap();
+            let (tb, rb) = b.split_once(' ').unwrap();
+            assert_eq!(ra, rb);
+            assert_eq!(ta.len(), tb.len(), "{ta} {tb}");
+            assert!(ta.ends_with('Z') && ta.as_bytes()[19] == b'.', "{ta}");
+            // The same second, or the next one.
+            assert!(tb[..19] >= ta[..19], "{ta} {tb}");
+        }
+    }
 
     /// Collects what is written, and how many writes it took.
     #[derive(Default)]
