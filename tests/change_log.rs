@@ -406,3 +406,45 @@ async fn a_new_replica_starts_from_the_snapshot_and_the_logs_tail() {
         p.stop().await;
     }
 }
+
+#[tokio::test]
+async fn a_cluster_flushed_under_its_replicas_is_given_back_their_copy() {
+    let cluster = support::servers::RedisCluster::start();
+    let up = TestUpstream::start().await;
+    let list: Vec<String> = cluster.urls().iter().map(|u| format!("\"{u}\"")).collect();
+    let yaml = format!(
+        "{BASIC}revocation:\n  max_staleness: 2s\n  store:\n    type: redis\n    \
+         cluster: [{}]\n    timeout: 300ms\n",
+        list.join(", ")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let with_copy = format!(
+        "{yaml}    path: {}\n",
+        dir.path().join("revocations").display()
+    );
+    let a = TestProxy::start(&with_copy, &up.url(), &[]).await;
+    let b = TestProxy::start(&yaml, &up.url(), &[]).await;
+    let revoked = revoke_many(&a, "before", 20).await;
+    enforced_everywhere(&[&a, &b], &revoked).await;
+
+    // Every master loses everything (the epoch too) under live connections:
+    // the replicas notice at their next check of the log.
+    for n in &cluster.nodes {
+        n.cli(&["FLUSHALL"]);
+    }
+    // The check runs every 10 s: allow two of them.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(25);
+    while a.app.revocations.sync.given_back()[1].1 < 20 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a never gave its copy back: {:?}",
+            a.app.revocations.sync.given_back()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let c = TestProxy::start(&yaml, &up.url(), &[]).await;
+    enforced_everywhere(&[&a, &b, &c], &revoked).await;
+    for p in [a, b, c] {
+        p.stop().await;
+    }
+}
