@@ -40,6 +40,29 @@ impl Entry {
         }
     }
 
+    /// `(cutoff, until)`; the cutoff is 0 for kinds that have none.
+    pub fn times(&self) -> (i64, i64) {
+        match self {
+            Entry::Subject { cutoff, until, .. } | Entry::Global { cutoff, until } => {
+                (*cutoff, *until)
+            }
+            other => (0, other.until()),
+        }
+    }
+
+    /// Sets the times [`Entry::times`] reads.
+    pub fn set_times(&mut self, new_cutoff: i64, new_until: i64) {
+        match self {
+            Entry::Subject { cutoff, until, .. } | Entry::Global { cutoff, until } => {
+                *cutoff = new_cutoff;
+                *until = new_until;
+            }
+            Entry::Token { until, .. }
+            | Entry::Session { until, .. }
+            | Entry::TokenId { until, .. } => *until = new_until,
+        }
+    }
+
     /// A label for logs and metrics.
     pub fn kind(&self) -> &'static str {
         match self {
