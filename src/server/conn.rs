@@ -89,10 +89,14 @@ impl Activity {
         }
     }
 
+    /// The connection's deadline changes only when it goes from idle to
+    /// busy and back, so only those wake its task (an h2 connection with
+    /// many streams in flight is not woken twice per stream).
     fn begin(self: &Arc<Self>) -> InFlight {
         self.used.store(true, Ordering::Relaxed);
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-        self.changed.notify_one();
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.changed.notify_one();
+        }
         InFlight(self.clone())
     }
 
@@ -116,8 +120,9 @@ struct InFlight(Arc<Activity>);
 impl Drop for InFlight {
     fn drop(&mut self) {
         *self.0.quiet_since.lock() = Instant::now();
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.0.changed.notify_one();
+        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.changed.notify_one();
+        }
     }
 }
 
@@ -176,7 +181,9 @@ where
     let handle = Arc::new(handle);
     let service = service_fn(move |req| {
         let guard = counted.begin();
-        let reply = handle(req);
+        // Boxed where it is made: the request future is large, and hyper
+        // moves the service future into each h2 stream task it spawns.
+        let reply = Box::pin(handle(req));
         async move {
             let resp = reply.await;
             Ok::<_, Infallible>(resp.map(|body| Tracked {
