@@ -113,8 +113,10 @@ impl Reloader {
         };
         let mut new = Settings::load(&self.path).map_err(|e| strings(&e.0))?;
         let needs_restart = keep_fixed(&self.current.lock(), &mut new);
-        let verifier =
+        let old_proxy = self.live.load_full();
+        let mut verifier =
             Verifier::new(&new.jwt, &new.revocation, &new.forward).map_err(|p| strings(&p))?;
+        verifier.keep_cache_of(&old_proxy.verifier);
         if let Some(jwks) = &verifier.keys.jwks {
             // Keys first: the new configuration must not serve without them.
             jwks.use_fetcher(self.fetcher.clone());
@@ -123,7 +125,6 @@ impl Reloader {
                 .map_err(|e| vec![format!("jwt.jwks_url: {e}")])?;
             jwks.watch(self.fetcher.clone());
         }
-        let old_proxy = self.live.load_full();
         let proxy = Proxy::new(
             &new,
             verifier,

@@ -1226,3 +1226,36 @@ async fn a_rotated_secret_file_is_picked_up_without_a_restart() {
         "a secret reached the log"
     );
 }
+
+#[test]
+fn a_reload_that_changes_no_verification_rule_keeps_the_token_cache() {
+    use revoke_proxy::auth::Verifier;
+    let build = |yaml: &str| {
+        let s = parse_settings(yaml, "http://127.0.0.1:1", &[]);
+        Verifier::new(&s.jwt, &s.revocation, &s.forward).unwrap()
+    };
+    let token = hs256(&claims("alice"));
+    let now = now();
+    let old = build(BASIC);
+    old.verify(&token, now).unwrap();
+    old.verify(&token, now).unwrap();
+    assert_eq!(old.cache_hits(), 1);
+
+    // The same rules (routes or log level may differ): the cache carries over.
+    let mut same = build(&BASIC.replace("level: warn", "level: debug"));
+    same.keep_cache_of(&old);
+    same.verify(&token, now).unwrap();
+    assert_eq!(same.cache_hits(), 2, "verified from the carried-over cache");
+
+    // Another secret (or claim rule): a fresh cache, so the old token is
+    // checked against the new key and refused.
+    let other = "another-secret-0123456789-0123456789-xyz";
+    let mut rotated = build(&BASIC.replace("${SECRET}", other));
+    rotated.keep_cache_of(&same);
+    assert!(rotated.verify(&token, now).is_err(), "old key gone");
+    assert_eq!(rotated.cache_hits(), 0);
+    let mut renamed = build(&BASIC.replace("sub: X-Auth-Subject", "sub: X-User"));
+    renamed.keep_cache_of(&same);
+    renamed.verify(&token, now).unwrap();
+    assert_eq!(renamed.cache_hits(), 0, "forwarded claims changed");
+}

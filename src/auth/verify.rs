@@ -62,7 +62,11 @@ pub struct Verifier {
     /// Claims kept for `revocation.compat`.
     compat_claims: Vec<String>,
     forward: Vec<(String, HeaderName)>,
-    cache: TokenCache<Verified>,
+    /// A digest of everything a cached result depends on (keys, algorithms,
+    /// claim rules and names, forwarded claims): two verifiers with the same
+    /// one give the same answer for every token.
+    rules: u128,
+    cache: Arc<TokenCache<Verified>>,
 }
 
 impl Verifier {
@@ -72,7 +76,37 @@ impl Verifier {
         forward: &ForwardSettings,
     ) -> Result<Verifier, Vec<Problem>> {
         let keys = Arc::new(KeySet::new(jwt, "jwt")?);
+        let rules = {
+            let mut text = format!(
+                "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|",
+                jwt.algorithms,
+                jwt.jwks_url,
+                jwt.issuer,
+                jwt.audience,
+                jwt.require,
+                jwt.typ,
+                jwt.leeway,
+                revocation.max_token_lifetime,
+                (
+                    &revocation.subject_claim,
+                    &revocation.token_claim,
+                    &revocation.session_claim
+                ),
+                revocation
+                    .compat
+                    .as_ref()
+                    .map(crate::config::Compat::claims),
+                forward.claims_to_headers,
+                jwt.public_key_pem,
+            )
+            .into_bytes();
+            if let Some(secret) = &jwt.secret {
+                text.extend_from_slice(&secret.0);
+            }
+            xxhash_rust::xxh3::xxh3_128(&text)
+        };
         Ok(Verifier {
+            rules,
             keys,
             issuer: jwt.issuer.clone(),
             audience: jwt.audience.clone(),
@@ -98,8 +132,18 @@ impl Verifier {
                     ))
                 })
                 .collect(),
-            cache: TokenCache::new(),
+            cache: Arc::new(TokenCache::new()),
         })
+    }
+
+    /// Takes over `old`'s verification cache when it verifies exactly as
+    /// this one does (a reload that changed nothing it depends on), so a
+    /// reload does not send every client's token through its signature
+    /// again. Not with a JWKS: its keys are fetched anew.
+    pub fn keep_cache_of(&mut self, old: &Verifier) {
+        if self.rules == old.rules && self.keys.jwks.is_none() && old.keys.jwks.is_none() {
+            self.cache = old.cache.clone();
+        }
     }
 
     /// Verifies `token` at `now` (Unix seconds). A token seen before skips the
