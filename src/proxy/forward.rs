@@ -15,7 +15,52 @@ use std::time::Duration;
 /// Idle upstream connections are kept this long (90 s).
 pub const POOL_IDLE: Duration = Duration::from_secs(90);
 
-type Connector = HttpsConnector<HttpConnector>;
+/// Upstream connections being opened at once per pool (32): a burst of
+/// requests (hundreds of h2 streams arriving together) waits for a slot, or
+/// for a connection to come back to the pool, instead of sending thousands
+/// of SYNs that overflow the upstream's listen backlog. The fast path's
+/// pool has the same bound.
+pub const MAX_CONNECTING: usize = 32;
+
+type Connector = Capped<HttpsConnector<HttpConnector>>;
+
+/// A connector that opens at most [`MAX_CONNECTING`] connections at once.
+#[derive(Clone)]
+pub struct Capped<C> {
+    inner: C,
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl<C> tower_service::Service<Uri> for Capped<C>
+where
+    C: tower_service::Service<Uri> + Clone + Send + 'static,
+    C::Future: Send,
+    C::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = C::Response;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<C::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        // The clone is ready too: the HTTP connector always is.
+        let ready = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, ready);
+        let slots = self.slots.clone();
+        Box::pin(async move {
+            let _slot = slots.acquire_owned().await?;
+            inner.call(uri).await.map_err(Into::into)
+        })
+    }
+}
 
 /// A plain `http://` upstream as the HTTP/1.1 fast path sees it.
 #[derive(Debug, Clone)]
@@ -154,11 +199,14 @@ fn pooled_client(
     connector.set_connect_timeout(Some(connect_timeout));
     connector.set_nodelay(true);
     connector.enforce_http(false);
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config((**tls).clone())
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(connector);
+    let connector = Capped {
+        inner: hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((**tls).clone())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector),
+        slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTING)),
+    };
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(POOL_IDLE)
         .build(connector)
@@ -174,4 +222,57 @@ fn describe_client_error(e: &hyper_util::client::legacy::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tower_service::Service;
+
+    /// A connector that takes 20 ms and records how many connects overlap.
+    #[derive(Clone, Default)]
+    struct Slow {
+        now: Arc<AtomicUsize>,
+        most: Arc<AtomicUsize>,
+    }
+
+    impl Service<Uri> for Slow {
+        type Response = ();
+        type Error = std::io::Error;
+        type Future =
+            std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), std::io::Error>> + Send>>;
+        fn poll_ready(
+            &mut self,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, _: Uri) -> Self::Future {
+            let (now, most) = (self.now.clone(), self.most.clone());
+            Box::pin(async move {
+                let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(n, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                now.fetch_sub(1, Ordering::SeqCst);
+                Ok(())
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_burst_of_connects_opens_at_most_the_cap_at_once() {
+        let slow = Slow::default();
+        let mut capped = Capped {
+            inner: slow.clone(),
+            slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTING)),
+        };
+        let uri: Uri = "http://127.0.0.1:1/".parse().unwrap();
+        let all: Vec<_> = (0..200).map(|_| capped.call(uri.clone())).collect();
+        for r in futures_util::future::join_all(all).await {
+            r.unwrap();
+        }
+        assert_eq!(slow.most.load(Ordering::SeqCst), MAX_CONNECTING);
+        assert_eq!(slow.now.load(Ordering::SeqCst), 0);
+    }
 }

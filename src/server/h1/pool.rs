@@ -19,8 +19,8 @@ use tokio::sync::{oneshot, Semaphore};
 
 /// Idle connections kept per worker (256); more are closed when returned.
 pub const MAX_IDLE: usize = 256;
-/// Connections being opened at once per worker (32).
-pub const MAX_CONNECTING: usize = 32;
+/// Connections being opened at once per worker (as on the hyper path).
+pub const MAX_CONNECTING: usize = crate::proxy::forward::MAX_CONNECTING;
 
 /// One upstream connection and the bytes read from it but not yet used.
 pub struct Upstream {
