@@ -5,6 +5,7 @@
 #   nginx         wrk → nginx proxy_pass (no auth at all) → upstream
 #   rp-hs256      wrk → revoke-proxy (HS256 + revocation check, memory store)
 #   rp-info       HS256 at log.level info: one access line per request (file)
+#   nginx-log     nginx proxy_pass with its access log on (file), beside rp-info
 #   rp-rs256 / rp-es256 / rp-eddsa   the same with RS256 2048, ES256, EdDSA
 #   rp-redis      HS256, redis store, replica mode (local copy + change log)
 #   rp-redis-pr   HS256, redis store, per_request mode
@@ -73,7 +74,7 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 declare -A PORT
-for name in UP NGX NTLS NH2 NH2T HS IN RS ES ED RR RP MP TL BP BI BT FH FR FE FD RD MC; do PORT[$name]=$(free_port); done
+for name in UP NGX NGL NTLS NH2 NH2T HS IN RS ES ED RR RP MP TL BP BI BT FH FR FE FD RD MC; do PORT[$name]=$(free_port); done
 UP=${PORT[UP]}
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
   -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1 \
@@ -106,6 +107,9 @@ SSL="ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem;"
 write_nginx upstream "$UP" 1 'location / { return 200 "ok\n"; }'
 PROXY_PASS='location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }'
 write_nginx proxy "${PORT[NGX]}" "$PROXY_WORKERS" "$PROXY_PASS"
+# The same with nginx's access log on (combined format, to a file): what a
+# log line per request costs nginx, beside rp-info.
+write_nginx proxy-log "${PORT[NGL]}" "$PROXY_WORKERS" "access_log $work/nginx-access.log; $PROXY_PASS"
 write_nginx proxy-tls "${PORT[NTLS]} ssl" "$PROXY_WORKERS" "$SSL $PROXY_PASS"
 write_nginx proxy-h2c "${PORT[NH2]} http2" "$PROXY_WORKERS" "$PROXY_PASS"
 write_nginx proxy-h2tls "${PORT[NH2T]} ssl http2" "$PROXY_WORKERS" "$SSL $PROXY_PASS"
@@ -268,6 +272,7 @@ for round in $(seq 1 "$ROUNDS"); do
   run rp-hs256 "http://127.0.0.1:${PORT[HS]}/" "$work/hs.tokens"
   [ -n "${BASE_BIN:-}" ] && run rp-base "http://127.0.0.1:${PORT[BP]}/" "$work/hs.tokens"
   run rp-info "http://127.0.0.1:${PORT[IN]}/" "$work/hs.tokens"
+  run nginx-log "http://127.0.0.1:${PORT[NGL]}/" "$work/hs.tokens"
   [ -n "${BASE_BIN:-}" ] && run base-info "http://127.0.0.1:${PORT[BI]}/" "$work/hs.tokens"
   run rp-rs256 "http://127.0.0.1:${PORT[RS]}/" "$work/rs.tokens"
   run rp-es256 "http://127.0.0.1:${PORT[ES]}/" "$work/es.tokens"
@@ -318,6 +323,7 @@ rows = [
     ("rp-base", "nginx", None, "HS256 on BASE_BIN"),
     ("rp-info", "nginx", 1.0, "HS256, access line per request"),
     ("base-info", "nginx", None, "access line on BASE_BIN"),
+    ("nginx-log", "nginx", None, "nginx with its access log"),
     ("rp-rs256", "nginx", None, "RS256 2048, cached"),
     ("rp-es256", "nginx", None, "ES256, cached"),
     ("rp-eddsa", "nginx", None, "EdDSA, cached"),
@@ -361,6 +367,8 @@ for cached, fresh in (("rp-hs256", "fresh-hs256"), ("rp-rs256", "fresh-rs256"), 
 for store in ("rp-redis", "rp-redis-pr", "rp-memcd"):
     if store in r and "rp-hs256" in r:
         print(f"{store} / memory: {r[store] / r['rp-hs256']:.2f}")
+if "rp-info" in r and "nginx-log" in r:
+    print(f"rp-info / nginx-log (a log line per request on both sides): {r['rp-info'] / r['nginx-log']:.2f}")
 if "rp-base" in r and "rp-hs256" in r:
     print(f"rp-hs256 / rp-base (this build / BASE_BIN): {r['rp-hs256'] / r['rp-base']:.2f}")
 if "base-info" in r and "rp-info" in r:
