@@ -116,7 +116,7 @@ async fn every_dashboard_query_names_an_exported_metric() {
 }
 
 /// Every family `/metrics` exports, with its OpenMetrics type.
-const FAMILIES: [(&str, &str); 19] = [
+const FAMILIES: [(&str, &str); 20] = [
     ("revoke_proxy_requests", "counter"),
     ("revoke_proxy_revocations", "counter"),
     ("revoke_proxy_intake_signals", "counter"),
@@ -136,6 +136,7 @@ const FAMILIES: [(&str, &str); 19] = [
     ("revoke_proxy_store_log_position_timestamp_seconds", "gauge"),
     ("revoke_proxy_store_log_entries", "counter"),
     ("revoke_proxy_store_full_loads", "counter"),
+    ("revoke_proxy_store_given_back_entries", "counter"),
     ("revoke_proxy_propagation_lag_seconds", "histogram"),
     ("revoke_proxy_verify_cache_hits", "counter"),
     ("revoke_proxy_log_lines_dropped", "counter"),
@@ -176,7 +177,7 @@ fn allowed(label: &str, value: &str) -> bool {
             "log_behind",
             "trimmed",
         ],
-        "source" => &["snapshot", "keys"],
+        "source" => &["snapshot", "keys", "recent", "copy"],
         "le" => return value == "+Inf" || value.parse::<f64>().is_ok(),
         _ => &[],
     };
