@@ -268,8 +268,18 @@ fn write_timestamp(out: &mut impl std::fmt::Write, now: std::time::SystemTime) -
 /// `YYYY-MM-DDTHH:MM:SS` of a Unix second (proleptic Gregorian, UTC).
 fn format_second(out: &mut String, secs: u64) -> std::fmt::Result {
     use std::fmt::Write as _;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
+    let [year, month, day, hour, minute, second] = civil_utc(secs as i64);
+    write!(
+        out,
+        "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}"
+    )
+}
+
+/// Year, month, day, hour, minute and second (UTC, proleptic Gregorian) of
+/// Unix seconds; also the admin status page's dates.
+pub fn civil_utc(secs: i64) -> [i64; 6] {
+    let days = secs.div_euclid(86_400);
+    let rest = secs.rem_euclid(86_400);
     // Howard Hinnant's civil_from_days.
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -280,13 +290,7 @@ fn format_second(out: &mut String, secs: u64) -> std::fmt::Result {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    write!(
-        out,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    [year, month, day, rest / 3600, rest % 3600 / 60, rest % 60]
 }
 
 /// An event's fields as tracing's default visitor writes them: the message

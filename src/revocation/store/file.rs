@@ -244,24 +244,27 @@ impl Writer {
                 }
                 Ok(())
             })?;
-            out.into_inner()
-                .map_err(|e| io::Error::other(e.to_string()))?
-                .sync_all()?;
+            self.file = replace_with(out, &tmp, &self.path)?;
         }
-        std::fs::rename(&tmp, &self.path)?;
-        sync_dir(&self.path)?;
-        let file = OpenOptions::new()
-            .append(true)
-            .read(true)
-            .open(&self.path)?;
-        file.try_lock()
-            .map_err(|e| io::Error::other(e.to_string()))?;
-        self.file = file;
         self.lines = live;
         self.live_after_compact = live;
         self.last_compact = Instant::now();
         Ok(live)
     }
+}
+
+/// Makes the rewritten file `tmp` (written through `out`) the log at
+/// `path`, durably, and returns it open for appending and locked.
+pub(crate) fn replace_with(out: io::BufWriter<File>, tmp: &Path, path: &Path) -> io::Result<File> {
+    out.into_inner()
+        .map_err(|e| io::Error::other(e.to_string()))?
+        .sync_all()?;
+    std::fs::rename(tmp, path)?;
+    sync_dir(path)?;
+    let file = OpenOptions::new().append(true).read(true).open(path)?;
+    file.try_lock()
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    Ok(file)
 }
 
 pub(crate) fn encode_line(entry: &Entry) -> String {

@@ -18,7 +18,7 @@
 //!   whole copy back when Redis's log is not the copy's.
 
 use crate::revocation::model::Entry;
-use crate::revocation::store::file::{decode_line, encode_line, sync_dir};
+use crate::revocation::store::file::{decode_line, encode_line, replace_with};
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
@@ -197,7 +197,7 @@ struct Writer {
     path: PathBuf,
     file: File,
     /// The copy a full load is writing, and its epoch.
-    building: Option<(File, String, usize)>,
+    building: Option<(io::BufWriter<File>, String, usize)>,
     lines: usize,
     lines_at_rewrite: usize,
     epoch: Arc<Mutex<Option<String>>>,
@@ -216,7 +216,7 @@ impl Writer {
     fn handle(&mut self, cmd: Cmd) -> io::Result<()> {
         match cmd {
             Cmd::Begin(epoch) => {
-                let mut f = File::create(self.new_path())?;
+                let mut f = io::BufWriter::new(File::create(self.new_path())?);
                 f.write_all(format!("{HEADER}{epoch}\n").as_bytes())?;
                 self.building = Some((f, epoch, 0));
             }
@@ -248,9 +248,7 @@ impl Writer {
             }
             Cmd::Commit => {
                 if let Some((f, epoch, lines)) = self.building.take() {
-                    f.sync_all()?;
-                    drop(f);
-                    self.replace_with_new(lines)?;
+                    self.replaced(f, lines)?;
                     if let Ok(mut e) = self.epoch.lock() {
                         *e = Some(epoch);
                     }
@@ -292,17 +290,9 @@ impl Writer {
         PathBuf::from(p)
     }
 
-    /// Makes `<path>.new` the copy.
-    fn replace_with_new(&mut self, lines: usize) -> io::Result<()> {
-        std::fs::rename(self.new_path(), &self.path)?;
-        sync_dir(&self.path)?;
-        let file = OpenOptions::new()
-            .append(true)
-            .read(true)
-            .open(&self.path)?;
-        file.try_lock()
-            .map_err(|e| io::Error::other(e.to_string()))?;
-        self.file = file;
+    /// Makes `<path>.new`, written through `out`, the copy.
+    fn replaced(&mut self, out: io::BufWriter<File>, lines: usize) -> io::Result<()> {
+        self.file = replace_with(out, &self.new_path(), &self.path)?;
         self.lines = lines;
         self.lines_at_rewrite = lines;
         Ok(())
@@ -322,10 +312,7 @@ impl Writer {
                 kept += usize::from(i > 0);
             }
         }
-        out.into_inner()
-            .map_err(|e| io::Error::other(e.to_string()))?
-            .sync_all()?;
-        self.replace_with_new(kept)
+        self.replaced(out, kept)
     }
 }
 
