@@ -18,21 +18,23 @@ impl Proxy {
         headers: &F,
         query: Option<&str>,
     ) -> Result<Arc<Verified>, ProxyError> {
-        self.admit_noting(headers, query, None).await
+        self.admit_noting(headers, query, None, self.revocations.clock().now())
+            .await
     }
 
     /// [`Proxy::admit_parts`], noting the subject in `subject` as soon as
     /// the token verifies: an access line names whose revoked token it was.
+    /// `now` is the proxy's clock when the request arrived.
     pub(crate) async fn admit_noting<F: Fields + ?Sized>(
         &self,
         headers: &F,
         query: Option<&str>,
         subject: Option<&mut Option<String>>,
+        now: i64,
     ) -> Result<Arc<Verified>, ProxyError> {
         let started = std::time::Instant::now();
         let found = extract(headers, query, &self.token_from)?.ok_or(AuthError::Missing)?;
         let token = found.token;
-        let now = self.revocations.clock().now();
         if !self.verifier.keys_ready() {
             return Err(ProxyError::KeysUnavailable);
         }

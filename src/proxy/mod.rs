@@ -379,7 +379,7 @@ impl Proxy {
         let rule = self.routes.find(method, &path);
         let verified = if rule.auth {
             Some(
-                self.admit_noting(fields, query, access.map(|a| &mut a.subject))
+                self.admit_noting(fields, query, access.map(|a| &mut a.subject), arrived)
                     .await?,
             )
         } else {

@@ -183,18 +183,25 @@ async fn forward<S: Client>(
         idempotent: idempotent(req.method),
         policy: &proxy.policy,
     };
-    let exchanged = tokio::time::timeout(
-        lane.target.response_timeout,
+    let exchanged = tokio::time::timeout_at(
+        tokio::time::Instant::from_std(sent) + lane.target.response_timeout,
         send(lane.pool, conn, left, ask, body),
     )
     .await;
-    proxy.metrics.upstream_latency.observe(sent.elapsed());
+    let answered = Instant::now();
+    proxy
+        .metrics
+        .upstream_latency
+        .observe(answered.saturating_duration_since(sent));
     let (up, reply) = match exchanged {
         Err(_) => return Err(ProxyError::UpstreamTimeout.into()),
         Ok(Err(e)) => return Err(ProxyError::UpstreamFailed(e.to_string()).into()),
         Ok(Ok(r)) => r,
     };
-    relay_answer(proxy, req, conn, lane, &admitted, up, reply, *body).await
+    relay_answer(
+        proxy, req, conn, lane, &admitted, up, reply, *body, answered,
+    )
+    .await
 }
 
 /// A `respond:` route answers here, with its action's fields.
@@ -255,7 +262,7 @@ fn upstream_head<S: Client>(
 
 /// Applies the route's action to the upstream's status, then relays the
 /// answer to the client; the upstream connection goes back to the pool when
-/// its exchange ended cleanly.
+/// its exchange ended cleanly (idle since `answered`, when its answer came).
 #[allow(clippy::too_many_arguments)] // the steps of one exchange, each needed
 async fn relay_answer<S: Client>(
     proxy: &Proxy,
@@ -266,6 +273,7 @@ async fn relay_answer<S: Client>(
     mut up: super::pool::Upstream,
     reply: head::Final,
     body: BodyState,
+    answered: Instant,
 ) -> Result<(u16, bool), Failure> {
     let status = StatusCode::from_u16(reply.status)
         .map_err(|_| Failure::Answer(ProxyError::UpstreamFailed("invalid status code".into())))?;
@@ -291,7 +299,7 @@ async fn relay_answer<S: Client>(
         return Err(Failure::Abort(reply.status, Outcome::UpstreamError));
     }
     if reply.reusable && !cut_short {
-        lane.pool.put(up);
+        lane.pool.put(up, answered);
     }
     Ok((reply.status, !close))
 }

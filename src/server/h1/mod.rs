@@ -99,7 +99,9 @@ pub async fn serve<S: Client>(stream: &mut S, mut lane: Lane<'_>) -> Ended {
         } else {
             lane.client_idle
         };
-        let mut deadline = tokio::time::Instant::now() + wait;
+        // Once a request has started, its head deadline is set when a read
+        // finds it incomplete (most heads come whole in their first read).
+        let mut deadline = Some(tokio::time::Instant::now() + wait);
         loop {
             if !buf.is_empty() {
                 // The bytes read so far, parsed once where they lie; what
@@ -122,12 +124,14 @@ pub async fn serve<S: Client>(stream: &mut S, mut lane: Lane<'_>) -> Ended {
                     Step::Partial | Step::Hyper => return Ended::Hyper(data.freeze()),
                 }
             }
-            if !read_more(stream, &mut buf, deadline, &mut lane).await {
+            let until =
+                *deadline.get_or_insert_with(|| tokio::time::Instant::now() + lane.client_header);
+            if !read_more(stream, &mut buf, until, &mut lane).await {
                 return Ended::Closed;
             }
             if !started {
                 started = true;
-                deadline = tokio::time::Instant::now() + lane.client_header;
+                deadline = None;
             }
         }
     }

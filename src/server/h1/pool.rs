@@ -107,12 +107,13 @@ impl Pool {
         })
     }
 
-    /// Returns a connection whose last exchange ended cleanly.
-    pub fn put(&self, mut conn: Upstream) {
+    /// Returns a connection whose last exchange ended cleanly, idle since
+    /// `idle_since` (the caller's clock reading when its answer came).
+    pub fn put(&self, mut conn: Upstream, idle_since: Instant) {
         if !conn.buf.is_empty() {
             return; // bytes nobody asked for: the connection is out of step
         }
-        conn.idle_since = Instant::now();
+        conn.idle_since = idle_since;
         loop {
             let Some(waiter) = self.waiters.lock().pop_front() else {
                 break;
@@ -178,12 +179,15 @@ mod tests {
             .await
             .unwrap();
         let _peer = live.accept().await.unwrap();
-        pool.put(Upstream {
-            stream,
-            buf: BytesMut::new(),
-            reused: false,
-            idle_since: Instant::now(),
-        });
+        pool.put(
+            Upstream {
+                stream,
+                buf: BytesMut::new(),
+                reused: false,
+                idle_since: Instant::now(),
+            },
+            Instant::now(),
+        );
         let mut got = None;
         for _ in 0..100 {
             if let Some(i) = waiting.iter().position(|w| w.is_finished()) {
