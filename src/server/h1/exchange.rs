@@ -3,6 +3,7 @@
 //! or forwarded, and the answer relayed with its framing unchanged.
 
 use super::body::{put, relay, Framing};
+use super::deadline::Deadline;
 use super::head::{self, Check, Outgoing, Plain};
 use super::upstream::{idempotent, send, Ask};
 use super::{Client, Lane, Step};
@@ -65,6 +66,7 @@ struct Request<'h> {
 pub(super) async fn exchange<S: Client>(
     data: &[u8],
     conn: &mut Conn<'_, S>,
+    timer: &mut Deadline,
     lane: &Lane<'_>,
 ) -> Step {
     let mut fields = head::fields();
@@ -105,7 +107,18 @@ pub(super) async fn exchange<S: Client>(
     } else {
         BodyState::Unread
     };
-    match forward(proxy, &req, conn, lane, rid, access.as_mut(), &mut body).await {
+    match forward(
+        proxy,
+        &req,
+        conn,
+        timer,
+        lane,
+        rid,
+        access.as_mut(),
+        &mut body,
+    )
+    .await
+    {
         Ok((status, keep)) => {
             proxy.record(access, status, Outcome::Ok, None);
             Step::Done(keep)
@@ -152,10 +165,12 @@ fn skip_body(req: &Request<'_>, buf: &mut BytesMut, body: BodyState) -> bool {
 }
 
 /// Routes, admits and forwards one request; `Ok((status, keep_open))`.
+#[allow(clippy::too_many_arguments)] // the parts of one exchange, each needed
 async fn forward<S: Client>(
     proxy: &Proxy,
     req: &Request<'_>,
     conn: &mut Conn<'_, S>,
+    timer: &mut Deadline,
     lane: &Lane<'_>,
     rid: RequestId,
     access: Option<&mut crate::proxy::AccessLine>,
@@ -183,20 +198,21 @@ async fn forward<S: Client>(
         idempotent: idempotent(req.method),
         policy: &proxy.policy,
     };
-    let exchanged = tokio::time::timeout_at(
-        tokio::time::Instant::from_std(sent) + lane.target.response_timeout,
-        send(lane.pool, conn, left, ask, body),
-    )
-    .await;
+    timer.set(tokio::time::Instant::from_std(sent) + lane.target.response_timeout);
+    let exchanged = tokio::select! {
+        biased;
+        r = send(lane.pool, conn, left, ask, body) => r.map_err(Some),
+        () = timer.passed() => Err(None),
+    };
     let answered = Instant::now();
     proxy
         .metrics
         .upstream_latency
         .observe(answered.saturating_duration_since(sent));
     let (up, reply) = match exchanged {
-        Err(_) => return Err(ProxyError::UpstreamTimeout.into()),
-        Ok(Err(e)) => return Err(ProxyError::UpstreamFailed(e.to_string()).into()),
-        Ok(Ok(r)) => r,
+        Err(None) => return Err(ProxyError::UpstreamTimeout.into()),
+        Err(Some(e)) => return Err(ProxyError::UpstreamFailed(e.to_string()).into()),
+        Ok(r) => r,
     };
     relay_answer(
         proxy, req, conn, lane, &admitted, up, reply, *body, answered,

@@ -13,6 +13,7 @@
 //! May import: config, proxy (as the rest of `server`).
 
 pub mod body;
+mod deadline;
 pub mod error;
 mod exchange;
 pub mod head;
@@ -28,6 +29,7 @@ use crate::proxy::LiveProxy;
 use crate::server::MAX_HEADER_BYTES;
 use body::READ_SIZE;
 use bytes::{Bytes, BytesMut};
+use deadline::Deadline;
 use exchange::{exchange, Conn};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -87,6 +89,7 @@ pub async fn serve<S: Client>(stream: &mut S, mut lane: Lane<'_>) -> Ended {
     let mut out = Vec::with_capacity(1024);
     let mut back = Vec::with_capacity(1024);
     let mut first = true;
+    let mut timer = Deadline::new(tokio::time::Instant::now() + lane.client_header);
     loop {
         // A connection's first request, or one already started: its head
         // within `client_header`. Between requests a connection may wait
@@ -99,9 +102,10 @@ pub async fn serve<S: Client>(stream: &mut S, mut lane: Lane<'_>) -> Ended {
         } else {
             lane.client_idle
         };
+        timer.set(tokio::time::Instant::now() + wait);
         // Once a request has started, its head deadline is set when a read
         // finds it incomplete (most heads come whole in their first read).
-        let mut deadline = Some(tokio::time::Instant::now() + wait);
+        let mut deadline_set = true;
         loop {
             if !buf.is_empty() {
                 // The bytes read so far, parsed once where they lie; what
@@ -113,7 +117,7 @@ pub async fn serve<S: Client>(stream: &mut S, mut lane: Lane<'_>) -> Ended {
                     out: &mut out,
                     back: &mut back,
                 };
-                match exchange(&data, &mut conn, &lane).await {
+                match exchange(&data, &mut conn, &mut timer, &lane).await {
                     Step::Done(true) => break,
                     Step::Done(false) => {
                         linger(stream).await;
@@ -124,14 +128,16 @@ pub async fn serve<S: Client>(stream: &mut S, mut lane: Lane<'_>) -> Ended {
                     Step::Partial | Step::Hyper => return Ended::Hyper(data.freeze()),
                 }
             }
-            let until =
-                *deadline.get_or_insert_with(|| tokio::time::Instant::now() + lane.client_header);
-            if !read_more(stream, &mut buf, until, &mut lane).await {
+            if !deadline_set {
+                timer.set(tokio::time::Instant::now() + lane.client_header);
+                deadline_set = true;
+            }
+            if !read_more(stream, &mut buf, &mut timer, &mut lane).await {
                 return Ended::Closed;
             }
             if !started {
                 started = true;
-                deadline = None;
+                deadline_set = false;
             }
         }
     }
@@ -142,17 +148,17 @@ pub async fn serve<S: Client>(stream: &mut S, mut lane: Lane<'_>) -> Ended {
 async fn read_more<S: Client>(
     stream: &mut S,
     buf: &mut BytesMut,
-    deadline: tokio::time::Instant,
+    timer: &mut Deadline,
     lane: &mut Lane<'_>,
 ) -> bool {
     buf.reserve(READ_SIZE);
     let idle = buf.is_empty();
-    let read = tokio::select! {
+    tokio::select! {
         biased;
-        r = tokio::time::timeout_at(deadline, stream.read_buf(buf)) => r,
-        _ = lane.stop.wait_for(|s| *s), if idle => return false,
-    };
-    matches!(read, Ok(Ok(n)) if n > 0)
+        r = stream.read_buf(buf) => matches!(r, Ok(n) if n > 0),
+        () = timer.passed() => false,
+        _ = lane.stop.wait_for(|s| *s), if idle => false,
+    }
 }
 
 /// What became of the bytes handed to [`exchange`].
