@@ -197,6 +197,7 @@ async fn forward<S: Client>(
         head: req.head_request,
         idempotent: idempotent(req.method),
         policy: &proxy.policy,
+        sent,
     };
     timer.set(tokio::time::Instant::from_std(sent) + lane.target.response_timeout);
     let exchanged = tokio::select! {

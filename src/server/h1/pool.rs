@@ -57,9 +57,9 @@ impl Pool {
     /// is probed: a connection holding bytes nobody asked for (an extra
     /// response, a body after a HEAD answer) would hand them to the next
     /// client as its answer.
-    pub async fn get(&self) -> Result<Upstream, UpstreamError> {
+    pub async fn get(&self, now: Instant) -> Result<Upstream, UpstreamError> {
         loop {
-            if let Some(conn) = self.take_idle() {
+            if let Some(conn) = self.take_idle(now) {
                 return Ok(conn);
             }
             if let Ok(_slot) = self.connecting.try_acquire() {
@@ -70,7 +70,7 @@ impl Pool {
             tokio::select! {
                 biased;
                 handed = rx => {
-                    if let Some(conn) = handed.ok().and_then(usable) {
+                    if let Some(conn) = handed.ok().and_then(|c| usable(c, now)) {
                         return Ok(conn);
                     }
                 }
@@ -83,10 +83,10 @@ impl Pool {
     }
 
     /// The most recently returned idle connection that is still usable.
-    fn take_idle(&self) -> Option<Upstream> {
+    fn take_idle(&self, now: Instant) -> Option<Upstream> {
         loop {
             let conn = self.idle.lock().pop()?;
-            if let Some(conn) = usable(conn) {
+            if let Some(conn) = usable(conn, now) {
                 return Some(conn);
             }
         }
@@ -131,8 +131,8 @@ impl Pool {
 }
 
 /// A pooled connection fit for reuse (probed, not idle too long), marked reused.
-fn usable(mut conn: Upstream) -> Option<Upstream> {
-    if conn.idle_since.elapsed() < POOL_IDLE && still_open(&conn.stream) {
+fn usable(mut conn: Upstream, now: Instant) -> Option<Upstream> {
+    if now.saturating_duration_since(conn.idle_since) < POOL_IDLE && still_open(&conn.stream) {
         conn.reused = true;
         Some(conn)
     } else {
@@ -168,7 +168,7 @@ mod tests {
         let mut waiting = Vec::new();
         for _ in 0..(MAX_CONNECTING + 8) {
             let pool = pool.clone();
-            waiting.push(tokio::spawn(async move { pool.get().await }));
+            waiting.push(tokio::spawn(async move { pool.get(Instant::now()).await }));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(pool.connecting.available_permits(), 0);

@@ -40,6 +40,8 @@ pub(super) struct Ask<'a> {
     /// The method may be sent again (RFC 9110 §9.2.2).
     pub idempotent: bool,
     pub policy: &'a Policy,
+    /// When the request was handed to the upstream side.
+    pub sent: std::time::Instant,
 }
 
 /// RFC 9110 §9.2.2; only these may be retried automatically (RFC 9112 §9.3.1).
@@ -62,7 +64,7 @@ pub(super) async fn send<S: Client>(
     ask: Ask<'_>,
     body: &mut BodyState,
 ) -> Result<(pool::Upstream, Final), UpstreamError> {
-    let mut up = pool.get().await?;
+    let mut up = pool.get(ask.sent).await?;
     loop {
         match send_once(&mut up, conn, left, ask, body).await {
             Ok(reply) => return Ok((up, reply)),

@@ -166,7 +166,21 @@ fn copy_head(
     chunked: bool,
     policy: &Policy,
 ) {
-    let _ = write!(out, "HTTP/1.1 {status:03} {reason}\r\n");
+    out.extend_from_slice(b"HTTP/1.1 ");
+    match u8::try_from(status / 100) {
+        // A parsed status has three digits.
+        Ok(hundreds @ 1..=9) => out.extend_from_slice(&[
+            b'0' + hundreds,
+            b'0' + (status / 10 % 10) as u8,
+            b'0' + (status % 10) as u8,
+        ]),
+        _ => {
+            let _ = write!(out, "{status:03}");
+        }
+    }
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
     let connection = policy.response_connection(headers);
     for h in headers {
         let keep = match policy.response_field(&connection, h.name) {
@@ -237,4 +251,35 @@ fn date(out: &mut Vec<u8>) {
         }
         field(out, b"date", c.1.as_bytes());
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_line_has_three_digits_and_the_reason_as_sent() {
+        let policy = Policy::new(&crate::config::ForwardSettings {
+            claims_to_headers: Vec::new(),
+            authorization: crate::config::AuthorizationForward::Keep,
+            host: crate::config::HostMode::Preserve,
+            trusted_proxies: Vec::new(),
+            request_id: String::new(),
+        });
+        for (status, reason, line) in [
+            (200, "OK", "HTTP/1.1 200 OK\r\n"),
+            (404, "Not Found", "HTTP/1.1 404 Not Found\r\n"),
+            (599, "", "HTTP/1.1 599 \r\n"),
+            (
+                101,
+                "Switching Protocols",
+                "HTTP/1.1 101 Switching Protocols\r\n",
+            ),
+            (42, "odd", "HTTP/1.1 042 odd\r\n"),
+        ] {
+            let mut out = Vec::new();
+            copy_head(&mut out, status, reason, &[], false, &policy);
+            assert_eq!(String::from_utf8(out).unwrap(), line);
+        }
+    }
 }
