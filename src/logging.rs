@@ -25,17 +25,35 @@ pub const MAX_BYTES: usize = 8 * 1024 * 1024;
 
 /// Lines waiting for the writer thread.
 struct Sink {
-    buf: Mutex<Vec<u8>>,
+    buf: Mutex<Queued>,
     wake: Condvar,
     /// Held while a batch is taken and written, so batches keep their order.
     out: Mutex<()>,
     dropped: AtomicU64,
 }
 
+/// The queued bytes, and whether the writer sleeps until there are any.
+struct Queued {
+    bytes: Vec<u8>,
+    /// The writer found nothing queued and waits, without a timeout, for
+    /// the first line: an idle proxy's writer does not wake on its own.
+    writer_idle: bool,
+}
+
+impl std::ops::Deref for Queued {
+    type Target = Vec<u8>;
+    fn deref(&self) -> &Vec<u8> {
+        &self.bytes
+    }
+}
+
 impl Sink {
     fn new() -> Self {
         Sink {
-            buf: Mutex::new(Vec::with_capacity(WAKE_BYTES)),
+            buf: Mutex::new(Queued {
+                bytes: Vec::with_capacity(WAKE_BYTES),
+                writer_idle: false,
+            }),
             wake: Condvar::new(),
             out: Mutex::new(()),
             dropped: AtomicU64::new(0),
@@ -54,14 +72,16 @@ impl Sink {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        buf.extend_from_slice(line);
-        if before < WAKE_BYTES && buf.len() >= WAKE_BYTES {
+        buf.bytes.extend_from_slice(line);
+        if buf.writer_idle || (before < WAKE_BYTES && buf.len() >= WAKE_BYTES) {
+            buf.writer_idle = false;
             self.wake.notify_one();
         }
     }
 
-    /// Takes what is queued (after waiting up to `wait` for it to fill) and
-    /// writes it to `out`; `spare` is the buffer swapped in.
+    /// Takes what is queued and writes it to `out`; `spare` is the buffer
+    /// swapped in. With a `wait`, first sleeps until a line is queued (as
+    /// long as it takes), then up to `wait` for more to join it.
     fn write_batch(&self, out: &mut impl Write, spare: &mut Vec<u8>, wait: Duration) {
         let Ok(_order) = self.out.lock() else {
             return;
@@ -70,13 +90,20 @@ impl Sink {
             let Ok(mut buf) = self.buf.lock() else {
                 return;
             };
+            if buf.is_empty() && !wait.is_zero() {
+                buf.writer_idle = true;
+                buf = match self.wake.wait_while(buf, |b| b.writer_idle) {
+                    Ok(buf) => buf,
+                    Err(_) => return,
+                };
+            }
             if buf.len() < WAKE_BYTES && !wait.is_zero() {
                 buf = match self.wake.wait_timeout(buf, wait) {
                     Ok((buf, _)) => buf,
                     Err(_) => return,
                 };
             }
-            std::mem::swap(&mut *buf, spare);
+            std::mem::swap(&mut buf.bytes, spare);
         }
         if !spare.is_empty() {
             // A failed write (stdout closed) loses this batch; logging goes on.
@@ -622,6 +649,25 @@ mod tests {
         sink.push(b"after\n");
         sink.write_batch(&mut out, &mut Vec::new(), Duration::ZERO);
         assert!(out.0.ends_with(b"after\n"), "room again once written");
+    }
+
+    #[test]
+    fn an_idle_writer_sleeps_until_the_first_line() {
+        let sink = std::sync::Arc::new(Sink::new());
+        let writer = {
+            let sink = sink.clone();
+            std::thread::spawn(move || {
+                let mut out = Recorder::default();
+                sink.write_batch(&mut out, &mut Vec::new(), Duration::from_millis(1));
+                out.0
+            })
+        };
+        // Far longer than the interval: an idle writer writes nothing (and
+        // does not return) until a line comes.
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(!writer.is_finished(), "the idle writer woke on its own");
+        sink.push(b"first\n");
+        assert_eq!(writer.join().unwrap_or_default(), b"first\n");
     }
 
     #[test]
