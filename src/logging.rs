@@ -40,13 +40,6 @@ struct Queued {
     writer_idle: bool,
 }
 
-impl std::ops::Deref for Queued {
-    type Target = Vec<u8>;
-    fn deref(&self) -> &Vec<u8> {
-        &self.bytes
-    }
-}
-
 impl Sink {
     fn new() -> Self {
         Sink {
@@ -66,14 +59,14 @@ impl Sink {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        let before = buf.len();
+        let before = buf.bytes.len();
         if before + line.len() > MAX_BYTES {
             drop(buf);
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
         buf.bytes.extend_from_slice(line);
-        if buf.writer_idle || (before < WAKE_BYTES && buf.len() >= WAKE_BYTES) {
+        if buf.writer_idle || (before < WAKE_BYTES && buf.bytes.len() >= WAKE_BYTES) {
             buf.writer_idle = false;
             self.wake.notify_one();
         }
@@ -89,14 +82,14 @@ impl Sink {
             let Ok(mut buf) = self.buf.lock() else {
                 return;
             };
-            if buf.is_empty() {
+            if buf.bytes.is_empty() {
                 buf.writer_idle = true;
                 buf = match self.wake.wait_while(buf, |b| b.writer_idle) {
                     Ok(buf) => buf,
                     Err(_) => return,
                 };
             }
-            if buf.len() < WAKE_BYTES {
+            if buf.bytes.len() < WAKE_BYTES {
                 drop(self.wake.wait_timeout(buf, wait));
             }
         }
