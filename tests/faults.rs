@@ -217,3 +217,39 @@ async fn revocations_survive_store_faults_under_load() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A revocation whose caller stops waiting for the store (its client went
+/// away) stays pending and is stored once the store answers again.
+#[tokio::test]
+async fn a_revocation_whose_caller_stops_waiting_is_still_stored() {
+    let redis = Redis::start();
+    let up = TestUpstream::start().await;
+    let store = format!(
+        "revocation:\n  store:\n    type: redis\n    url: {}\n    mode: per_request\n    timeout: 3s\n",
+        redis.url()
+    );
+    let a = TestProxy::start(&format!("{BASIC}{store}"), &up.url(), &[]).await;
+    let token = hs256(&claims("frank"));
+    let v = a.app.verifier.verify_uncached(&token, now()).unwrap();
+    redis.pause();
+    let write = a
+        .app
+        .revocations
+        .revoke_token(v.subject.clone(), v.token_id.clone(), v.exp, None);
+    // The caller gives up long before the store's 3 s timeout.
+    assert!(tokio::time::timeout(Duration::from_millis(150), write)
+        .await
+        .is_err());
+    assert_eq!(a.app.revocations.pending(), 1, "kept for the retry loop");
+    redis.resume();
+    let revocations = a.app.revocations.clone();
+    wait_until("the pending revocation stored", move || {
+        revocations.pending() == 0
+    })
+    .await;
+    // Another replica that reads the store per request sees it.
+    let b = TestProxy::start(&format!("{BASIC}{store}"), &up.url(), &[]).await;
+    assert_eq!(get(b.addr, "/api", Some(&token)).await.status, 401);
+    b.stop().await;
+    a.stop().await;
+}

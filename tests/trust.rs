@@ -847,3 +847,66 @@ async fn a_token_signed_with_a_roca_key_from_a_jwks_never_verifies() {
         1
     );
 }
+
+#[tokio::test]
+async fn a_route_action_applies_even_when_the_client_gives_up_first() {
+    let up = TestUpstream::start().await;
+    let paths = Paths::start(&config(""), &up.url(), &[]).await;
+    for via in ALL {
+        let token = hs256(&claims(&format!("erin-{via:?}")));
+        let auth = bearer(&token);
+        let h: [(&str, &[u8]); 1] = [("authorization", &auth)];
+        // The app takes 600 ms to log the user out; the client closes its
+        // connection (h2: resets the stream) after 150 ms.
+        let gave_up = tokio::time::timeout(
+            Duration::from_millis(150),
+            paths.send(via, "POST", "/slow/600", &h, b""),
+        )
+        .await;
+        assert!(gave_up.is_err(), "{via:?}: answered before the app did");
+        let (paths, h) = (&paths, &h);
+        wait_for(
+            &format!("{via:?}: the purge applied after the client left"),
+            || async move { paths.send(via, "GET", "/api", h, b"").await.status == 401 },
+        )
+        .await;
+    }
+    assert!(up.count() >= ALL.len(), "the app got every logout");
+    paths.stop().await;
+}
+
+#[tokio::test]
+async fn a_claim_an_http_parser_would_read_differently_makes_the_token_invalid() {
+    let up = TestUpstream::start().await;
+    let paths = Paths::start(&config(""), &up.url(), &[]).await;
+    for via in ALL {
+        for sub in [
+            " alice",
+            "alice ",
+            "al\tice\t",
+            "al\u{1}ice",
+            "a\r\nX-Admin: 1",
+        ] {
+            let auth = bearer(&hs256(&claims(sub)));
+            let r = paths
+                .send(via, "GET", "/api", &[("authorization", &auth)], b"")
+                .await;
+            assert_eq!(r.status, 401, "{via:?}: sub {sub:?}");
+        }
+        // Inner spaces and UTF-8 arrive byte for byte.
+        let sub = "José de la Cruz";
+        let auth = bearer(&hs256(&claims(sub)));
+        let before = up.count();
+        let r = paths
+            .send(via, "GET", "/api", &[("authorization", &auth)], b"")
+            .await;
+        assert_eq!(r.status, 200, "{via:?}");
+        assert_eq!(up.count(), before + 1);
+        assert_eq!(
+            up.last().headers.get("x-auth-subject").unwrap().as_bytes(),
+            sub.as_bytes(),
+            "{via:?}"
+        );
+    }
+    paths.stop().await;
+}

@@ -132,7 +132,7 @@ fn from_header<'a, F: Fields + ?Sized>(
     match bearer(text) {
         Scheme::Bearer(token) => seen.add(Cow::Borrowed(token), index),
         Scheme::BadBearer => Err(AuthError::Malformed(
-            "Authorization must be \"Bearer\", one space, then the token",
+            "Authorization must be Bearer, one space, then the token",
         )),
         Scheme::Other if is_authorization => {
             // Another scheme (Basic, Digest…) carries no bearer token (RFC 6750 §3).

@@ -224,11 +224,15 @@ impl Verifier {
             Some(_) => Some(claim_id(&claims, &self.session_claim)?),
         };
         let keys = KeyHashes::new(&subject, &token_id).with_session(session.as_ref());
-        let forwarded = self
-            .forward
-            .iter()
-            .filter_map(|(claim, header)| Some((header.clone(), header_value(claims.get(claim)?)?)))
-            .collect();
+        let mut forwarded = Vec::with_capacity(self.forward.len());
+        for (claim, header) in &self.forward {
+            let Some(claim) = claims.get(claim) else {
+                continue;
+            };
+            if let Some(value) = header_value(claim)? {
+                forwarded.push((header.clone(), value));
+            }
+        }
         Ok(Verified {
             subject,
             token_id,
@@ -281,11 +285,21 @@ fn claim_id(claims: &Map<String, Value>, name: &str) -> Result<ClaimValue, AuthE
     }
 }
 
-fn header_value(v: &Value) -> Option<HeaderValue> {
+/// A claim as the header the app receives (`None`: null, nothing sent). A
+/// value an HTTP parser would read differently — surrounding spaces or
+/// tabs, control bytes — makes the token invalid: the app must see exactly
+/// the value revocations are keyed on, or nothing at all.
+fn header_value(v: &Value) -> Result<Option<HeaderValue>, AuthError> {
     let text = match v {
         Value::String(s) => s.clone(),
-        Value::Null => return None,
+        Value::Null => return Ok(None),
         other => other.to_string(),
     };
-    HeaderValue::from_str(&text).ok()
+    let padded = text.starts_with([' ', '\t']) || text.ends_with([' ', '\t']);
+    match HeaderValue::from_bytes(text.as_bytes()) {
+        Ok(value) if !padded => Ok(Some(value)),
+        _ => Err(AuthError::invalid(
+            "claim forwarded as a header has surrounding whitespace or control bytes",
+        )),
+    }
 }

@@ -79,6 +79,20 @@ impl ListStatus {
     }
 }
 
+/// `text` as an RFC 9110 quoted-string: `"` and `\\` escaped.
+fn quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
 impl ProxyError {
     /// The outcome used in access logs and metrics.
     pub fn outcome(&self) -> Outcome {
@@ -178,16 +192,18 @@ impl ProxyError {
         let h = &mut headers;
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        let realm = quoted(realm);
         let challenge = match self {
-            ProxyError::Auth(AuthError::Missing) => Some(format!("Bearer realm=\"{realm}\"")),
+            ProxyError::Auth(AuthError::Missing) => Some(format!("Bearer realm={realm}")),
             ProxyError::Auth(AuthError::Malformed(d)) => Some(format!(
-                "Bearer realm=\"{realm}\", error=\"invalid_request\", error_description=\"{d}\""
+                "Bearer realm={realm}, error=\"invalid_request\", error_description={}",
+                quoted(d)
             )),
             ProxyError::Auth(AuthError::Invalid(_) | AuthError::UnknownKey)
             | ProxyError::Revoked(_)
             | ProxyError::ListStatus(_) => Some(format!(
-                "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{}\"",
-                description.unwrap_or_default()
+                "Bearer realm={realm}, error=\"invalid_token\", error_description={}",
+                quoted(description.unwrap_or_default())
             )),
             _ => None,
         };
@@ -291,5 +307,15 @@ mod tests {
             .to_response("r")
             .headers()
             .contains_key(RETRY_AFTER));
+    }
+
+    #[test]
+    fn challenge_parameters_are_valid_quoted_strings() {
+        let e = ProxyError::Auth(AuthError::Malformed(r#"must be "Bearer" \ then"#));
+        let (_, headers, _) = e.to_parts(r#"app "x""#);
+        assert_eq!(
+            headers.get(WWW_AUTHENTICATE).unwrap(),
+            r#"Bearer realm="app \"x\"", error="invalid_request", error_description="must be \"Bearer\" \\ then""#
+        );
     }
 }

@@ -168,6 +168,26 @@ impl Proxy {
         &self.upstream
     }
 
+    /// A request whose effect must not depend on the client staying: a
+    /// route with an action (the app logs the user out whatever the client
+    /// does meanwhile) or an intake endpoint. The hyper path serves these in
+    /// a task of their own, so a client that resets its stream or closes
+    /// the connection does not cancel the exchange or the revocation.
+    pub fn outlives_client<B>(&self, req: &Request<B>) -> bool {
+        let path = req.uri().path();
+        self.intake_endpoint(path).is_some()
+            || normalize(path)
+                .is_ok_and(|p| self.routes.find(req.method().as_str(), &p).action.is_some())
+    }
+
+    /// The answer when a request's own task failed (it cannot: nothing on
+    /// the request path panics; a 502 rather than a dropped connection).
+    pub fn task_failed(&self) -> Response<Body> {
+        ProxyError::UpstreamFailed("request task failed".into())
+            .to_response(&self.realm)
+            .map(Either::Right)
+    }
+
     /// Handles one request through `upstream` (the worker's pool); never fails.
     pub async fn handle(
         &self,

@@ -55,7 +55,11 @@ impl Revocations {
         let until = match (lifetime, exp) {
             (Some(l), _) => now.saturating_add(l),
             (None, Some(exp)) => exp.saturating_add(self.lifetimes.leeway).max(now + 1),
-            (None, None) => now.saturating_add(self.lifetimes.max_token),
+            // A token without `exp` is accepted until `iat` + max lifetime
+            // + leeway: its revocation must last as long.
+            (None, None) => now
+                .saturating_add(self.lifetimes.max_token)
+                .saturating_add(self.lifetimes.leeway),
         };
         self.record(Entry::Token {
             subject,
@@ -117,13 +121,22 @@ impl Revocations {
         now.saturating_add(keep)
     }
 
-    /// Applies locally at once, then hands the entry to the store.
+    /// Applies locally at once, then hands the entry to the store. Safe to
+    /// cancel: a caller that stops waiting (its client went away) leaves the
+    /// entry pending, so it is retried, never dropped.
     pub async fn record(&self, entry: Entry) -> WriteStatus {
         self.set.apply(&entry);
         let Some(store) = &self.store else {
             return WriteStatus::Stored;
         };
-        match tokio::time::timeout(self.store_timeout, store.write(&entry)).await {
+        let mut unsettled = Unsettled {
+            entry: Some(entry.clone()),
+            pending: &self.pending,
+            wake: &self.wake_retry,
+        };
+        let outcome = tokio::time::timeout(self.store_timeout, store.write(&entry)).await;
+        unsettled.entry = None;
+        match outcome {
             Ok(Ok(())) => WriteStatus::Stored,
             outcome => {
                 let error = match outcome {
@@ -171,6 +184,23 @@ impl Revocations {
         let mut pending = self.pending.lock();
         pending.extend(failed);
         pending.len()
+    }
+}
+
+/// A write the store has not answered yet: if its future is dropped
+/// before the answer, the entry goes to the pending list for the retry loop.
+struct Unsettled<'a> {
+    entry: Option<Entry>,
+    pending: &'a parking_lot::Mutex<Vec<Entry>>,
+    wake: &'a Notify,
+}
+
+impl Drop for Unsettled<'_> {
+    fn drop(&mut self) {
+        if let Some(entry) = self.entry.take() {
+            self.pending.lock().push(entry);
+            self.wake.notify_one();
+        }
     }
 }
 

@@ -379,7 +379,20 @@ async fn hyper_conn<I>(
         let shared = for_requests.clone();
         async move {
             let proxy = shared.proxy.load_full();
-            proxy.handle(req, addr, tls, &shared.upstream).await
+            if !proxy.outlives_client(&req) {
+                return proxy.handle(req, addr, tls, &shared.upstream).await;
+            }
+            // hyper drops this future when the client goes away; the task
+            // goes on (dropping a JoinHandle does not cancel its task).
+            let answering = proxy.clone();
+            let task =
+                tokio::spawn(
+                    async move { answering.handle(req, addr, tls, &shared.upstream).await },
+                );
+            task.await.unwrap_or_else(|e| {
+                tracing::error!(error = %e, "Request task failed");
+                proxy.task_failed()
+            })
         }
     };
     let served = conn::serve(io, &shared.builder, shared.limits, stop, handle).await;
