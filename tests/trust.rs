@@ -910,3 +910,29 @@ async fn a_claim_an_http_parser_would_read_differently_makes_the_token_invalid()
     }
     paths.stop().await;
 }
+
+#[tokio::test]
+async fn another_spelling_of_the_token_header_never_reaches_the_app() {
+    let up = TestUpstream::start().await;
+    let yaml = config("").replace(
+        "    - header: Authorization\n",
+        "    - header: X-Access-Token\n",
+    );
+    let paths = Paths::start(&yaml, &up.url(), &[]).await;
+    let good = hs256(&claims("gina"));
+    for via in ALL {
+        let h: [(&str, &[u8]); 2] = [
+            ("x-access-token", good.as_bytes()),
+            ("x_access_token", b"garbage.never.verified"),
+        ];
+        let r = paths.send(via, "GET", "/api", &h, b"").await;
+        assert_eq!(r.status, 200, "{via:?}");
+        let seen = up.last().headers;
+        assert_eq!(
+            seen.get("x-access-token").unwrap().as_bytes(),
+            good.as_bytes()
+        );
+        assert!(seen.get("x_access_token").is_none(), "{via:?}: {seen:?}");
+    }
+    paths.stop().await;
+}

@@ -142,6 +142,9 @@ pub struct Policy {
     strip_authorization: bool,
     trusted: Vec<Cidr>,
     host: HostMode,
+    /// `jwt.token_from` header names: their other spellings (`_` for `-`)
+    /// are dropped, so the app cannot read a token the proxy never checked.
+    token_headers: Vec<HeaderName>,
 }
 
 /// What the policy needs to know of one request before walking its fields.
@@ -265,7 +268,20 @@ impl Policy {
             request_id: (!forward.request_id.is_empty())
                 .then(|| HeaderName::from_bytes(forward.request_id.as_bytes()).ok())
                 .flatten(),
+            token_headers: Vec::new(),
         }
+    }
+
+    /// The headers tokens are read from (`jwt.token_from`).
+    pub fn with_token_headers(mut self, sources: &[crate::config::TokenSource]) -> Policy {
+        self.token_headers = sources
+            .iter()
+            .filter_map(|s| match s {
+                crate::config::TokenSource::Header(h) => HeaderName::from_bytes(h.as_bytes()).ok(),
+                _ => None,
+            })
+            .collect();
+        self
     }
 
     /// The id this request goes on with; decided once per request, before
@@ -368,6 +384,10 @@ impl Policy {
             // Set by the proxy below, even for a trusted peer.
             || same_field(name, "x-forwarded-for")
             || self.identity.iter().any(|i| same_field(name, i.as_str()))
+            // `X_Access_Token` beside the checked `X-Access-Token`.
+            || self.token_headers.iter().any(|t| {
+                same_field(name, t.as_str()) && !name.eq_ignore_ascii_case(t.as_str())
+            })
             || (view.strip_authorization && same_field(name, "authorization"))
             || named_in(&view.connection, name)
             || self.request_id.as_ref().is_some_and(|rid| {

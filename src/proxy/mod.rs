@@ -133,7 +133,7 @@ impl Proxy {
             metrics,
             upstream,
             token_from: settings.jwt.token_from.clone(),
-            policy: Policy::new(&settings.forward),
+            policy: Policy::new(&settings.forward).with_token_headers(&settings.jwt.token_from),
             realm: settings.jwt.realm.clone(),
             allow_on_store_failure: settings.revocation.on_store_failure
                 == crate::config::OnStoreFailure::Allow,
