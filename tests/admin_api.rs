@@ -411,6 +411,18 @@ async fn the_admin_api_matches_its_openapi_document() {
         assert!(r.header("www-authenticate").is_some());
         doc.check_response("/v1/purge", "POST", &r);
     }
+    // The scheme is case-insensitive; a lowercase one with the right token
+    // is let in (a request that only fails its body: 400, not 401).
+    let lower = format!("bearer {ADMIN_TOKEN}");
+    let r = send(
+        admin,
+        "POST",
+        "/v1/purge",
+        &[("authorization", &lower)],
+        "{}",
+    )
+    .await;
+    assert_eq!(r.status, 400, "{:?}", r.json());
 
     let r = post_json(&doc, admin, "/v1/purge", &json!({ "all": true })).await;
     assert_eq!(r.json()["kind"], "global");

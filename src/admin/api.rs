@@ -86,7 +86,11 @@ impl Admin {
             .headers()
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|v| {
+                // The scheme is case-insensitive (RFC 9110 §11.1).
+                let scheme = v.get(..7)?;
+                scheme.eq_ignore_ascii_case("bearer ").then(|| v.get(7..))?
+            })
             .map(|t| token_digest(t.trim()));
         if !given.is_some_and(|g| same(&g, expected)) {
             tracing::warn!(target: "audit", remote = %remote, path = req.uri().path(), "Admin API call refused: bad or missing admin token");
