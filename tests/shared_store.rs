@@ -238,6 +238,32 @@ async fn per_request_mode_answers_within_the_store_timeout() {
 }
 
 #[tokio::test]
+async fn a_per_request_store_that_stops_answering_is_not_ready_at_once() {
+    let redis = Redis::start();
+    let up = TestUpstream::start().await;
+    // The default max_staleness (30 s) is for replicas; per-request
+    // readiness follows the store's pings.
+    let yaml = format!(
+        "{BASIC}revocation:\n  store:\n{}    timeout: 200ms\n",
+        redis_store(&redis, "per_request")
+    );
+    let proxy = TestProxy::start(&yaml, &up.url(), &[]).await;
+    let p = &proxy;
+    wait_for("ready", || async move { readyz(p).await == 200 }).await;
+    redis.pause();
+    let paused = Instant::now();
+    wait_for("not ready", || async move { readyz(p).await == 503 }).await;
+    assert!(
+        paused.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        paused.elapsed()
+    );
+    redis.resume();
+    wait_for("ready again", || async move { readyz(p).await == 200 }).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
 async fn memcached_replicas_share_revocations_and_fail_per_policy() {
     let mc = Memcached::start();
     let up = TestUpstream::start().await;

@@ -43,6 +43,10 @@ impl Revocations {
                         let wait = r.store_timeout.max(HEALTH_PING_EVERY);
                         if let Ok(Ok(())) = tokio::time::timeout(wait, store.ping()).await {
                             r.healthy();
+                        } else {
+                            // Every request is failing over now: not ready at once,
+                            // not after max_staleness (which is for replicas).
+                            r.synced.store(false, Ordering::Relaxed);
                         }
                         drop(r);
                         tokio::time::sleep(HEALTH_PING_EVERY).await;
@@ -54,14 +58,14 @@ impl Revocations {
 
     /// Whether the store is usable: local stores always; a replica while it
     /// has synced within `max_staleness`; a per-request store while its
-    /// pings answer within that window.
+    /// pings answer (the last one answered, and within three ping periods).
     pub fn available(&self) -> bool {
-        if self.access == Access::Loaded {
-            return true;
-        }
-        self.synced.load(Ordering::Relaxed)
-            && self.sync_lag()
-                <= Duration::from_millis(self.max_staleness_ms.load(Ordering::Relaxed))
+        let window = match self.access {
+            Access::Loaded => return true,
+            Access::Replica => Duration::from_millis(self.max_staleness_ms.load(Ordering::Relaxed)),
+            Access::PerRequest => 3 * HEALTH_PING_EVERY + self.store_timeout,
+        };
+        self.synced.load(Ordering::Relaxed) && self.sync_lag() <= window
     }
 
     /// Time since the store last proved healthy (zero for local stores).
