@@ -524,6 +524,20 @@ async fn every_bad_push_gets_its_rfc8935_error_and_revokes_nothing() {
         assert_eq!(r.status, 401, "{auth:?}: {}", r.body);
         assert_eq!(r.json()["err"], "authentication_failed");
     }
+    // Whatever the body or the method: without the Authorization nothing
+    // is read, not even to find it too large.
+    let huge = "x".repeat(70 * 1024);
+    let r = push(&proxy, None, &huge).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    let r = send(
+        proxy.addr,
+        "PUT",
+        PUSH,
+        &[("content-type", "application/secevent+jwt")],
+        &set,
+    )
+    .await;
+    assert_eq!(r.status, 401, "{}", r.body);
     let cases: Vec<(&str, String, &str)> = vec![
         (
             "wrong iss",

@@ -208,16 +208,42 @@ impl Intake {
         self.issuers.iter().filter_map(|i| i.keys.jwks.as_ref())
     }
 
-    /// Answers one delivery; never fails.
-    pub async fn answer(&self, endpoint: Endpoint, delivery: &Delivery<'_>) -> Answer {
-        if delivery.method != "POST" {
+    /// What is answered before the body is read: an SSF push without the
+    /// exact `Authorization` (401, nothing read), then a method other than
+    /// POST (405).
+    pub fn answer_before_body(
+        &self,
+        endpoint: Endpoint,
+        method: &str,
+        authorization: Option<&[u8]>,
+    ) -> Option<Answer> {
+        if endpoint == Endpoint::SsfPush && self.push_path.is_some() {
+            let given = digest(authorization.unwrap_or_default());
+            if authorization.is_none() || !same(&given, &self.push_authorization) {
+                let refused = Rejection::Unauthorized;
+                self.metrics
+                    .signal(endpoint.label(), "rejected", refused.reason());
+                return Some(rejection_answer(endpoint, &refused));
+            }
+        }
+        if method != "POST" {
             let mut a = Answer::json(
                 405,
                 serde_json::json!({"error": "invalid_request",
                     "error_description": "use POST"}),
             );
             a.headers.push(("allow", "POST"));
-            return a;
+            return Some(a);
+        }
+        None
+    }
+
+    /// Answers one delivery; never fails.
+    pub async fn answer(&self, endpoint: Endpoint, delivery: &Delivery<'_>) -> Answer {
+        if let Some(early) =
+            self.answer_before_body(endpoint, delivery.method, delivery.authorization)
+        {
+            return early;
         }
         let kind = endpoint.label();
         let result = match endpoint {
@@ -263,10 +289,7 @@ impl Intake {
         if self.push_path.is_none() {
             return Err(Rejection::request("SSF push is not configured"));
         }
-        let given = digest(delivery.authorization.unwrap_or_default());
-        if delivery.authorization.is_none() || !same(&given, &self.push_authorization) {
-            return Err(Rejection::Unauthorized);
-        }
+        // `Authorization` was checked by `answer_before_body`.
         if !media_type_is(delivery.content_type, "application/secevent+jwt") {
             return Err(Rejection::request(
                 "the body must be application/secevent+jwt",

@@ -27,6 +27,12 @@ impl Proxy {
         req: Request<Incoming>,
     ) -> Response<Body> {
         let (parts, body) = req.into_parts();
+        let authorization = only_one(&parts.headers, AUTHORIZATION);
+        if let Some(early) =
+            intake.answer_before_body(endpoint, parts.method.as_str(), authorization)
+        {
+            return to_response(early);
+        }
         let read = tokio::time::timeout(
             self.intake_body_timeout,
             Limited::new(body, MAX_BODY).collect(),
