@@ -484,6 +484,27 @@ async fn pushed_caep_events_revoke_at_the_events_own_time() {
         3,
         "only the three served API calls reached the upstream"
     );
+    // An issuer numbers its logout tokens and its SETs apart: a SET with
+    // the jti of a logout token applied before is a signal of its own.
+    let mut lc = logout_claims();
+    lc["sid"] = json!("w1");
+    lc["sub"] = json!("gwen");
+    lc["jti"] = json!("shared-jti");
+    assert_eq!(post_logout(&proxy, &logout_token(&lc)).await.status, 200);
+    let w2 = access("gwen", "w2", now() - 10);
+    let mut c = set_claims(
+        SESSION_REVOKED,
+        json!({"subject": {"format": "complex",
+            "user": {"format": "iss_sub", "iss": ISSUER, "sub": "gwen"},
+            "session": {"format": "opaque", "id": "w2"}},
+            "event_timestamp": now()}),
+    );
+    c["jti"] = json!("shared-jti");
+    assert_eq!(
+        push(&proxy, Some(PUSH_AUTH), &set_token(&c)).await.status,
+        202
+    );
+    assert_eq!(get(proxy.addr, "/api", Some(&w2)).await.status, 401);
     proxy.stop().await;
 }
 

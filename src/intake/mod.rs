@@ -282,7 +282,15 @@ impl Intake {
         let change = logout::change(&signal, &settings.accept_typ)?;
         let jti = signal::string_claim(&signal.claims, "jti")?.unwrap_or_default();
         let kind = Endpoint::BackchannelLogout.label();
-        self.apply(kind, &signal, jti, Some(change), now).await
+        self.apply(
+            kind,
+            replay::Family::LogoutToken,
+            &signal,
+            jti,
+            Some(change),
+            now,
+        )
+        .await
     }
 
     async fn push_change(&self, delivery: &Delivery<'_>) -> Result<Applied, Rejection> {
@@ -322,19 +330,28 @@ impl Intake {
                 None
             }
         };
-        self.apply(kind, &signal, &set.jti, change, now).await
+        self.apply(
+            kind,
+            replay::Family::SecurityEvent,
+            &signal,
+            &set.jti,
+            change,
+            now,
+        )
+        .await
     }
 
     /// Writes `change` unless this issuer's `jti` was applied before.
     async fn apply(
         &self,
         kind: &'static str,
+        family: replay::Family,
         signal: &signal::Signal,
         jti: &str,
         change: Option<Change>,
         now: i64,
     ) -> Result<Applied, Rejection> {
-        if self.replay.seen(signal.issuer, jti, now) {
+        if self.replay.seen(signal.issuer, family, jti, now) {
             return Ok(Applied::Replayed);
         }
         let issuer = self
@@ -388,7 +405,7 @@ impl Intake {
                 e.saturating_add(self.leeway)
             })
             .max(now.saturating_add(self.leeway));
-        self.replay.remember(signal.issuer, jti, until, now);
+        self.replay.remember(signal.issuer, family, jti, until, now);
         Ok(if change.is_some() {
             Applied::Written
         } else {
