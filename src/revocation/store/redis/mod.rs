@@ -11,8 +11,8 @@
 //!   it, then follows the log with
 //!   `XREAD BLOCK` from its position. After a disconnect it reads on from
 //!   where it stopped: catching up costs what was missed, not the set.
-//! - Per-request mode: [`Store::lookup`] reads the three keys that could
-//!   reject a token.
+//! - Per-request mode: [`Store::lookup`] reads the keys that could reject
+//!   a token (token, subject, global, token-id, and session when named).
 //! - A Redis that lost what it had acknowledged (it came back empty, or a
 //!   lagging replica was promoted) is given it back from the replicas'
 //!   [`copy`]es through the same write script.
