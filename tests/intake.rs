@@ -665,6 +665,8 @@ struct Transmitter {
     outstanding: Vec<(String, String)>,
     polls: Vec<(Value, Option<String>)>,
     fail: u32,
+    /// Answer `moreAvailable: true` whatever is left.
+    always_more: bool,
 }
 
 async fn start_transmitter(state: std::sync::Arc<std::sync::Mutex<Transmitter>>) -> String {
@@ -712,7 +714,7 @@ async fn start_transmitter(state: std::sync::Arc<std::sync::Mutex<Transmitter>>)
                             .take(max)
                             .map(|(jti, set)| (jti.clone(), json!(set)))
                             .collect();
-                        let more = t.outstanding.len() > max;
+                        let more = t.always_more || t.outstanding.len() > max;
                         let answer = json!({"sets": sets, "moreAvailable": more});
                         let mut r = http::Response::new(http_body_util::Full::new(
                             bytes::Bytes::from(answer.to_string()),
@@ -828,6 +830,14 @@ async fn polled_sets_are_applied_acknowledged_or_reported() {
     assert!(m
         .exposition(Default::default())
         .contains("revoke_proxy_intake_poll_errors_total 1"));
+
+    // A transmitter that keeps saying `moreAvailable` with nothing to give
+    // is polled at the interval (100 ms), never in a tight loop.
+    state.lock().unwrap().always_more = true;
+    let before = state.lock().unwrap().polls.len();
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let polled = state.lock().unwrap().polls.len() - before;
+    assert!(polled <= 15, "{polled} polls in one second");
     proxy.stop().await;
 }
 

@@ -101,8 +101,8 @@ pub fn backoff(interval: Duration, failures: u32) -> Duration {
 }
 
 /// One poll: sends the report, applies what comes back. `Ok(true)` when
-/// the transmitter has more, or the next poll has something to report:
-/// poll again at once.
+/// the next poll has something to report (acknowledgements, errors): poll
+/// again at once, which also fetches what the transmitter has more of.
 async fn poll_once(
     intake: &Intake,
     fetcher: &dyn Fetch,
@@ -131,18 +131,16 @@ async fn poll_once(
         None | Some(Value::Null) => Map::new(),
         Some(_) => return Err(PollError::Answer("sets is not a JSON object")),
     };
-    let more = answer
-        .get("moreAvailable")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
     // At most what was asked for; the rest comes with the next poll.
     let max = usize::try_from(settings.max_events).unwrap_or(usize::MAX);
     for (jti, set) in sets.into_iter().take(max) {
         apply(intake, jti, &set, report).await;
     }
-    // Again at once only when there is more or progress was made: SETs
-    // that cannot be checked yet come straight back and must not spin.
-    Ok(more || !report.ack.is_empty() || !report.errors.is_empty())
+    // Again at once only when progress was made (something to acknowledge
+    // or report): SETs that cannot be checked yet come straight back, and
+    // a `moreAvailable` with nothing usable must not spin either.
+    // With `moreAvailable` and progress, the next poll fetches the rest.
+    Ok(!report.ack.is_empty() || !report.errors.is_empty())
 }
 
 /// The body of a poll request (RFC 8936 §2.4).
