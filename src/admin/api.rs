@@ -260,7 +260,7 @@ impl Admin {
     /// `{"sub_id": {"format": "iss_sub", "iss", "sub"}}` or `{"format":
     /// "opaque", "id"}` → every token of that subject issued before now; 204.
     async fn global_token_revocation(&self, body: Value, remote: SocketAddr) -> Reply {
-        let subject = match super::body::parse_global_revocation(body) {
+        let subject = match super::body::parse_global_revocation(body, self.verifier().issuer()) {
             Ok(s) => s,
             Err(e) => return bad_request(e),
         };

@@ -60,8 +60,10 @@ pub fn parse_purge(body: Value, subject_name: &str) -> Result<(Purge, Option<i64
 
 /// Reads a Global Token Revocation body: `{"sub_id": {"format": "iss_sub",
 /// "iss": …, "sub": …}}` or `{"sub_id": {"format": "opaque", "id": …}}`
-/// (RFC 9493 subject identifiers); the subject whose tokens go.
-pub fn parse_global_revocation(body: Value) -> Result<ClaimValue, Invalid> {
+/// (RFC 9493 subject identifiers); the subject whose tokens go. With
+/// `issuer` (`jwt.issuer`) set, an `iss_sub` of another issuer names
+/// someone else and is refused.
+pub fn parse_global_revocation(body: Value, issuer: Option<&str>) -> Result<ClaimValue, Invalid> {
     let Value::Object(mut obj) = body else {
         return Err("body must be a JSON object".into());
     };
@@ -78,6 +80,12 @@ pub fn parse_global_revocation(body: Value) -> Result<ClaimValue, Invalid> {
     let subject = match format.as_str() {
         "iss_sub" => {
             match id.remove("iss") {
+                Some(Value::String(i)) if issuer.is_some_and(|mine| mine != i) => {
+                    return Err(
+                        "iss is not this proxy's jwt.issuer: that subject is another issuer's"
+                            .into(),
+                    )
+                }
                 Some(Value::String(i)) if !i.is_empty() => {}
                 _ => return Err("an iss_sub identifier needs \"iss\"".into()),
             }
@@ -205,14 +213,21 @@ mod tests {
         let alice = Ok(ClaimValue::Str("alice".into()));
         assert_eq!(
             parse_global_revocation(
-                json!({"sub_id": {"format": "iss_sub", "iss": "https://idp", "sub": "alice"}})
+                json!({"sub_id": {"format": "iss_sub", "iss": "https://idp", "sub": "alice"}}),
+                Some("https://idp")
             ),
             alice
         );
         assert_eq!(
-            parse_global_revocation(json!({"sub_id": {"format": "opaque", "id": "alice"}})),
+            parse_global_revocation(json!({"sub_id": {"format": "opaque", "id": "alice"}}), None),
             alice
         );
+        // Another issuer's subject of the same name is someone else.
+        assert!(parse_global_revocation(
+            json!({"sub_id": {"format": "iss_sub", "iss": "https://other", "sub": "alice"}}),
+            Some("https://idp")
+        )
+        .is_err());
         for bad in [
             json!({"sub_id": {"format": "email", "email": "a@example.com"}}),
             json!({"sub_id": {"format": "iss_sub", "sub": "alice"}}),
@@ -224,7 +239,7 @@ mod tests {
             json!({"sub": "alice"}),
             json!({"sub_id": {"format": "opaque", "id": "a"}, "extra": 1}),
         ] {
-            assert!(parse_global_revocation(bad.clone()).is_err(), "{bad}");
+            assert!(parse_global_revocation(bad.clone(), None).is_err(), "{bad}");
         }
     }
 

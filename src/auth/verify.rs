@@ -160,6 +160,11 @@ impl Verifier {
         Ok(v)
     }
 
+    /// `jwt.issuer`, when set.
+    pub fn issuer(&self) -> Option<&str> {
+        self.issuer.as_deref()
+    }
+
     /// `jwt.leeway` in seconds.
     pub fn leeway(&self) -> i64 {
         self.leeway
