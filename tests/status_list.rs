@@ -289,6 +289,10 @@ async fn a_list_that_cannot_be_had_follows_on_store_failure() {
             "expired",
             list(&base, "exp", json!({"bits": 1, "size": 8, "exp_in": -60})).await,
         ),
+        (
+            "no iat",
+            list(&base, "noiat", json!({"bits": 1, "size": 8, "no_iat": true})).await,
+        ),
         ("no such list", format!("{base}/lists/missing")),
         ("never answers", hang.clone()),
     ];

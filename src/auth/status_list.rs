@@ -329,6 +329,9 @@ impl StatusLists {
             return Err(ListFailure::invalid("sub is not the list's URI"));
         }
         let now = self.now();
+        if numeric_date(&claims, "iat")?.is_none() {
+            return Err(ListFailure::invalid("the list has no iat"));
+        }
         let exp = numeric_date(&claims, "exp")?;
         if exp.is_some_and(|e| e <= now) {
             return Err(ListFailure::invalid("the list has expired"));

@@ -21,7 +21,8 @@
 //        {"bits":1|2|4|8, "size":N, "statuses":{"<idx>":<value>,...},
 //         "ttl":<int seconds>|null, "exp_in":<int seconds, default 600>|null,
 //         "typ":"statuslist+jwt"|<override>|null, "sub":<override>|null,
-//         "iss":<override>|null, "kid":<string>, "sign_with":"good"|"other"}
+//         "iss":<override>|null, "kid":<string>, "sign_with":"good"|"other",
+//         "no_iat":true (drops iat, which the draft requires)}
 //        creates or replaces list <name>; unlisted indexes are 0.
 //        null omits the claim/header (ttl omitted by default; exp_in null
 //        omits exp). Answers {"uri":"http://127.0.0.1:PORT/lists/<name>"}.
@@ -122,6 +123,7 @@ function issueToken(name, entry) {
   if (entry.kid !== undefined) built.header.kid = entry.kid;
   if (entry.sub === null) delete built.payload.sub;
   else if (entry.sub !== undefined) built.payload.sub = entry.sub;
+  if (entry.noIat) delete built.payload.iat;
   return signRs256(built.header, built.payload, KEYS[entry.signWith]);
 }
 
@@ -185,6 +187,7 @@ function parseListSpec(input) {
     expIn: optionalInt(input, 'exp_in', DEFAULT_EXP_IN),
     typ: optionalStringOrNull(input, 'typ'),
     sub: optionalStringOrNull(input, 'sub'),
+    noIat: input.no_iat === true,
     iss: optionalStringOrNull(input, 'iss'),
     kid,
     signWith,
