@@ -80,6 +80,14 @@ impl Doc {
                 return Err(format!("{data} < minimum {min}"));
             }
         }
+        if let (Some(min), Some(text)) = (
+            schema.get("minLength").and_then(Value::as_u64),
+            data.as_str(),
+        ) {
+            if (text.chars().count() as u64) < min {
+                return Err(format!("{data} is shorter than minLength {min}"));
+            }
+        }
         if let Value::Object(obj) = data {
             for r in schema
                 .get("required")
@@ -249,6 +257,8 @@ async fn the_admin_api_matches_its_openapi_document() {
         (json!({ "sub": "bob" }), "jti"),
         (json!({ "sub": "bob", "jti": "j", "color": "red" }), "color"),
         (json!({ "sub": ["x"], "jti": "j" }), "sub"),
+        (json!({ "sub": "", "jti": "j" }), "sub"),
+        (json!({ "sid": "" }), "sid"),
         (json!("just a string"), "object"),
     ] {
         doc.check_request("/v1/revoke", &body, false);

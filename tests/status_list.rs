@@ -291,7 +291,12 @@ async fn a_list_that_cannot_be_had_follows_on_store_failure() {
         ),
         (
             "no iat",
-            list(&base, "noiat", json!({"bits": 1, "size": 8, "no_iat": true})).await,
+            list(
+                &base,
+                "noiat",
+                json!({"bits": 1, "size": 8, "no_iat": true}),
+            )
+            .await,
         ),
         ("no such list", format!("{base}/lists/missing")),
         ("never answers", hang.clone()),

@@ -164,6 +164,8 @@ fn take_lifetime(obj: &mut Map<String, Value>) -> Result<Option<i64>, Invalid> {
 pub(super) fn claim(obj: &mut Map<String, Value>, name: &str) -> Result<ClaimValue, Invalid> {
     match obj.remove(name) {
         None => Err(format!("missing {name:?}").into()),
+        // An empty value names nobody: a caller's mistake, never a write.
+        Some(Value::String(s)) if s.is_empty() => Err(format!("{name:?} is empty").into()),
         Some(v) => ClaimValue::from_json(&v)
             .ok_or_else(|| format!("{name:?} must be a string or a number").into()),
     }
