@@ -364,7 +364,17 @@ pub(super) fn read_revocation(
         p,
     );
     let store = read_store(s.section("store", p), base, p);
-    let compat = read_compat(s.section("compat", p), &store, p);
+    // `compat: express-jwt-blacklist` is short for `compat: {type: …}`.
+    let compat = match s.get("compat") {
+        Some(serde_yaml::Value::String(kind)) => {
+            let mut short = serde_yaml::Mapping::new();
+            short.insert("type".into(), kind.as_str().into());
+            let short = serde_yaml::Value::Mapping(short);
+            let path = s.child_path("compat");
+            read_compat(Section::open(Some(&short), &path, p), &store, p)
+        }
+        _ => read_compat(s.section("compat", p), &store, p),
+    };
     let max_staleness = s
         .duration("max_staleness", p)
         .unwrap_or(DEFAULT_MAX_STALENESS);

@@ -207,6 +207,28 @@ fn shared_store_settings_are_checked_and_passwords_masked() {
 }
 
 #[test]
+fn compat_may_be_named_alone() {
+    let store = "  store:\n    type: redis\n    url: redis://127.0.0.1:6379\n";
+    let short = parse(&format!(
+        "{MINIMAL}revocation:\n  compat: express-jwt-blacklist\n{store}"
+    ))
+    .unwrap();
+    let long = parse(&format!(
+        "{MINIMAL}revocation:\n  compat:\n    type: express-jwt-blacklist\n{store}"
+    ))
+    .unwrap();
+    assert!(short.revocation.compat.is_some());
+    assert_eq!(short.revocation.compat, long.revocation.compat);
+    let p = problems(&format!(
+        "{MINIMAL}revocation:\n  compat: node-acl\n{store}"
+    ));
+    assert!(
+        p.iter().any(|x| x.starts_with("revocation.compat")),
+        "{p:?}"
+    );
+}
+
+#[test]
 fn intake_issuers_default_their_algorithms_by_key() {
     let text = format!(
         "{MINIMAL}intake:\n  issuers:\n    - issuer: https://a\n      jwks_url: https://a/jwks\n      audience: [app]\n    - issuer: https://b\n      secret: ${{JWT_SECRET}}\n      audience: app\n  backchannel_logout:\n    path: /bcl\n"
