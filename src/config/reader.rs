@@ -23,14 +23,27 @@ impl std::fmt::Display for Problem {
 
 /// Collects problems while values are read.
 #[derive(Default)]
-pub struct Problems(pub Vec<Problem>);
+pub struct Problems(pub Vec<Problem>, Vec<String>);
 
 impl Problems {
     pub fn add(&mut self, path: &str, message: impl Into<String>) {
+        let within = |root: &String| {
+            path.strip_prefix(root.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+        };
+        if self.1.iter().any(within) {
+            return;
+        }
         self.0.push(Problem {
             path: path.to_string(),
             message: message.into(),
         });
+    }
+
+    /// No more problems at or below `path`: its value could not be read
+    /// (an unset variable), and what follows from that is not news.
+    fn silence(&mut self, path: &str) {
+        self.1.push(path.to_string());
     }
 }
 
@@ -203,7 +216,10 @@ pub fn expand_env(
     match value {
         Value::String(s) if s.contains("${") => match expand_str(s, lookup) {
             Ok(expanded) => *s = expanded,
-            Err(e) => problems.add(path, e),
+            Err(e) => {
+                problems.add(path, e);
+                problems.silence(path);
+            }
         },
         Value::Sequence(items) => {
             for (i, item) in items.iter_mut().enumerate() {

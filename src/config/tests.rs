@@ -86,6 +86,9 @@ timeouts:
     for e in expect {
         assert!(p.iter().any(|x| x.contains(e)), "missing {e:?} in {p:#?}");
     }
+    // The unset variable is the problem; its literal text is not measured
+    // as if it were the secret.
+    assert!(!p.iter().any(|x| x.contains("HMAC secret has")), "{p:#?}");
 }
 
 #[test]
