@@ -111,7 +111,8 @@ impl Reloader {
         let strings = |p: &[crate::config::Problem]| -> Vec<String> {
             p.iter().map(ToString::to_string).collect()
         };
-        let mut new = Settings::load(&self.path).map_err(|e| strings(&e.0))?;
+        let mut new = Settings::load_checked(&self.path, &crate::proxy::hygiene::check_settings)
+            .map_err(|e| strings(&e.0))?;
         let needs_restart = keep_fixed(&self.current.lock(), &mut new);
         let old_proxy = self.live.load_full();
         let mut verifier =

@@ -221,6 +221,28 @@ fn unset_environment_variable_is_a_config_error() {
         .contains("jwt.secret: environment variable SURELY_UNSET_VARIABLE_XYZ is not set"));
 }
 
+#[test]
+fn header_policy_problems_are_listed_with_the_file_s_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "upstream: http://127.0.0.1:1\njwt:\n  secret: {SECRET}\n  bogus: 1\nforward:\n  claims_to_headers:\n    sub: X-Forwarded-For\n"
+        ),
+    )
+    .unwrap();
+    let out = check(&file);
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("jwt.bogus: unknown key"), "{err}");
+    assert!(
+        err.contains("forward.claims_to_headers.sub: X-Forwarded-For cannot carry claims"),
+        "{err}"
+    );
+    assert!(err.contains("has 2 problem(s)"), "{err}");
+}
+
 /// A child process killed when dropped.
 struct Running(Child);
 

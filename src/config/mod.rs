@@ -56,6 +56,10 @@ pub struct Settings {
     pub log: LogSettings,
 }
 
+/// Checks the modules that use the settings make of them (settings in,
+/// problems out), run after the file's own.
+pub type Checks<'a> = dyn Fn(&Settings) -> Vec<Problem> + 'a;
+
 /// Every problem found in a configuration.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("invalid configuration ({} problem(s))", .0.len())]
@@ -86,10 +90,17 @@ impl Settings {
     /// Reads and validates the file at `path`, expanding `${VAR}` from the
     /// process environment.
     pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+        Settings::load_checked(path, &|_| Vec::new())
+    }
+
+    /// [`Settings::load`] with `more` checks by the modules that use the
+    /// settings (the header policy's reserved names): their problems are
+    /// listed with the file's own, all at once.
+    pub fn load_checked(path: &Path, more: &Checks<'_>) -> Result<Settings, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::single("", format!("cannot read {}: {e}", path.display())))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Settings::parse(&text, base, &|name| std::env::var(name).ok())
+        Settings::parse_checked(&text, base, &|name| std::env::var(name).ok(), more)
     }
 
     /// Parses YAML text; relative file paths resolve against `base`.
@@ -98,11 +109,24 @@ impl Settings {
         base: &Path,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Settings, ConfigError> {
+        Settings::parse_checked(text, base, env, &|_| Vec::new())
+    }
+
+    /// [`Settings::parse`] with `more` checks (see [`Settings::load_checked`]).
+    pub fn parse_checked(
+        text: &str,
+        base: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+        more: &Checks<'_>,
+    ) -> Result<Settings, ConfigError> {
         let mut doc: serde_yaml::Value = serde_yaml::from_str(text)
             .map_err(|e| ConfigError::single("", format!("not valid YAML: {e}")))?;
         let mut problems = Problems::default();
         expand_env(&mut doc, "", env, &mut problems);
         let settings = read_settings(&doc, base, &mut problems);
+        for extra in more(&settings) {
+            problems.add(&extra.path, extra.message);
+        }
         if problems.0.is_empty() {
             Ok(settings)
         } else {

@@ -81,6 +81,13 @@ pub fn reserved(name: &str) -> bool {
     .any(|list| in_list(name, list))
 }
 
+/// [`check`] as a check of the whole settings, for
+/// [`crate::config::Settings::load_checked`]: listed with the file's other
+/// problems.
+pub fn check_settings(settings: &crate::config::Settings) -> Vec<crate::config::Problem> {
+    check(&settings.forward)
+}
+
 /// Problems with `forward:` that only the header policy can see: a claim
 /// mapped to a header the proxy sets or needs itself.
 pub fn check(forward: &ForwardSettings) -> Vec<crate::config::Problem> {
