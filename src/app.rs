@@ -58,6 +58,12 @@ fn problem(path: &str, message: impl Into<String>) -> Problem {
     }
 }
 
+/// Reads the configuration file with every check there is, the header
+/// policy's included: all problems at once, before anything starts.
+pub fn load_settings(path: &std::path::Path) -> Result<Settings, ConfigError> {
+    Settings::load_checked(path, &crate::proxy::hygiene::check_settings)
+}
+
 /// Everything but ports and stores, with every problem found.
 pub fn prepare(settings: Settings) -> Result<Prepared, ConfigError> {
     let mut problems = Vec::new();

@@ -162,7 +162,7 @@ pub async fn main(cli: Cli) -> i32 {
 }
 
 fn load(path: &std::path::Path) -> Result<Settings, i32> {
-    Settings::load_checked(path, &crate::proxy::hygiene::check_settings).map_err(|e| {
+    crate::app::load_settings(path).map_err(|e| {
         eprintln!(
             "revoke-proxy: {} has {} problem(s):",
             path.display(),

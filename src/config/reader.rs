@@ -27,11 +27,7 @@ pub struct Problems(pub Vec<Problem>, Vec<String>);
 
 impl Problems {
     pub fn add(&mut self, path: &str, message: impl Into<String>) {
-        let within = |root: &String| {
-            path.strip_prefix(root.as_str())
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
-        };
-        if self.1.iter().any(within) {
+        if self.silenced(path) {
             return;
         }
         self.0.push(Problem {
@@ -44,6 +40,14 @@ impl Problems {
     /// (an unset variable), and what follows from that is not news.
     fn silence(&mut self, path: &str) {
         self.1.push(path.to_string());
+    }
+
+    /// `path` is at or below a value that could not be read.
+    pub fn silenced(&self, path: &str) -> bool {
+        self.1.iter().any(|root| {
+            path.strip_prefix(root.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+        })
     }
 }
 

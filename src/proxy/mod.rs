@@ -174,10 +174,13 @@ impl Proxy {
     /// a task of their own, so a client that resets its stream or closes
     /// the connection does not cancel the exchange or the revocation.
     pub fn outlives_client<B>(&self, req: &Request<B>) -> bool {
-        let path = req.uri().path();
-        self.intake_endpoint(path).is_some()
-            || normalize(path)
-                .is_ok_and(|p| self.routes.find(req.method().as_str(), &p).action.is_some())
+        // One normalization for both questions: this runs for every request
+        // the hyper path serves.
+        normalize(req.uri().path()).is_ok_and(|p| {
+            let intake = self.intake.as_deref();
+            intake.is_some_and(|i| i.endpoint(&p.loose).is_some())
+                || self.routes.find(req.method().as_str(), &p).action.is_some()
+        })
     }
 
     /// The answer when a request's own task failed (it cannot: nothing on
