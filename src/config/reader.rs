@@ -157,7 +157,12 @@ impl<'a> Section<'a> {
         for key in map.keys() {
             match key.as_str() {
                 Some(k) if self.seen.contains(&k) => {}
-                Some(k) => problems.add(&join(&self.path, k), "unknown key"),
+                // Reported even when its value could not be expanded: a
+                // misspelled key is news of its own.
+                Some(k) => problems.0.push(Problem {
+                    path: join(&self.path, k),
+                    message: "unknown key".into(),
+                }),
                 None => problems.add(&self.path, "keys must be strings"),
             }
         }

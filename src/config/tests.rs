@@ -210,6 +210,19 @@ fn shared_store_settings_are_checked_and_passwords_masked() {
 }
 
 #[test]
+fn a_misspelled_key_is_reported_even_when_its_variable_is_unset() {
+    let p = problems(&format!("{MINIMAL}  secrte: ${{NOT_SET_ANYWHERE}}\n"));
+    assert!(
+        p.iter().any(|x| x.starts_with("jwt.secrte: unknown key")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter().any(|x| x.contains("NOT_SET_ANYWHERE is not set")),
+        "{p:?}"
+    );
+}
+
+#[test]
 fn compat_may_be_named_alone() {
     let store = "  store:\n    type: redis\n    url: redis://127.0.0.1:6379\n";
     let short = parse(&format!(

@@ -223,6 +223,8 @@ impl Intake {
                 let refused = Rejection::Unauthorized;
                 self.metrics
                     .signal(endpoint.label(), "rejected", refused.reason());
+                tracing::warn!(intake = endpoint.label(), reason = refused.reason(),
+                    description = %refused.description(), "Signal refused");
                 return Some(rejection_answer(endpoint, &refused));
             }
         }

@@ -56,10 +56,11 @@ impl Revocations {
             (Some(l), _) => now.saturating_add(l),
             (None, Some(exp)) => exp.saturating_add(self.lifetimes.leeway).max(now + 1),
             // A token without `exp` is accepted until `iat` + max lifetime
-            // + leeway: its revocation must last as long.
+            // + leeway, and its `iat` may lie up to leeway ahead of this
+            // clock: its revocation lasts max lifetime + twice the leeway.
             (None, None) => now
                 .saturating_add(self.lifetimes.max_token)
-                .saturating_add(self.lifetimes.leeway),
+                .saturating_add(self.lifetimes.leeway.saturating_mul(2)),
         };
         self.record(Entry::Token {
             subject,
@@ -135,9 +136,11 @@ impl Revocations {
             wake: &self.wake_retry,
         };
         let outcome = tokio::time::timeout(self.store_timeout, store.write(&entry)).await;
-        unsettled.entry = None;
         match outcome {
-            Ok(Ok(())) => WriteStatus::Stored,
+            Ok(Ok(())) => {
+                unsettled.entry = None;
+                WriteStatus::Stored
+            }
             outcome => {
                 let error = match outcome {
                     Ok(Err(e)) => e,
@@ -151,8 +154,12 @@ impl Revocations {
                         tracing::error!(error = %e, "Cannot journal an unshared revocation");
                     }
                 }
-                self.pending.lock().push(entry);
-                self.wake_retry.notify_one();
+                // Pending from here on, also if the caller stopped waiting
+                // while it was journaled (the guard pushes it then).
+                if let Some(entry) = unsettled.entry.take() {
+                    self.pending.lock().push(entry);
+                    self.wake_retry.notify_one();
+                }
                 WriteStatus::Pending
             }
         }
