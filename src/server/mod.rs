@@ -196,6 +196,11 @@ struct Shared {
     upstream: Upstream,
     /// HTTP/1.1 in (plain or TLS) and plain HTTP/1.1 out takes the fast path.
     fast: Option<(h1::Target, h1::Pool)>,
+    /// This worker's connection slots. A request that outlives its client
+    /// holds one too while it runs on alone (it keeps an upstream
+    /// connection): the descriptors stay within the budget, and the drain
+    /// at shutdown waits for it.
+    slots: Arc<Semaphore>,
 }
 
 impl Worker {
@@ -215,7 +220,7 @@ impl Worker {
 
     async fn accept_loop(self, mut incoming: Queue) {
         let shared = Arc::new(self.shared());
-        let slots = Arc::new(Semaphore::new(self.slots));
+        let slots = shared.slots.clone();
         let mut stop = self.stop.clone();
         loop {
             // Bounded: with every slot taken, connections wait in the backlog.
@@ -277,6 +282,7 @@ impl Worker {
             limits,
             upstream,
             fast,
+            slots: Arc::new(Semaphore::new(self.slots)),
         }
     }
 }
@@ -379,16 +385,23 @@ async fn hyper_conn<I>(
         let shared = for_requests.clone();
         async move {
             let proxy = shared.proxy.load_full();
-            if !proxy.outlives_client(&req) {
+            // With every slot taken (a flood of abandoned logouts), served
+            // like any request: bounded before complete.
+            let slot = if proxy.outlives_client(&req) {
+                shared.slots.clone().try_acquire_owned().ok()
+            } else {
+                None
+            };
+            let Some(slot) = slot else {
                 return proxy.handle(req, addr, tls, &shared.upstream).await;
-            }
+            };
             // hyper drops this future when the client goes away; the task
             // goes on (dropping a JoinHandle does not cancel its task).
             let answering = proxy.clone();
-            let task =
-                tokio::spawn(
-                    async move { answering.handle(req, addr, tls, &shared.upstream).await },
-                );
+            let task = tokio::spawn(async move {
+                let _slot = slot;
+                answering.handle(req, addr, tls, &shared.upstream).await
+            });
             task.await.unwrap_or_else(|e| {
                 tracing::error!(error = %e, "Request task failed");
                 proxy.task_failed()
