@@ -228,7 +228,10 @@ async fn a_revocation_whose_caller_stops_waiting_is_still_stored() {
         "revocation:\n  store:\n    type: redis\n    url: {}\n    mode: per_request\n    timeout: 3s\n",
         redis.url()
     );
-    let a = TestProxy::start(&format!("{BASIC}{store}"), &up.url(), &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let spooled = format!("{store}    path: {}\n", spool.display());
+    let a = TestProxy::start(&format!("{BASIC}{spooled}"), &up.url(), &[]).await;
     let token = hs256(&claims("frank"));
     let v = a.app.verifier.verify_uncached(&token, now()).unwrap();
     redis.pause();
@@ -241,7 +244,29 @@ async fn a_revocation_whose_caller_stops_waiting_is_still_stored() {
         .await
         .is_err());
     assert_eq!(a.app.revocations.pending(), 1, "kept for the retry loop");
+    // …and journaled in `store.path`, so a crash before the retry loses
+    // nothing: a proxy that stops now (the store still away) leaves it there.
+    a.stop().await;
+    let journal = &spool;
+    wait_for(
+        "the write journaled and the spool released",
+        || async move {
+            use revoke_proxy::revocation::store::{file::FileStore, Store as _};
+            match FileStore::open(journal, revoke_proxy::revocation::Clock::system()) {
+                Ok(s) => s.load().await.is_ok_and(|entries| entries.len() == 1),
+                Err(_) => false,
+            }
+        },
+    )
+    .await;
+    // The store is back; the restarted proxy replays its journal and
+    // stores what it held.
     redis.resume();
+    let a = TestProxy::start(&format!("{BASIC}{spooled}"), &up.url(), &[]).await;
+    assert!(
+        a.app.revocations.check(&v.keys, None).is_some(),
+        "enforced again from the spool"
+    );
     let revocations = a.app.revocations.clone();
     wait_until("the pending revocation stored", move || {
         revocations.pending() == 0

@@ -78,7 +78,7 @@ pub struct Revocations {
     set: RevocationSet,
     store: Option<Arc<dyn Store>>,
     /// Durable journal of writes the shared store has not taken yet.
-    spool: OnceLock<store::file::FileStore>,
+    spool: OnceLock<Arc<store::file::FileStore>>,
     access: Access,
     /// The store has answered (replica: loaded) at least once.
     synced: AtomicBool,

@@ -36,7 +36,7 @@ impl Revocations {
             self.pending.lock().extend(entries);
             self.wake_retry.notify_one();
         }
-        if self.spool.set(spool).is_err() {
+        if self.spool.set(Arc::new(spool)).is_err() {
             return Err(StoreError::Io(std::io::Error::other("spool already open")));
         }
         Ok(())
@@ -134,6 +134,7 @@ impl Revocations {
             entry: Some(entry.clone()),
             pending: &self.pending,
             wake: &self.wake_retry,
+            spool: self.spool.get(),
         };
         let outcome = tokio::time::timeout(self.store_timeout, store.write(&entry)).await;
         match outcome {
@@ -156,6 +157,7 @@ impl Revocations {
                 }
                 // Pending from here on, also if the caller stopped waiting
                 // while it was journaled (the guard pushes it then).
+                unsettled.spool = None;
                 if let Some(entry) = unsettled.entry.take() {
                     self.pending.lock().push(entry);
                     self.wake_retry.notify_one();
@@ -200,14 +202,26 @@ struct Unsettled<'a> {
     entry: Option<Entry>,
     pending: &'a parking_lot::Mutex<Vec<Entry>>,
     wake: &'a Notify,
+    /// `store.path`: where a dropped write is journaled (by a task of its
+    /// own: a drop cannot wait).
+    spool: Option<&'a Arc<store::file::FileStore>>,
 }
 
 impl Drop for Unsettled<'_> {
     fn drop(&mut self) {
-        if let Some(entry) = self.entry.take() {
-            self.pending.lock().push(entry);
-            self.wake.notify_one();
+        let Some(entry) = self.entry.take() else {
+            return;
+        };
+        if let (Some(spool), Ok(runtime)) = (self.spool, tokio::runtime::Handle::try_current()) {
+            let (spool, journaled) = (spool.clone(), entry.clone());
+            runtime.spawn(async move {
+                if let Err(e) = spool.write(&journaled).await {
+                    tracing::error!(error = %e, "Cannot journal an unshared revocation");
+                }
+            });
         }
+        self.pending.lock().push(entry);
+        self.wake.notify_one();
     }
 }
 
