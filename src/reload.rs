@@ -126,13 +126,14 @@ impl Reloader {
                 .map_err(|e| vec![format!("jwt.jwks_url: {e}")])?;
             jwks.watch(self.fetcher.clone());
         }
-        let proxy = Proxy::new(
+        let mut proxy = Proxy::new(
             &new,
             verifier,
             old_proxy.revocations.clone(),
             old_proxy.metrics.clone(),
         )
         .map_err(|p| strings(&p))?;
+        proxy.keep_replay_of(&old_proxy);
         proxy.use_fetcher(&self.fetcher);
         for (i, jwks) in proxy.issuer_jwks().iter().enumerate() {
             jwks.use_fetcher(self.fetcher.clone());

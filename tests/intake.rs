@@ -117,6 +117,31 @@ async fn a_logout_at_the_provider_revokes_that_session_only() {
     let m = &proxy.app.metrics;
     assert_eq!(m.signals("backchannel_logout", "applied"), 1);
     assert_eq!(m.signals("backchannel_logout", "replayed"), 1);
+
+    // A reload builds a new proxy; it keeps the memory of applied signals.
+    let settings = parse_settings(&config(), &up.url(), &[]);
+    let verifier =
+        revoke_proxy::auth::Verifier::new(&settings.jwt, &settings.revocation, &settings.forward)
+            .unwrap();
+    let mut reloaded = revoke_proxy::proxy::Proxy::new(
+        &settings,
+        verifier,
+        proxy.app.revocations.clone(),
+        proxy.app.metrics.clone(),
+    )
+    .unwrap();
+    reloaded.keep_replay_of(&proxy.app);
+    let (intake, endpoint) = reloaded.intake_endpoint(PATH).unwrap();
+    let form = format!("logout_token={token}");
+    let delivery = revoke_proxy::intake::Delivery {
+        method: "POST",
+        content_type: Some(b"application/x-www-form-urlencoded"),
+        authorization: None,
+        body: form.as_bytes(),
+    };
+    assert_eq!(intake.answer(endpoint, &delivery).await.status, 200);
+    assert_eq!(m.signals("backchannel_logout", "replayed"), 2);
+    assert_eq!(m.signals("backchannel_logout", "applied"), 1);
     proxy.stop().await;
 }
 

@@ -127,7 +127,9 @@ pub struct Intake {
     push_authorization: [u8; 32],
     /// `jwt.issuer`: the `iss` an `iss_sub` subject must name, when set.
     subject_issuer: Option<String>,
-    replay: replay::Replay,
+    /// Kept across reloads (by issuer name), so a signal replayed after a
+    /// reload is still a replay.
+    replay: Arc<replay::Replay>,
     revocations: Arc<Revocations>,
     metrics: Arc<Metrics>,
     leeway: i64,
@@ -177,7 +179,7 @@ impl Intake {
             logout: intake.backchannel_logout.clone(),
             ssf,
             subject_issuer: settings.jwt.issuer.clone(),
-            replay: replay::Replay::default(),
+            replay: Arc::default(),
             revocations,
             metrics,
             leeway,
@@ -238,6 +240,11 @@ impl Intake {
             return Some(a);
         }
         None
+    }
+
+    /// Takes over `old`'s memory of applied signals (a reload).
+    pub fn keep_replay_of(&mut self, old: &Intake) {
+        self.replay = old.replay.clone();
     }
 
     /// Answers one delivery; never fails.
@@ -353,13 +360,13 @@ impl Intake {
         change: Option<Change>,
         now: i64,
     ) -> Result<Applied, Rejection> {
-        if self.replay.seen(signal.issuer, family, jti, now) {
-            return Ok(Applied::Replayed);
-        }
         let issuer = self
             .issuers
             .get(signal.issuer)
             .map_or("", |i| i.name.as_str());
+        if self.replay.seen(issuer, family, jti, now) {
+            return Ok(Applied::Replayed);
+        }
         let written = match &change {
             None => None,
             Some(Change::Session(sid)) => {
@@ -407,7 +414,7 @@ impl Intake {
                 e.saturating_add(self.leeway)
             })
             .max(now.saturating_add(self.leeway));
-        self.replay.remember(signal.issuer, family, jti, until, now);
+        self.replay.remember(issuer, family, jti, until, now);
         Ok(if change.is_some() {
             Applied::Written
         } else {

@@ -21,19 +21,20 @@ pub enum Family {
 
 #[derive(Default)]
 pub struct Replay {
-    seen: Mutex<HashMap<(usize, Family, String), i64>>,
+    seen: Mutex<HashMap<(String, Family, String), i64>>,
 }
 
 impl Replay {
-    /// `jti` of issuer number `issuer` was applied before and is still remembered.
-    pub fn seen(&self, issuer: usize, family: Family, jti: &str, now: i64) -> bool {
+    /// `jti` of `issuer` (its configured name) was applied before and is
+    /// still remembered.
+    pub fn seen(&self, issuer: &str, family: Family, jti: &str, now: i64) -> bool {
         let seen = self.seen.lock();
-        seen.get(&(issuer, family, jti.to_string()))
+        seen.get(&(issuer.to_string(), family, jti.to_string()))
             .is_some_and(|until| *until > now)
     }
 
     /// Remembers `jti` until `until` (Unix seconds).
-    pub fn remember(&self, issuer: usize, family: Family, jti: &str, until: i64, now: i64) {
+    pub fn remember(&self, issuer: &str, family: Family, jti: &str, until: i64, now: i64) {
         let mut seen = self.seen.lock();
         if seen.len() >= MAX_REMEMBERED {
             seen.retain(|_, u| *u > now);
@@ -45,7 +46,7 @@ impl Replay {
             let median = *median;
             seen.retain(|_, u| *u > median);
         }
-        seen.insert((issuer, family, jti.to_string()), until);
+        seen.insert((issuer.to_string(), family, jti.to_string()), until);
     }
 
     pub fn len(&self) -> usize {
@@ -64,23 +65,29 @@ mod tests {
     #[test]
     fn remembers_until_expiry_per_issuer() {
         let r = Replay::default();
-        r.remember(0, Family::SecurityEvent, "a", 100, 10);
-        assert!(r.seen(0, Family::SecurityEvent, "a", 99));
-        assert!(!r.seen(0, Family::LogoutToken, "a", 99));
-        assert!(!r.seen(0, Family::SecurityEvent, "a", 100));
-        assert!(!r.seen(1, Family::SecurityEvent, "a", 50));
+        r.remember("i", Family::SecurityEvent, "a", 100, 10);
+        assert!(r.seen("i", Family::SecurityEvent, "a", 99));
+        assert!(!r.seen("i", Family::LogoutToken, "a", 99));
+        assert!(!r.seen("i", Family::SecurityEvent, "a", 100));
+        assert!(!r.seen("j", Family::SecurityEvent, "a", 50));
     }
 
     #[test]
     fn stays_bounded() {
         let r = Replay::default();
         for i in 0..(MAX_REMEMBERED + 10) {
-            r.remember(0, Family::SecurityEvent, &i.to_string(), 1000 + i as i64, 0);
+            r.remember(
+                "i",
+                Family::SecurityEvent,
+                &i.to_string(),
+                1000 + i as i64,
+                0,
+            );
         }
         assert!(r.len() <= MAX_REMEMBERED);
         // The newest are kept.
         assert!(r.seen(
-            0,
+            "i",
             Family::SecurityEvent,
             &(MAX_REMEMBERED + 9).to_string(),
             0

@@ -158,6 +158,17 @@ impl Proxy {
         }
     }
 
+    /// Takes over `old`'s memory of applied identity-provider signals, so
+    /// a reload does not make a replayed one new again.
+    pub fn keep_replay_of(&mut self, old: &Proxy) {
+        if let (Some(new), Some(old)) = (
+            self.intake.as_mut().and_then(Arc::get_mut),
+            old.intake.as_deref(),
+        ) {
+            new.keep_replay_of(old);
+        }
+    }
+
     /// The realm of `WWW-Authenticate` challenges (`jwt.realm`).
     pub fn realm(&self) -> &str {
         &self.realm
