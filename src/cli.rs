@@ -89,6 +89,10 @@ pub enum Command {
         /// Keep the cutoff this many seconds (default: max_token_lifetime).
         #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
         lifetime: Option<i64>,
+        /// Send --sub as a JSON number when it reads as one (for tokens
+        /// whose subject is a number, `"sub": 42`).
+        #[arg(long)]
+        numbers: bool,
     },
     /// Ask whether a token (or a subject/token-id pair) is revoked.
     #[command(after_help = "Examples:\n  \
@@ -136,6 +140,7 @@ pub async fn main(cli: Cli) -> i32 {
                 all,
                 subject_claim,
                 lifetime,
+                numbers,
             }),
             _,
         ) => {
@@ -148,6 +153,7 @@ pub async fn main(cli: Cli) -> i32 {
                 all,
                 subject_claim,
                 lifetime,
+                numbers,
             };
             client::run(&conn, &call).await
         }

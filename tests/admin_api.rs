@@ -434,6 +434,35 @@ async fn the_admin_api_matches_its_openapi_document() {
     .await;
     assert_eq!(r.status, 400, "{:?}", r.json());
 
+    // Numeric claims: a query cannot say string or number, so both are read.
+    let r = post_json(&doc, admin, "/v1/revoke", &json!({ "sub": 42, "jti": 7 })).await;
+    assert_eq!(r.status, 200);
+    let r = call(
+        admin,
+        "GET",
+        "/v1/status?sub=42&jti=7",
+        "",
+        "application/json",
+    )
+    .await;
+    doc.check_response("/v1/status", "GET", &r);
+    assert_eq!(r.json(), json!({ "revoked": true, "reason": "token" }));
+    let r = call(
+        admin,
+        "GET",
+        "/v1/status?sub=42&jti=8",
+        "",
+        "application/json",
+    )
+    .await;
+    assert_eq!(r.json(), json!({ "revoked": false }));
+    let now = proxy.clock.now();
+    let r = post_json(&doc, admin, "/v1/purge", &json!({ "sub": 43 })).await;
+    assert_eq!(r.status, 200);
+    let q = format!("/v1/status?sub=43&jti=q&iat={}", now - 10);
+    let r = call(admin, "GET", &q, "", "application/json").await;
+    assert_eq!(r.json(), json!({ "revoked": true, "reason": "subject" }));
+
     let r = post_json(&doc, admin, "/v1/purge", &json!({ "all": true })).await;
     assert_eq!(r.json()["kind"], "global");
     proxy.clock.advance(1);

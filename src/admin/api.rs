@@ -329,7 +329,12 @@ impl Admin {
             match self.verify_token(&token) {
                 Ok(v) => {
                     compat_claims = v.compat;
-                    (v.subject, v.token_id, v.session, v.iat)
+                    (
+                        vec![v.subject],
+                        vec![v.token_id],
+                        v.session.map(|s| vec![s]),
+                        v.iat,
+                    )
                 }
                 Err(e) => return bad_request(format!("token not accepted: {e}")),
             }
@@ -352,25 +357,50 @@ impl Admin {
                 },
             };
             (
-                ClaimValue::Str(sub.into()),
-                ClaimValue::Str(jti.into()),
-                get(&names.session).map(|s| ClaimValue::Str(s.into())),
+                query_claim(&sub),
+                query_claim(&jti),
+                get(&names.session).map(|s| query_claim(&s)),
                 iat,
             )
         };
-        let keys = KeyHashes::new(&subject, &token_id).with_session(session.as_ref());
-        let id = TokenRef {
-            subject: &subject,
-            token: &token_id,
-            session: session.as_ref(),
+        // Every reading of the values (a query cannot say string or
+        // number): revoked when one of them is.
+        let sessions: Vec<Option<&ClaimValue>> = match &session {
+            Some(all) => all.iter().map(Some).collect(),
+            None => vec![None],
         };
-        let verdict = if compat_claims.is_empty() {
-            self.revocations.verdict(id, &keys, iat).await
-        } else {
-            self.revocations
-                .verdict_with_compat(id, &keys, iat, &compat_claims)
-                .await
-        };
+        let mut readings = Vec::new();
+        for s in &subject {
+            for t in &token_id {
+                for x in &sessions {
+                    readings.push((s, t, *x));
+                }
+            }
+        }
+        let mut verdict = Verdict::Clear;
+        for (subject, token_id, session) in readings {
+            let keys = KeyHashes::new(subject, token_id).with_session(session);
+            let id = TokenRef {
+                subject,
+                token: token_id,
+                session,
+            };
+            let this = if compat_claims.is_empty() {
+                self.revocations.verdict(id, &keys, iat).await
+            } else {
+                self.revocations
+                    .verdict_with_compat(id, &keys, iat, &compat_claims)
+                    .await
+            };
+            match this {
+                Verdict::Revoked(_) => {
+                    verdict = this;
+                    break;
+                }
+                Verdict::Unavailable => verdict = this,
+                Verdict::Clear => {}
+            }
+        }
         match verdict {
             Verdict::Clear => reply(StatusCode::OK, json!({ "revoked": false })),
             Verdict::Revoked(reason) => reply(
@@ -448,6 +478,16 @@ async fn read_body(req: Request<Incoming>) -> Result<Body, Reply> {
     serde_json::from_slice(&bytes)
         .map(Body::Json)
         .map_err(|e| bad_request(format!("body is not valid JSON: {e}")))
+}
+
+/// A claim value given in a query string: the string, and also the number
+/// when it reads as one (`42`), since a query cannot say which it is.
+fn query_claim(text: &str) -> Vec<ClaimValue> {
+    let mut readings = vec![ClaimValue::Str(text.into())];
+    if let Ok(Value::Number(n)) = serde_json::from_str::<Value>(text) {
+        readings.push(ClaimValue::Num(n.to_string().into()));
+    }
+    readings
 }
 
 #[cfg(test)]

@@ -64,6 +64,20 @@ pub struct TokenOrClaims {
     /// Name of revocation.session_claim on the proxy.
     #[arg(long, default_value = "sid")]
     pub session_claim: String,
+    /// Send --sub, --jti and --sid values that read as numbers as JSON
+    /// numbers: for tokens whose claims are numbers (`"sub": 42`), which
+    /// are other values than the strings `"42"`. (`status` checks both.)
+    #[arg(long)]
+    pub numbers: bool,
+}
+
+/// A claim value from the command line: a JSON number with `--numbers`
+/// when it reads as one, else the string.
+fn claim_json(text: &str, numbers: bool) -> Value {
+    match serde_json::from_str::<Value>(text) {
+        Ok(n @ Value::Number(_)) if numbers => n,
+        _ => json!(text),
+    }
 }
 
 /// What the CLI asks the admin API for.
@@ -79,6 +93,8 @@ pub enum Call {
         all: bool,
         subject_claim: String,
         lifetime: Option<i64>,
+        /// `--sub` as a JSON number when it reads as one.
+        numbers: bool,
     },
     Status {
         target: TokenOrClaims,
@@ -126,11 +142,12 @@ fn request_of(call: &Call) -> Result<(Method, String, Option<Value>), String> {
             all,
             subject_claim,
             lifetime,
+            numbers,
         } => {
             let mut body = Map::new();
             match (sub, all) {
                 (Some(s), false) => {
-                    body.insert(subject_claim.clone(), json!(s));
+                    body.insert(subject_claim.clone(), claim_json(s, *numbers));
                 }
                 (None, true) => {
                     body.insert("all".into(), json!(true));
@@ -161,7 +178,11 @@ fn revoke_body(
             body.insert("token".into(), json!(jwt));
         }
         (None, None, None) if target.sid.is_some() => {
-            body.insert(target.session_claim.clone(), json!(target.sid));
+            let sid = target.sid.as_deref().unwrap_or_default();
+            body.insert(
+                target.session_claim.clone(),
+                claim_json(sid, target.numbers),
+            );
         }
         (None, Some(_), Some(_)) if target.sid.is_some() => {
             return Err(
@@ -169,8 +190,11 @@ fn revoke_body(
             )
         }
         (None, Some(sub), Some(jti)) => {
-            body.insert(target.subject_claim.clone(), json!(sub));
-            body.insert(target.token_claim.clone(), json!(jti));
+            body.insert(
+                target.subject_claim.clone(),
+                claim_json(sub, target.numbers),
+            );
+            body.insert(target.token_claim.clone(), claim_json(jti, target.numbers));
             if let Some(e) = exp {
                 body.insert("exp".into(), json!(e));
             }
@@ -351,7 +375,39 @@ mod tests {
             token_claim: "sid".into(),
             sid: None,
             session_claim: "sid".into(),
+            numbers: false,
         }
+    }
+
+    #[test]
+    fn numbers_go_as_numbers_only_when_asked() {
+        let mut t = target();
+        t.sub = Some("42".into());
+        t.jti = Some("7".into());
+        t.token_claim = "jti".into();
+        let body = |t: &TokenOrClaims| {
+            let (_, _, body) = request_of(&Call::Revoke {
+                target: t.clone(),
+                exp: None,
+                lifetime: None,
+            })
+            .unwrap();
+            body.unwrap()
+        };
+        assert_eq!(body(&t), json!({"sub": "42", "jti": "7"}));
+        t.numbers = true;
+        assert_eq!(body(&t), json!({"sub": 42, "jti": 7}));
+        t.jti = Some("j-7".into());
+        assert_eq!(body(&t), json!({"sub": 42, "jti": "j-7"}));
+        let (_, _, purge) = request_of(&Call::Purge {
+            sub: Some("42".into()),
+            all: false,
+            subject_claim: "sub".into(),
+            lifetime: None,
+            numbers: true,
+        })
+        .unwrap();
+        assert_eq!(purge.unwrap(), json!({"sub": 42}));
     }
 
     #[test]
@@ -410,7 +466,8 @@ mod tests {
             sub: Some("x".into()),
             all: true,
             subject_claim: "sub".into(),
-            lifetime: None
+            lifetime: None,
+            numbers: false,
         })
         .is_err());
     }
