@@ -936,3 +936,43 @@ async fn another_spelling_of_the_token_header_never_reaches_the_app() {
     }
     paths.stop().await;
 }
+
+#[tokio::test]
+async fn cookie_crumbs_reach_the_app_as_one_field_on_every_path() {
+    let up = TestUpstream::start().await;
+    let paths = Paths::start(&config(""), &up.url(), &[]).await;
+    let token = hs256(&claims("hugo"));
+    let auth = bearer(&token);
+    for via in ALL {
+        let h: [(&str, &[u8]); 3] = [
+            ("authorization", &auth),
+            ("cookie", b"a=1"),
+            ("cookie", b"b=2"),
+        ];
+        let r = paths.send(via, "GET", "/api", &h, b"").await;
+        assert_eq!(r.status, 200, "{via:?}");
+        let seen = up.last().headers;
+        let cookies: Vec<_> = seen.get_all("cookie").iter().collect();
+        assert_eq!(cookies, ["a=1; b=2"], "{via:?}");
+    }
+    paths.stop().await;
+}
+
+#[tokio::test]
+async fn connect_is_never_proxied() {
+    let up = TestUpstream::start().await;
+    let paths = Paths::start(&config(""), &up.url(), &[]).await;
+    let token = hs256(&claims("ivy"));
+    let auth = bearer(&token);
+    // The paths that can carry CONNECT to a path (h2 refuses it in hyper).
+    for via in [Via::Fast, Via::Http10, Via::Tls] {
+        let before = up.count();
+        let h: [(&str, &[u8]); 1] = [("authorization", &auth)];
+        let r = paths.send(via, "CONNECT", "/public/x", &h, b"").await;
+        assert_eq!(r.status, 400, "{via:?}");
+        let r = paths.send(via, "CONNECT", "/api", &h, b"").await;
+        assert_eq!(r.status, 400, "{via:?}");
+        assert_eq!(up.count(), before, "{via:?}: nothing reached the app");
+    }
+    paths.stop().await;
+}

@@ -359,6 +359,7 @@ impl Proxy {
         for (name, value) in added {
             h.append(name, value);
         }
+        join_cookies(h);
         Ok(())
     }
 
@@ -405,6 +406,11 @@ impl Proxy {
         query: Option<&str>,
         mut access: Option<&mut AccessLine>,
     ) -> Result<Admitted<'_>, ProxyError> {
+        // A tunnel to wherever the client names is not a reverse proxy's
+        // to open, on either path (nginx answers 400 too).
+        if method == "CONNECT" {
+            return Err(ProxyError::BadRequest("CONNECT is not proxied"));
+        }
         let arrived = self.revocations.clock().now();
         let path = normalize(raw_path)?;
         if let Some(a) = access.as_deref_mut() {
@@ -535,6 +541,27 @@ impl Proxy {
             "Revocation applied"
         );
         status
+    }
+}
+
+/// Cookie crumbs (h2 sends each cookie as its own field) joined into one
+/// `Cookie` field with `"; "` before they go to an HTTP/1.1 upstream
+/// (RFC 9113 §8.2.3): an app that joins repeated fields with `,` would
+/// otherwise read one garbled cookie.
+fn join_cookies(h: &mut http::HeaderMap) {
+    let mut crumbs = h.get_all(http::header::COOKIE).iter();
+    if crumbs.nth(1).is_none() {
+        return;
+    }
+    let mut joined = Vec::new();
+    for crumb in h.get_all(http::header::COOKIE) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(crumb.as_bytes());
+    }
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        h.insert(http::header::COOKIE, v);
     }
 }
 

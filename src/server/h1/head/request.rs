@@ -129,11 +129,32 @@ pub fn write_request(out: &mut Vec<u8>, o: &Outgoing<'_>) -> Result<(), BadTarge
         out.extend_from_slice(q.as_bytes());
     }
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut cookies = 0;
     for h in o.headers {
         // Framing: only Content-Length reaches the fast path; it is kept.
         if o.policy.request_field(o.view, h.name) != Field::Drop {
+            if h.name.eq_ignore_ascii_case("cookie") {
+                cookies += 1;
+                continue;
+            }
             field(out, h.name.as_bytes(), h.value);
         }
+    }
+    if cookies > 0 {
+        // One `Cookie` field, its crumbs joined with "; " (as the hyper
+        // path does for h2's one-field-per-cookie).
+        out.extend_from_slice(b"cookie: ");
+        let crumbs = o.headers.iter().filter(|h| {
+            h.name.eq_ignore_ascii_case("cookie")
+                && o.policy.request_field(o.view, h.name) != Field::Drop
+        });
+        for (i, h) in crumbs.enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b"; ");
+            }
+            out.extend_from_slice(h.value);
+        }
+        out.extend_from_slice(b"\r\n");
     }
     o.policy
         .added_fields(o.view, o.claims, o.authority, |name, value| {
