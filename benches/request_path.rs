@@ -174,7 +174,7 @@ fn fast_path_heads(c: &mut Criterion) {
         b.iter(|| {
             out.clear();
             let rid = policy.request_id(headers);
-            let Ok(mut view) = policy.view(headers, None, peer, false, rid) else {
+            let Ok(mut view) = policy.view(headers, None, true, peer, false, rid) else {
                 return false;
             };
             policy.verified(&mut view);

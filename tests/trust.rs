@@ -976,3 +976,101 @@ async fn connect_is_never_proxied() {
     }
     paths.stop().await;
 }
+
+/// Writes `request` as is on a new connection (plain or TLS) and reads the
+/// answer to the connection's end.
+async fn raw_exchange(paths: &Paths, tls: bool, request: &[u8]) -> Resp {
+    let all = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut all = Vec::new();
+        if tls {
+            let mut s = paths.tls_stream(false).await;
+            s.write_all(request).await.unwrap();
+            let _ = s.read_to_end(&mut all).await;
+        } else {
+            let mut s = TcpStream::connect(paths.plain.addr).await.unwrap();
+            s.write_all(request).await.unwrap();
+            let _ = s.read_to_end(&mut all).await;
+        }
+        all
+    })
+    .await
+    .expect("an answer within 20 s");
+    support::paths::parse_response(&all, false)
+}
+
+#[tokio::test]
+async fn a_host_that_is_not_one_host_and_port_is_refused_on_every_path() {
+    let up = TestUpstream::start().await;
+    let paths = Paths::start(&config(""), &up.url(), &[]).await;
+    let token = hs256(&claims("jude"));
+    let bad = [
+        "Host: a b\r\n",
+        "Host: app/admin\r\n",
+        "Host: user@app\r\n",
+        "Host: app:80:80\r\n",
+        "Host: app?x\r\n",
+        "Host: app\r\nHost: app\r\n",
+        "Host: app\r\nhost: other\r\n",
+        // HTTP/1.1 without a Host (RFC 9112 §3.2).
+        "",
+    ];
+    let good = [
+        "Host: app\r\n",
+        "Host: app:8080\r\n",
+        "Host: [::1]:8080\r\n",
+    ];
+    for tls in [false, true] {
+        for chunked in [false, true] {
+            let framing = if chunked {
+                "Transfer-Encoding: chunked\r\n"
+            } else {
+                ""
+            };
+            let body = if chunked { "0\r\n\r\n" } else { "" };
+            let request = |host: &str, version: &str| {
+                format!(
+                    "GET /api HTTP/{version}\r\n{host}Authorization: Bearer {token}\r\n{framing}Connection: close\r\n\r\n{body}"
+                )
+            };
+            for host in bad {
+                let before = up.count();
+                let r = raw_exchange(&paths, tls, request(host, "1.1").as_bytes()).await;
+                assert_eq!(r.status, 400, "tls {tls}, chunked {chunked}: {host:?}");
+                assert_eq!(up.count(), before, "{host:?} reached the app");
+            }
+            for host in good {
+                let r = raw_exchange(&paths, tls, request(host, "1.1").as_bytes()).await;
+                assert_eq!(r.status, 200, "tls {tls}, chunked {chunked}: {host:?}");
+            }
+            if !chunked {
+                // HTTP/1.0 may go without a Host.
+                let r = raw_exchange(&paths, tls, request("", "1.0").as_bytes()).await;
+                assert_eq!(r.status, 200, "tls {tls}: HTTP/1.0 without Host");
+            }
+        }
+    }
+    paths.stop().await;
+}
+
+#[tokio::test]
+async fn a_broken_chunked_request_body_is_the_client_s_error() {
+    let up = TestUpstream::start().await;
+    let paths = Paths::start(&config(""), &up.url(), &[]).await;
+    let token = hs256(&claims("kurt"));
+    for tls in [false, true] {
+        for broken in [
+            "5\r\nhello\r\nzz\r\n\r\n",
+            "5\r\nhelloXX\r\n0\r\n\r\n",
+            "5\r\nhello\r\n0\n\r\n",
+            "-1\r\nx\r\n0\r\n\r\n",
+        ] {
+            let request = format!(
+                "POST /api HTTP/1.1\r\nHost: app\r\nAuthorization: Bearer {token}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{broken}"
+            );
+            let r = raw_exchange(&paths, tls, request.as_bytes()).await;
+            assert_eq!(r.status, 400, "tls {tls}: {broken:?}");
+            assert!(!r.body.contains("hello"), "nothing of the body is echoed");
+        }
+    }
+    paths.stop().await;
+}

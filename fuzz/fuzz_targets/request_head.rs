@@ -38,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
         "192.0.2.1"
     };
     let rid = policy.request_id(headers);
-    let Ok(mut view) = policy.view(headers, None, peer.parse().unwrap(), false, rid) else {
+    let Ok(mut view) = policy.view(headers, None, true, peer.parse().unwrap(), false, rid) else {
         return;
     };
     policy.verified(&mut view);

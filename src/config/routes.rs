@@ -273,7 +273,12 @@ fn read_methods(list: Option<Vec<String>>, rp: &str, p: &mut Problems) -> Option
             .enumerate()
             .map(|(j, m)| {
                 let up = m.to_ascii_uppercase();
-                if !METHODS.contains(&up.as_str()) {
+                if up == "CONNECT" {
+                    p.add(
+                        &format!("{rp}.methods[{j}]"),
+                        "CONNECT is refused (400) on every path before routing; a rule cannot match it",
+                    );
+                } else if !METHODS.contains(&up.as_str()) {
                     p.add(
                         &format!("{rp}.methods[{j}]"),
                         format!(
@@ -331,14 +336,14 @@ fn parse_status_match(t: &str) -> Option<StatusMatch> {
     }
 }
 
-/// Methods a rule may name: RFC 9110 §9, PATCH (RFC 5789) and WebDAV's.
-pub const METHODS: [&str; 20] = [
+/// Methods a rule may name: RFC 9110 §9 (CONNECT aside: it is refused
+/// before routing), PATCH (RFC 5789) and WebDAV's.
+pub const METHODS: [&str; 19] = [
     "GET",
     "HEAD",
     "POST",
     "PUT",
     "DELETE",
-    "CONNECT",
     "OPTIONS",
     "TRACE",
     "PATCH",

@@ -59,7 +59,7 @@ revocation:
     type: file
 routes:
   - path: /a
-    methods: [POST, "BAD METHOD"]
+    methods: [POST, "BAD METHOD", connect]
   - path: relative
     auth: none
     action: revoke
@@ -78,6 +78,7 @@ timeouts:
         "jwt.leeway",
         "revocation.store.path: required",
         "routes[0].methods[1]",
+        "routes[0].methods[2]: CONNECT is refused",
         "routes[1].path",
         "routes[1]: auth: none cannot be combined",
         "routes[1].extra: unknown key",

@@ -295,7 +295,7 @@ mod tests {
         );
         check(ProxyError::StoreUnavailable, 503, None);
         check(ProxyError::BadPath(PathError::EncodedSlash), 400, None);
-        check(ProxyError::BadRequest("ambiguous Host"), 400, None);
+        check(ProxyError::BadRequest("bad Host"), 400, None);
         check(ProxyError::UpstreamFailed("refused".into()), 502, None);
         check(ProxyError::UpstreamTimeout, 504, None);
         let missing = ProxyError::Auth(AuthError::Missing).to_response("r");

@@ -9,7 +9,10 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 /// Idle upstream connections are kept this long (90 s).
@@ -74,8 +77,40 @@ pub struct FastTarget {
     pub response_timeout: Duration,
 }
 
+/// The client's body on its way up, noting whether reading it failed
+/// (broken chunked framing, a client gone mid-body): that failure is the
+/// client's, answered 400, not the upstream's 502.
+pub struct Watched {
+    inner: Incoming,
+    broke: Arc<AtomicBool>,
+}
+
+impl http_body::Body for Watched {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Err(_))) = &polled {
+            self.broke.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 pub struct Upstream {
-    client: Client<Connector, Incoming>,
+    client: Client<Connector, Watched>,
     connect_timeout: Duration,
     /// Client TLS for `https://` upstreams (system roots or `upstream_tls.ca_file`).
     tls: Arc<rustls::ClientConfig>,
@@ -184,17 +219,28 @@ impl Upstream {
             .parse()
             .map_err(|_| ProxyError::UpstreamFailed("cannot build upstream URI".into()))?;
         *req.version_mut() = Version::HTTP_11;
+        let broke = Arc::new(AtomicBool::new(false));
+        let req = req.map(|inner| Watched {
+            inner,
+            broke: broke.clone(),
+        });
         tokio::time::timeout(self.response_timeout, self.client.request(req))
             .await
             .map_err(|_| ProxyError::UpstreamTimeout)?
-            .map_err(|e| ProxyError::UpstreamFailed(describe_client_error(&e)))
+            .map_err(|e| {
+                if broke.load(Ordering::Relaxed) {
+                    ProxyError::BadRequest("request body framing")
+                } else {
+                    ProxyError::UpstreamFailed(describe_client_error(&e))
+                }
+            })
     }
 }
 
 fn pooled_client(
     connect_timeout: Duration,
     tls: &Arc<rustls::ClientConfig>,
-) -> Client<Connector, Incoming> {
+) -> Client<Connector, Watched> {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(connect_timeout));
     connector.set_nodelay(true);

@@ -234,8 +234,77 @@ fn usable_request_id(value: &[u8]) -> bool {
 
 /// A request whose `Host` cannot be used (RFC 9112 §3.2: answer 400).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("more than one Host, or a Host that differs from the target's authority")]
+#[error("no Host, more than one, one that is not host[:port], or one that differs from the target's authority")]
 pub struct BadHost;
+
+/// `uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986 §3.2.2): an IP literal
+/// in brackets or a reg-name (unreserved, `%HH`, sub-delims), then digits.
+/// A Host with `/`, `@`, `?`, spaces or a second `:` is not an authority an
+/// app could agree on with the proxy.
+pub fn valid_host(value: &[u8]) -> bool {
+    fn name_byte(b: u8) -> bool {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            )
+    }
+    fn escapes_ok(name: &[u8]) -> bool {
+        let mut i = 0;
+        while let Some(&b) = name.get(i) {
+            if b == b'%' {
+                let hex = |j: usize| name.get(j).is_some_and(u8::is_ascii_hexdigit);
+                if !(hex(i + 1) && hex(i + 2)) {
+                    return false;
+                }
+                i += 3;
+            } else if name_byte(b) {
+                i += 1;
+            } else {
+                return false;
+            }
+        }
+        true
+    }
+    let value = value.trim_ascii();
+    let (name_ok, rest) = if let Some(inside) = value.strip_prefix(b"[") {
+        match inside.iter().position(|&b| b == b']') {
+            Some(end) => {
+                let literal = inside.get(..end).unwrap_or_default();
+                (
+                    !literal.is_empty() && literal.iter().all(|&b| name_byte(b) || b == b':'),
+                    inside.get(end + 1..).unwrap_or_default(),
+                )
+            }
+            None => return false,
+        }
+    } else {
+        let end = value.iter().position(|&b| b == b':').unwrap_or(value.len());
+        (
+            escapes_ok(value.get(..end).unwrap_or_default()),
+            value.get(end..).unwrap_or_default(),
+        )
+    };
+    name_ok
+        && match rest.split_first() {
+            None => true,
+            Some((b':', port)) => port.iter().all(u8::is_ascii_digit),
+            Some(_) => false,
+        }
+}
 
 /// The comma-separated tokens of a field value, trimmed.
 pub fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
@@ -332,17 +401,23 @@ impl Policy {
 
     /// Reads what the field walk needs. `authority` is the request target's
     /// (h2 `:authority`, an absolute-form target), used when there is no Host.
+    /// `host_required`: an HTTP/1.1 request needs a Host or an authority
+    /// (RFC 9112 §3.2); HTTP/1.0 and h2 may go without.
     pub fn view<'a, F: Fields + ?Sized>(
         &self,
         fields: &'a F,
         authority: Option<&'a [u8]>,
+        host_required: bool,
         peer: IpAddr,
         tls: bool,
         request_id: RequestId,
     ) -> Result<RequestView<'a>, BadHost> {
         let mut hosts = fields.values("host");
         let host = hosts.next();
-        if hosts.next().is_some() {
+        if hosts.next().is_some() || host.is_some_and(|h| !valid_host(h)) {
+            return Err(BadHost);
+        }
+        if host_required && host.or(authority).is_none() {
             return Err(BadHost);
         }
         if let (Some(h), Some(a)) = (host, authority) {
@@ -569,6 +644,42 @@ mod tests {
             let mut out = b"x, ".to_vec();
             push_ip(&mut out, ip);
             assert_eq!(out, format!("x, {ip}").into_bytes());
+        }
+    }
+
+    #[test]
+    fn host_values_are_host_and_port_only() {
+        for ok in [
+            "example.com",
+            "example.com:8080",
+            "EXAMPLE.com:",
+            "127.0.0.1:1",
+            "[::1]:8080",
+            "[2001:db8::1]",
+            "a-b_c~d%41",
+            "",
+            " example.com ",
+        ] {
+            assert!(valid_host(ok.as_bytes()), "{ok:?}");
+        }
+        for bad in [
+            "a b",
+            "example.com/admin",
+            "user@example.com",
+            "example.com:80:80",
+            "example.com:8o",
+            "example.com?x",
+            "example.com#x",
+            "[::1",
+            "[]:80",
+            "[::1]x",
+            "a%4",
+            "a%zz",
+            "a\\b",
+            "\u{7f}",
+            "h\u{e9}",
+        ] {
+            assert!(!valid_host(bad.as_bytes()), "{bad:?}");
         }
     }
 }

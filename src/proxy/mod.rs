@@ -326,8 +326,15 @@ impl Proxy {
             let authority = req.uri().authority().map(|a| a.as_str().as_bytes());
             let mut view = self
                 .policy
-                .view(req.headers(), authority, at.client.ip(), at.tls, at.rid)
-                .map_err(|_| ProxyError::BadRequest("ambiguous Host"))?;
+                .view(
+                    req.headers(),
+                    authority,
+                    req.version() == http::Version::HTTP_11,
+                    at.client.ip(),
+                    at.tls,
+                    at.rid,
+                )
+                .map_err(|_| ProxyError::BadRequest("bad Host"))?;
             if verified.is_some() {
                 self.policy.verified(&mut view);
             }

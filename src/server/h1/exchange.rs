@@ -178,8 +178,8 @@ async fn forward<S: Client>(
 ) -> Result<(u16, bool), Failure> {
     let mut view = proxy
         .policy
-        .view(req.headers, None, lane.client.ip(), lane.tls, rid)
-        .map_err(|_| ProxyError::BadRequest("ambiguous Host"))?;
+        .view(req.headers, None, true, lane.client.ip(), lane.tls, rid)
+        .map_err(|_| ProxyError::BadRequest("bad Host"))?;
     let admitted = proxy
         .route_and_admit(req.method, req.path, req.headers, req.query, access)
         .await?;

@@ -118,6 +118,7 @@ mod tests {
             .view(
                 headers,
                 None,
+                false,
                 "10.0.0.9".parse().unwrap(),
                 false,
                 policy.request_id(headers),
