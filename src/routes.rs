@@ -150,8 +150,15 @@ fn normalize_any(path: &str) -> Result<NormalizedPath, PathError> {
     }
     let mut loose = String::with_capacity(strict.len());
     for seg in &out {
+        // `/;x/logout` and `/logout/;` are `//logout` and `/logout/` to a
+        // servlet container, which then collapses the empty segment: a
+        // segment that is only `;params` is no segment at all here.
+        let bare = seg.split(';').next().unwrap_or("");
+        if bare.is_empty() {
+            continue;
+        }
         loose.push('/');
-        loose.push_str(&seg.split(';').next().unwrap_or("").to_ascii_lowercase());
+        loose.push_str(&bare.to_ascii_lowercase());
     }
     if loose.is_empty() {
         loose.push('/');
@@ -297,7 +304,12 @@ impl RouteTable {
             let method_ok = match &r.methods {
                 None => true,
                 Some(list) if public => list.iter().any(|m| m == method),
-                Some(list) => list.iter().any(|m| m.eq_ignore_ascii_case(method)),
+                // Frameworks answer HEAD with the GET handler: a GET logout
+                // reached by HEAD still revokes.
+                Some(list) => list.iter().any(|m| {
+                    m.eq_ignore_ascii_case(method)
+                        || (m == "GET" && method.eq_ignore_ascii_case("HEAD"))
+                }),
             };
             let path_ok = if public {
                 r.pattern.matches(&path.strict) && !reads_two_ways(&path.strict)
@@ -399,6 +411,7 @@ mod tests {
             r("/login", false, None, None),
             r("/static/*", false, None, None),
             r("/logout", true, Some(Action::Revoke), Some(vec!["POST"])),
+            r("/signout", true, Some(Action::Revoke), Some(vec!["GET"])),
         ])
     }
 
@@ -443,6 +456,15 @@ mod tests {
             assert_eq!(t.find("POST", &n(p)).action, Some(Action::Revoke), "{p}");
         }
         assert_eq!(t.find("post", &n("/logout")).action, Some(Action::Revoke));
+        // A segment that is only `;params` is none (servlet containers drop
+        // the params, then collapse the empty segment).
+        assert_eq!(t.find("HEAD", &n("/signout")).action, Some(Action::Revoke));
+        assert_eq!(t.find("head", &n("/signout")).action, Some(Action::Revoke));
+        assert_eq!(t.find("HEAD", &n("/logout")).action, None);
+        for p in ["/;x/logout", "/logout/;", "/;/logout;a", "/;x/;y/LOGOUT/;z"] {
+            assert_eq!(n(p).loose, "/logout", "{p}");
+            assert_eq!(t.find("POST", &n(p)).action, Some(Action::Revoke), "{p}");
+        }
         assert_eq!(t.find("GET", &n("/logout")).action, None);
     }
 }

@@ -1074,3 +1074,151 @@ async fn a_broken_chunked_request_body_is_the_client_s_error() {
     }
     paths.stop().await;
 }
+
+#[tokio::test]
+async fn a_transfer_coding_other_than_chunked_is_not_implemented() {
+    let up = TestUpstream::start().await;
+    let paths = Paths::start(&config(""), &up.url(), &[]).await;
+    let token = hs256(&claims("lena"));
+    for tls in [false, true] {
+        for coding in ["gzip, chunked", "deflate,chunked", "x-custom, chunked"] {
+            let before = up.count();
+            let request = format!(
+                "POST /api HTTP/1.1\r\nHost: app\r\nAuthorization: Bearer {token}\r\nTransfer-Encoding: {coding}\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+            );
+            let r = raw_exchange(&paths, tls, request.as_bytes()).await;
+            assert_eq!(r.status, 501, "tls {tls}: {coding:?}");
+            assert_eq!(up.count(), before, "{coding:?} reached the app");
+        }
+        // Chunked alone, in any case, is framing the proxy does.
+        let request = format!(
+            "POST /api HTTP/1.1\r\nHost: app\r\nAuthorization: Bearer {token}\r\nTransfer-Encoding: Chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+        );
+        assert_eq!(
+            raw_exchange(&paths, tls, request.as_bytes()).await.status,
+            200
+        );
+    }
+    paths.stop().await;
+}
+
+#[tokio::test]
+async fn a_204_made_here_carries_no_content_length_on_any_path() {
+    let up = TestUpstream::start().await;
+    let yaml = config("").replace(
+        "routes:\n",
+        "routes:\n  - path: /bye\n    action: revoke\n    respond: 204\n",
+    );
+    let paths = Paths::start(&yaml, &up.url(), &[]).await;
+    for via in ALL {
+        let token = hs256(&claims(&format!("mia-{via:?}")));
+        let auth = bearer(&token);
+        let h: [(&str, &[u8]); 1] = [("authorization", &auth)];
+        let r = paths.send(via, "POST", "/bye", &h, b"").await;
+        assert_eq!(r.status, 204, "{via:?}");
+        assert_eq!(r.header("content-length"), None, "{via:?}: RFC 9110 §8.6");
+        assert_eq!(r.body, "", "{via:?}");
+        // And the token it carried is revoked.
+        let r = paths.send(via, "GET", "/api", &h, b"").await;
+        assert_eq!(r.status, 401, "{via:?}");
+    }
+    paths.stop().await;
+}
+
+/// An upstream that answers every request with `size` bytes of body.
+async fn big_upstream(size: usize) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut b = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut b).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&b[..n]),
+                    }
+                }
+                let answer = format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n");
+                if s.write_all(answer.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = vec![b'x'; 64 * 1024];
+                let mut left = size;
+                while left > 0 {
+                    let n = left.min(chunk.len());
+                    if s.write_all(&chunk[..n]).await.is_err() {
+                        return;
+                    }
+                    left -= n;
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off_after_client_idle() {
+    const SIZE: usize = 64 << 20;
+    let up = big_upstream(SIZE).await;
+    let yaml = config("timeouts:\n  client_idle: 1s\n");
+    let paths = Paths::start(&yaml, &format!("http://{up}"), &[]).await;
+    let token = hs256(&claims("nora"));
+    // HTTP/1.1 takes the fast path, HTTP/1.0 hyper; plain and over TLS.
+    for tls in [false, true] {
+        for version in ["1.1", "1.0"] {
+            let request = format!(
+                "GET /big HTTP/{version}\r\nHost: app\r\nAuthorization: Bearer {token}\r\n\r\n"
+            );
+            let read = async {
+                let mut got = 0usize;
+                let mut b = vec![0u8; 1 << 16];
+                macro_rules! drain {
+                    ($s:expr) => {{
+                        $s.write_all(request.as_bytes()).await.unwrap();
+                        // Reads nothing for four times client_idle.
+                        tokio::time::sleep(Duration::from_secs(4)).await;
+                        loop {
+                            match $s.read(&mut b).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => got += n,
+                            }
+                        }
+                    }};
+                }
+                if tls {
+                    let mut s = paths.tls_stream(false).await;
+                    drain!(s);
+                } else {
+                    let mut s = TcpStream::connect(paths.plain.addr).await.unwrap();
+                    drain!(s);
+                }
+                got
+            };
+            let got = tokio::time::timeout(Duration::from_secs(30), read)
+                .await
+                .expect("the connection ends");
+            assert!(
+                got < SIZE / 2,
+                "tls {tls}, HTTP/{version}: {got} of {SIZE} bytes arrived: the stalled answer was not cut"
+            );
+        }
+    }
+    // A client that keeps reading gets every byte.
+    let mut s = TcpStream::connect(paths.plain.addr).await.unwrap();
+    let request =
+        format!("GET /big HTTP/1.1\r\nHost: app\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n");
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut all = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), s.read_to_end(&mut all))
+        .await
+        .expect("the whole answer within 60 s")
+        .unwrap();
+    assert!(all.len() > SIZE, "{} bytes", all.len());
+    paths.stop().await;
+}

@@ -31,6 +31,10 @@ pub enum ProxyError {
     /// A request the proxy cannot read one way only (two `Host`s…): 400.
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// Something the request needs that the proxy does not do (a transfer
+    /// coding other than chunked): 501 (RFC 9112 §6.1).
+    #[error("not implemented: {0}")]
+    Unsupported(&'static str),
     #[error("upstream failed: {0}")]
     UpstreamFailed(String),
     #[error("upstream timed out")]
@@ -98,9 +102,10 @@ impl ProxyError {
     pub fn outcome(&self) -> Outcome {
         match self {
             ProxyError::Auth(AuthError::Missing) => Outcome::Missing,
-            ProxyError::Auth(_) | ProxyError::BadPath(_) | ProxyError::BadRequest(_) => {
-                Outcome::Invalid
-            }
+            ProxyError::Auth(_)
+            | ProxyError::BadPath(_)
+            | ProxyError::BadRequest(_)
+            | ProxyError::Unsupported(_) => Outcome::Invalid,
             ProxyError::Revoked(_) | ProxyError::ListStatus(_) => Outcome::Revoked,
             ProxyError::StoreUnavailable | ProxyError::KeysUnavailable => Outcome::StoreUnavailable,
             ProxyError::UpstreamFailed(_) | ProxyError::UpstreamTimeout => Outcome::UpstreamError,
@@ -128,6 +133,7 @@ impl ProxyError {
             ProxyError::KeysUnavailable => "keys_unavailable",
             ProxyError::BadPath(_) => "bad_path",
             ProxyError::BadRequest(_) => "bad_request",
+            ProxyError::Unsupported(_) => "not_implemented",
             ProxyError::UpstreamFailed(_) => "upstream_failed",
             ProxyError::UpstreamTimeout => "upstream_timeout",
         }
@@ -143,6 +149,7 @@ impl ProxyError {
             ProxyError::Auth(AuthError::Malformed(_))
             | ProxyError::BadPath(_)
             | ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
             ProxyError::StoreUnavailable | ProxyError::KeysUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -181,6 +188,7 @@ impl ProxyError {
             ),
             ProxyError::BadPath(_) => ("invalid_request", Some("invalid request path")),
             ProxyError::BadRequest(d) => ("invalid_request", Some(d)),
+            ProxyError::Unsupported(d) => ("not_implemented", Some(d)),
             ProxyError::UpstreamFailed(_) => ("bad_gateway", Some("upstream unavailable")),
             ProxyError::UpstreamTimeout => ("gateway_timeout", Some("upstream timed out")),
         };
@@ -296,6 +304,7 @@ mod tests {
         check(ProxyError::StoreUnavailable, 503, None);
         check(ProxyError::BadPath(PathError::EncodedSlash), 400, None);
         check(ProxyError::BadRequest("bad Host"), 400, None);
+        check(ProxyError::Unsupported("transfer coding"), 501, None);
         check(ProxyError::UpstreamFailed("refused".into()), 502, None);
         check(ProxyError::UpstreamTimeout, 504, None);
         let missing = ProxyError::Auth(AuthError::Missing).to_response("r");

@@ -314,6 +314,15 @@ pub fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|t| !t.is_empty())
 }
 
+/// A request `Transfer-Encoding` naming a coding other than `chunked`
+/// (`gzip, chunked`): the proxy frames bodies only, so it answers 501.
+pub fn unknown_transfer_coding<F: Fields + ?Sized>(fields: &F) -> bool {
+    fields
+        .values("transfer-encoding")
+        .flat_map(tokens)
+        .any(|c| !c.eq_ignore_ascii_case(b"chunked"))
+}
+
 /// Names listed in the `Connection` fields.
 fn connection_names<'a>(values: impl Iterator<Item = &'a [u8]>) -> Vec<&'a [u8]> {
     values.flat_map(tokens).collect()

@@ -212,6 +212,13 @@ impl Proxy {
     ) -> Response<Body> {
         let rid = self.policy.request_id(req.headers());
         let mut access = self.access_line(req.method().as_str(), client, req.headers(), rid);
+        if hygiene::unknown_transfer_coding(req.headers()) {
+            // hyper takes the chunking off and the rest would reach the app
+            // (or an intake endpoint) as if it were the body itself.
+            let e = ProxyError::Unsupported("transfer coding other than chunked");
+            self.record(access, 501, self.failed(&e), Some(e.reason()));
+            return e.to_response(&self.realm).map(Either::Right);
+        }
         if let Some((intake, endpoint)) = self.intake_endpoint(req.uri().path()) {
             if let Some(a) = access.as_mut() {
                 a.path = req.uri().path().to_string();

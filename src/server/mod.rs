@@ -17,6 +17,7 @@
 
 pub mod conn;
 pub mod h1;
+pub mod paced;
 
 use crate::proxy::forward::Upstream;
 use crate::proxy::LiveProxy;
@@ -310,13 +311,15 @@ async fn serve_plain(
 /// it, then hands the rest of the connection to hyper with the bytes read.
 async fn http1_first<S>(
     shared: &Arc<Shared>,
-    mut stream: S,
+    stream: S,
     addr: SocketAddr,
     tls: bool,
     stop: watch::Receiver<bool>,
 ) where
     S: h1::Client + Send + 'static,
 {
+    // A client that stops reading its answer is cut off after `client_idle`.
+    let mut stream = paced::Paced::new(stream, shared.options.client_idle);
     let read_ahead = match &shared.fast {
         Some((target, pool)) => {
             let lane = h1::Lane {
@@ -363,6 +366,7 @@ async fn serve_tls(
     // HTTP/1.1 (by ALPN, or a client that offered none) takes the fast path
     // like a plain connection; h2 goes to hyper.
     if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+        let stream = paced::Paced::new(stream, shared.options.client_idle);
         hyper_conn(shared, stream, addr, true, stop).await;
         return;
     }

@@ -224,7 +224,12 @@ pub fn write_local(
     for (name, value) in headers {
         field(out, name.as_str().as_bytes(), value.as_bytes());
     }
-    let _ = write!(out, "content-length: {}\r\n", body.len());
+    // RFC 9110 §8.6: never in a 204; in a 304 only the length a 200 would
+    // have had, which a route answering here does not know. hyper's answer
+    // to the same request has none either.
+    if !matches!(status.as_u16(), 204 | 304) {
+        let _ = write!(out, "content-length: {}\r\n", body.len());
+    }
     date(out);
     if close {
         out.extend_from_slice(b"connection: close\r\n");
