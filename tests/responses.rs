@@ -456,11 +456,11 @@ async fn tokens_are_found_in_cookie_and_query_only_when_configured() {
 
 #[tokio::test]
 async fn upstream_refusal_is_502_and_timeout_is_504() {
-    // A port that was just free: nothing listens there.
-    let dead = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    // A port held by a socket that is bound but never listens: connections
+    // to it are refused, and no other test can take the port meanwhile.
+    let holder = tokio::net::TcpSocket::new_v4().unwrap();
+    holder.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let dead = holder.local_addr().unwrap();
     let proxy = TestProxy::start(BASIC, &format!("http://{dead}"), &[]).await;
     let r = get(proxy.addr, "/api", Some(&hs256(&claims("a")))).await;
     assert_eq!(r.status, 502);

@@ -1222,3 +1222,70 @@ async fn a_client_that_stops_reading_is_cut_off_after_client_idle() {
     assert!(all.len() > SIZE, "{} bytes", all.len());
     paths.stop().await;
 }
+
+#[tokio::test]
+async fn a_token_that_does_not_pass_never_reaches_the_app_on_a_public_route() {
+    let up = TestUpstream::start().await;
+    let paths = Paths::start(&config(""), &up.url(), &[]).await;
+    let good = hs256(&claims("olga"));
+    let revoked = hs256(&claims("piet"));
+    revoke_everywhere(&paths, &revoked).await;
+    let expired =
+        hs256(&serde_json::json!({"sub": "quin", "exp": now() - 3600, "iat": now() - 7200}));
+    for via in ALL {
+        for bad in [revoked.as_str(), expired.as_str(), "not.a.token"] {
+            // In the Authorization field: removed, the request still served.
+            let auth = bearer(bad);
+            let h: [(&str, &[u8]); 2] = [("authorization", &auth), ("cookie", b"theme=dark")];
+            let r = paths.send(via, "GET", "/public/page", &h, b"").await;
+            assert_eq!(r.status, 200, "{via:?}");
+            let seen = up.last().headers;
+            assert!(seen.get("authorization").is_none(), "{via:?}: {bad}");
+            assert!(seen.get("x-auth-subject").is_none(), "{via:?}");
+            assert_eq!(seen.get("cookie").unwrap(), "theme=dark", "{via:?}");
+            // In a cookie: that cookie is left out, the others go on.
+            let cookie = format!("theme=dark; access_token={bad}; lang=nl").into_bytes();
+            let h: [(&str, &[u8]); 1] = [("cookie", &cookie)];
+            let r = paths.send(via, "GET", "/public/page", &h, b"").await;
+            assert_eq!(r.status, 200, "{via:?}");
+            let seen = up.last();
+            assert_eq!(
+                seen.headers.get("cookie").unwrap(),
+                "theme=dark; lang=nl",
+                "{via:?}"
+            );
+            // In the query: that parameter is left out.
+            let target = format!("/public/page?page=2&access_token={bad}&q=x");
+            let r = paths.send(via, "GET", &target, &[], b"").await;
+            assert_eq!(r.status, 200, "{via:?}");
+            assert_eq!(up.last().target, "/public/page?page=2&q=x", "{via:?}");
+            let target = format!("/public/page?access_token={bad}");
+            paths.send(via, "GET", &target, &[], b"").await;
+            assert_eq!(up.last().target, "/public/page", "{via:?}");
+        }
+        // A token that passes goes on, with its claim headers, as on a
+        // protected route.
+        let auth = bearer(&good);
+        let h: [(&str, &[u8]); 1] = [("authorization", &auth)];
+        let r = paths.send(via, "GET", "/public/page?x=1", &h, b"").await;
+        assert_eq!(r.status, 200, "{via:?}");
+        let seen = up.last();
+        assert_eq!(
+            seen.headers.get("authorization").unwrap().as_bytes(),
+            &auth[..]
+        );
+        assert_eq!(
+            seen.headers.get("x-auth-subject").unwrap(),
+            "olga",
+            "{via:?}"
+        );
+        assert_eq!(seen.target, "/public/page?x=1");
+        // No token, or another scheme: left as sent.
+        let h: [(&str, &[u8]); 2] = [("authorization", b"Basic YTpi"), ("cookie", b"a=1, b=2")];
+        paths.send(via, "GET", "/public/page", &h, b"").await;
+        let seen = up.last().headers;
+        assert_eq!(seen.get("authorization").unwrap(), "Basic YTpi", "{via:?}");
+        assert_eq!(seen.get("cookie").unwrap(), "a=1, b=2", "{via:?}");
+    }
+    paths.stop().await;
+}

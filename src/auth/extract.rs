@@ -175,7 +175,7 @@ fn bearer(text: &str) -> Scheme<'_> {
 
 /// Two names a framework may read as one: percent-decoded, case folded,
 /// `.`, ` `, `[` and `-` read as `_` (PHP, ASP.NET, WSGI habits).
-fn same_name(raw: &[u8], configured: &str) -> bool {
+pub fn same_name(raw: &[u8], configured: &str) -> bool {
     if raw == configured.as_bytes() {
         return true;
     }

@@ -198,13 +198,13 @@ impl Upstream {
     }
 
     /// Sends the request, whose fields the header policy has already set,
-    /// to `path` (normalized) and its original query.
+    /// to `path` (normalized) and `query` (as the header policy has it).
     pub async fn send(
         &self,
         mut req: Request<Incoming>,
         path: &str,
+        query: Option<String>,
     ) -> Result<Response<Incoming>, ProxyError> {
-        let query = req.uri().query().map(str::to_owned);
         let target = match &query {
             Some(q) => format!(
                 "{}://{}{}{}?{}",

@@ -8,9 +8,10 @@
 //! CGI, WSGI, Rack and PHP map both spellings to the same variable: a client
 //! must not smuggle `X_Auth_Subject` past a rule about `X-Auth-Subject`.
 
-use crate::auth::extract::{visible_ascii, Fields};
+use crate::auth::extract::{same_name, visible_ascii, Fields};
 use crate::config::{Cidr, ForwardSettings, HostMode};
 use http::{HeaderName, HeaderValue};
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 /// Hop-by-hop fields (RFC 9110 §7.6.1, plus the legacy `Keep-Alive` and
@@ -152,6 +153,9 @@ pub struct Policy {
     /// `jwt.token_from` header names: their other spellings (`_` for `-`)
     /// are dropped, so the app cannot read a token the proxy never checked.
     token_headers: Vec<HeaderName>,
+    /// `jwt.token_from` cookie and query parameter names.
+    token_cookies: Vec<String>,
+    token_queries: Vec<String>,
 }
 
 /// What the policy needs to know of one request before walking its fields.
@@ -161,6 +165,9 @@ pub struct RequestView<'a> {
     trusted_peer: bool,
     /// Drop `Authorization` (`forward.authorization: strip`, token verified).
     strip_authorization: bool,
+    /// The request's token did not pass (a public route): every place a
+    /// token is read from is emptied before the request goes on.
+    drop_tokens: bool,
     /// The client's `Host` (HTTP/1) or `:authority` (h2).
     host: Option<&'a [u8]>,
     /// The client's `X-Forwarded-For` values, kept for a trusted peer.
@@ -354,6 +361,8 @@ impl Policy {
                 .then(|| HeaderName::from_bytes(forward.request_id.as_bytes()).ok())
                 .flatten(),
             token_headers: Vec::new(),
+            token_cookies: Vec::new(),
+            token_queries: Vec::new(),
         }
     }
 
@@ -366,6 +375,13 @@ impl Policy {
                 _ => None,
             })
             .collect();
+        for s in sources {
+            match s {
+                crate::config::TokenSource::Cookie(c) => self.token_cookies.push(c.clone()),
+                crate::config::TokenSource::Query(q) => self.token_queries.push(q.clone()),
+                crate::config::TokenSource::Header(_) => {}
+            }
+        }
         self
     }
 
@@ -439,6 +455,7 @@ impl Policy {
             connection: connection_names(fields.values("connection")),
             trusted_peer,
             strip_authorization: false,
+            drop_tokens: false,
             host: host.or(authority),
             forwarded_for: if trusted_peer {
                 fields.values("x-forwarded-for").collect()
@@ -456,6 +473,74 @@ impl Policy {
     /// The request's token verified: `forward.authorization: strip` applies.
     pub fn verified(&self, view: &mut RequestView<'_>) {
         view.strip_authorization = self.strip_authorization;
+    }
+
+    /// See [`Policy::unchecked`].
+    pub fn drops_tokens(view: &RequestView<'_>) -> bool {
+        view.drop_tokens
+    }
+
+    /// The request carried a token that did not pass (on a public route):
+    /// its headers, cookies and query parameters are taken out.
+    pub fn unchecked(&self, view: &mut RequestView<'_>) {
+        view.drop_tokens = true;
+    }
+
+    /// The query the upstream receives: as sent, unless the request's token
+    /// did not pass, then without the token parameters (the others in their
+    /// order, joined with `&`). `None` when nothing is left.
+    pub fn query<'q>(
+        &self,
+        view: &RequestView<'_>,
+        query: Option<&'q str>,
+    ) -> Option<Cow<'q, str>> {
+        let query = query?;
+        if !view.drop_tokens || self.token_queries.is_empty() {
+            return Some(Cow::Borrowed(query));
+        }
+        let kept: Vec<&str> = query
+            .split(['&', ';'])
+            .filter(|pair| {
+                let name = pair.split_once('=').map_or(*pair, |(k, _)| k);
+                !self
+                    .token_queries
+                    .iter()
+                    .any(|t| same_name(name.as_bytes(), t))
+            })
+            .collect();
+        (!kept.is_empty()).then(|| Cow::Owned(kept.join("&")))
+    }
+
+    /// The `Cookie` value the app receives when the request's token did not
+    /// pass: the client's cookies (all fields, split at `;` and `,` as the
+    /// token is read) without the token cookies, joined with `"; "`. `None`
+    /// when nothing is left.
+    pub fn cookies<'v>(
+        &self,
+        view: &RequestView<'_>,
+        values: impl Iterator<Item = &'v [u8]>,
+    ) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        for value in values {
+            for pair in value.split(|&b| b == b';' || b == b',') {
+                let pair = pair.trim_ascii();
+                let name = pair
+                    .iter()
+                    .position(|&b| b == b'=')
+                    .and_then(|eq| pair.get(..eq))
+                    .unwrap_or(pair);
+                let token =
+                    view.drop_tokens && self.token_cookies.iter().any(|t| same_name(name, t));
+                if pair.is_empty() || token {
+                    continue;
+                }
+                if !out.is_empty() {
+                    out.extend_from_slice(b"; ");
+                }
+                out.extend_from_slice(pair);
+            }
+        }
+        (!out.is_empty()).then_some(out)
     }
 
     /// What becomes of one client request field.
@@ -480,6 +565,8 @@ impl Policy {
                 same_field(name, t.as_str()) && !name.eq_ignore_ascii_case(t.as_str())
             })
             || (view.strip_authorization && same_field(name, "authorization"))
+            // A token that did not pass, in any spelling of its header.
+            || (view.drop_tokens && self.token_headers.iter().any(|t| same_field(name, t.as_str())))
             || named_in(&view.connection, name)
             || self.request_id.as_ref().is_some_and(|rid| {
                 // Any spelling but the client's one usable value is dropped.

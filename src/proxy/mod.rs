@@ -59,8 +59,12 @@ pub(crate) struct AccessLine {
 pub(crate) struct Admitted<'p> {
     pub path: NormalizedPath,
     pub rule: &'p Rule,
-    /// The verified token, for routes that require one.
+    /// The verified token: on routes that require one, and on public
+    /// routes whose request carries one that passes.
     pub verified: Option<Arc<Verified>>,
+    /// A public route's request carried a token that did not pass (invalid,
+    /// revoked, unreadable): served, but without it.
+    pub unchecked_token: bool,
     /// The proxy's clock when the request arrived: a purge's cutoff, so a
     /// token the app mints while answering it is never caught by it.
     pub arrived: i64,
@@ -263,7 +267,7 @@ impl Proxy {
         let verified = &admitted.verified;
         let protocol = upgrade::allowed(admitted.rule, req.headers(), req.version());
         let at = Hop { client, tls, rid };
-        self.rewrite_request(&mut req, at, verified.as_deref(), upstream)?;
+        let query = self.rewrite_request(&mut req, at, verified.as_deref(), &admitted, upstream)?;
         if let Some(p) = &protocol {
             upgrade::restore(req.headers_mut(), p.clone());
         }
@@ -277,7 +281,7 @@ impl Proxy {
 
         let client_upgrade = protocol.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let sent = Instant::now();
-        let resp = upstream.send(req, &admitted.path.strict).await;
+        let resp = upstream.send(req, &admitted.path.strict, query).await;
         self.metrics.upstream_latency.observe(sent.elapsed());
         let mut resp = resp?;
         let switched_to = resp.headers().get(UPGRADE).cloned();
@@ -321,15 +325,16 @@ impl Proxy {
     }
 
     /// The request's fields as the header policy has them: dropped, kept,
-    /// and the proxy's own added.
+    /// and the proxy's own added; returns the query the upstream receives.
     fn rewrite_request(
         &self,
         req: &mut Request<Incoming>,
         at: Hop,
         verified: Option<&Verified>,
+        admitted: &Admitted<'_>,
         upstream: &Upstream,
-    ) -> Result<(), ProxyError> {
-        let (drop, added) = {
+    ) -> Result<Option<String>, ProxyError> {
+        let (drop, added, query, cookie) = {
             let authority = req.uri().authority().map(|a| a.as_str().as_bytes());
             let mut view = self
                 .policy
@@ -345,6 +350,24 @@ impl Proxy {
             if verified.is_some() {
                 self.policy.verified(&mut view);
             }
+            if admitted.unchecked_token {
+                self.policy.unchecked(&mut view);
+            }
+            let query = self
+                .policy
+                .query(&view, req.uri().query())
+                .map(|q| q.into_owned());
+            // h2 cookie crumbs are joined below; a token cookie that did
+            // not pass is left out first.
+            let cookie = admitted.unchecked_token.then(|| {
+                self.policy.cookies(
+                    &view,
+                    req.headers()
+                        .get_all(http::header::COOKIE)
+                        .iter()
+                        .map(|v| v.as_bytes()),
+                )
+            });
             let drop: Vec<HeaderName> = req
                 .headers()
                 .keys()
@@ -364,7 +387,7 @@ impl Proxy {
                         added.push((name.to_header_name(), v));
                     }
                 });
-            (drop, added)
+            (drop, added, query, cookie)
         };
         let h = req.headers_mut();
         for name in drop {
@@ -373,8 +396,16 @@ impl Proxy {
         for (name, value) in added {
             h.append(name, value);
         }
-        join_cookies(h);
-        Ok(())
+        match cookie {
+            None => join_cookies(h),
+            Some(kept) => {
+                h.remove(http::header::COOKIE);
+                if let Some(v) = kept.and_then(|k| HeaderValue::from_bytes(&k).ok()) {
+                    h.insert(http::header::COOKIE, v);
+                }
+            }
+        }
+        Ok(query)
     }
 
     /// Drops the upstream response fields the header policy refuses.
@@ -431,20 +462,42 @@ impl Proxy {
             a.path.clone_from(&path.strict);
         }
         let rule = self.routes.find(method, &path);
-        let verified = if rule.auth {
-            Some(
-                self.admit_noting(fields, query, access.map(|a| &mut a.subject), arrived)
-                    .await?,
-            )
+        let (verified, unchecked_token) = if rule.auth {
+            let admitted = self
+                .admit_noting(fields, query, access.map(|a| &mut a.subject), arrived)
+                .await?;
+            (Some(admitted), false)
         } else {
-            None
+            self.public_token(fields, query, arrived).await
         };
         Ok(Admitted {
             path,
             rule,
             verified,
+            unchecked_token,
             arrived,
         })
+    }
+
+    /// A public route's token, when its request carries one: checked like
+    /// any other. One that passes goes on as on a protected route (claim
+    /// headers, `forward.authorization`); one that does not is taken out of
+    /// the request, which is still served: the app never reads a token that
+    /// did not pass (a revoked session cookie on a public page, say).
+    async fn public_token<F: Fields + ?Sized>(
+        &self,
+        fields: &F,
+        query: Option<&str>,
+        now: i64,
+    ) -> (Option<Arc<Verified>>, bool) {
+        match crate::auth::extract(fields, query, &self.token_from) {
+            Ok(None) => (None, false),
+            Err(_) => (None, true),
+            Ok(Some(_)) => match self.admit_noting(fields, query, None, now).await {
+                Ok(v) => (Some(v), false),
+                Err(_) => (None, true),
+            },
+        }
     }
 
     /// A `respond:` route carries out its action and answers by itself.

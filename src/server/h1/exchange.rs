@@ -186,6 +186,9 @@ async fn forward<S: Client>(
     if admitted.verified.is_some() {
         proxy.policy.verified(&mut view);
     }
+    if admitted.unchecked_token {
+        proxy.policy.unchecked(&mut view);
+    }
     if let Some((status, written)) = proxy.respond_locally(&admitted).await {
         let mut fields = HeaderMap::new();
         hygiene::add_action_fields(&mut fields, admitted.rule, written);

@@ -115,8 +115,9 @@ pub struct BadTarget;
 
 /// Writes the upstream request head.
 pub fn write_request(out: &mut Vec<u8>, o: &Outgoing<'_>) -> Result<(), BadTarget> {
+    let query = o.policy.query(o.view, o.query);
     let target_ok = o.base_path.bytes().chain(o.path.bytes()).all(target_byte)
-        && o.query.is_none_or(|q| q.bytes().all(target_byte));
+        && query.as_deref().is_none_or(|q| q.bytes().all(target_byte));
     if !target_ok {
         return Err(BadTarget);
     }
@@ -124,7 +125,7 @@ pub fn write_request(out: &mut Vec<u8>, o: &Outgoing<'_>) -> Result<(), BadTarge
     out.push(b' ');
     out.extend_from_slice(o.base_path.as_bytes());
     out.extend_from_slice(o.path.as_bytes());
-    if let Some(q) = o.query {
+    if let Some(q) = query {
         out.push(b'?');
         out.extend_from_slice(q.as_bytes());
     }
@@ -140,7 +141,17 @@ pub fn write_request(out: &mut Vec<u8>, o: &Outgoing<'_>) -> Result<(), BadTarge
             field(out, h.name.as_bytes(), h.value);
         }
     }
-    if cookies > 0 {
+    if cookies > 0 && Policy::drops_tokens(o.view) {
+        // The request's token did not pass: its cookie is left out.
+        let values = o
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("cookie"))
+            .map(|h| h.value);
+        if let Some(kept) = o.policy.cookies(o.view, values) {
+            field(out, b"cookie", &kept);
+        }
+    } else if cookies > 0 {
         // One `Cookie` field, its crumbs joined with "; " (as the hyper
         // path does for h2's one-field-per-cookie).
         out.extend_from_slice(b"cookie: ");
