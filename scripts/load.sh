@@ -63,16 +63,7 @@ if [ "${1:-}" = --fleet ]; then
 fi
 BIN=target/release/revoke-proxy
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+source scripts/common.sh
 declare -A PORT
 for name in UP NGX NGL NTLS NH2 NH2T HS IN RS ES ED RR RP MP TL BP BI BT FH FR FE FD RD MC; do PORT[$name]=$(free_port); done
 UP=${PORT[UP]}

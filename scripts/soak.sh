@@ -16,11 +16,7 @@ command -v wrk >/dev/null && command -v nginx >/dev/null || {
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 cargo build --release --quiet
 BIN=target/release/revoke-proxy
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+source scripts/common.sh
 UP=$(free_port); RP=$(free_port); AD=$(free_port)
 cat > "$work/up.conf" <<CONF
 worker_processes 1; daemon off; pid $work/up.pid; error_log $work/up.err warn;

@@ -4,6 +4,7 @@
 use super::error::ProxyError;
 use crate::config::Settings;
 use http::{Request, Response, Uri, Version};
+use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -82,7 +83,8 @@ pub struct FastTarget {
 /// client's, answered 400, not the upstream's 502.
 pub struct Watched {
     inner: Incoming,
-    broke: Arc<AtomicBool>,
+    /// `None` for a request that has no body to read.
+    broke: Option<Arc<AtomicBool>>,
 }
 
 impl http_body::Body for Watched {
@@ -94,8 +96,8 @@ impl http_body::Body for Watched {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Err(_))) = &polled {
-            self.broke.store(true, Ordering::Relaxed);
+        if let (Poll::Ready(Some(Err(_))), Some(broke)) = (&polled, &self.broke) {
+            broke.store(true, Ordering::Relaxed);
         }
         polled
     }
@@ -219,7 +221,7 @@ impl Upstream {
             .parse()
             .map_err(|_| ProxyError::UpstreamFailed("cannot build upstream URI".into()))?;
         *req.version_mut() = Version::HTTP_11;
-        let broke = Arc::new(AtomicBool::new(false));
+        let broke = (!req.body().is_end_stream()).then(|| Arc::new(AtomicBool::new(false)));
         let req = req.map(|inner| Watched {
             inner,
             broke: broke.clone(),
@@ -228,7 +230,7 @@ impl Upstream {
             .await
             .map_err(|_| ProxyError::UpstreamTimeout)?
             .map_err(|e| {
-                if broke.load(Ordering::Relaxed) {
+                if broke.is_some_and(|b| b.load(Ordering::Relaxed)) {
                     ProxyError::BadRequest("request body framing")
                 } else {
                     ProxyError::UpstreamFailed(describe_client_error(&e))

@@ -180,6 +180,13 @@ pub struct RequestView<'a> {
     request_id: RequestId,
 }
 
+impl RequestView<'_> {
+    /// The request's token did not pass: see [`Policy::unchecked`].
+    pub fn drops_tokens(&self) -> bool {
+        self.drop_tokens
+    }
+}
+
 /// Where a request's id (`forward.request_id`) comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestId {
@@ -473,11 +480,6 @@ impl Policy {
     /// The request's token verified: `forward.authorization: strip` applies.
     pub fn verified(&self, view: &mut RequestView<'_>) {
         view.strip_authorization = self.strip_authorization;
-    }
-
-    /// See [`Policy::unchecked`].
-    pub fn drops_tokens(view: &RequestView<'_>) -> bool {
-        view.drop_tokens
     }
 
     /// The request carried a token that did not pass (on a public route):

@@ -490,13 +490,10 @@ impl Proxy {
         query: Option<&str>,
         now: i64,
     ) -> (Option<Arc<Verified>>, bool) {
-        match crate::auth::extract(fields, query, &self.token_from) {
-            Ok(None) => (None, false),
+        match self.admit_noting(fields, query, None, now).await {
+            Ok(v) => (Some(v), false),
+            Err(ProxyError::Auth(crate::auth::AuthError::Missing)) => (None, false),
             Err(_) => (None, true),
-            Ok(Some(_)) => match self.admit_noting(fields, query, None, now).await {
-                Ok(v) => (Some(v), false),
-                Err(_) => (None, true),
-            },
         }
     }
 

@@ -141,7 +141,7 @@ pub fn write_request(out: &mut Vec<u8>, o: &Outgoing<'_>) -> Result<(), BadTarge
             field(out, h.name.as_bytes(), h.value);
         }
     }
-    if cookies > 0 && Policy::drops_tokens(o.view) {
+    if cookies > 0 && o.view.drops_tokens() {
         // The request's token did not pass: its cookie is left out.
         let values = o
             .headers
